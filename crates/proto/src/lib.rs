@@ -1,0 +1,38 @@
+//! The wire vocabulary shared by the service and the SDK.
+//!
+//! * [`pb`]: prost types for the `wandb_internal` protobuf package, wire
+//!   compatible with the wandb 0.31.0 Python SDK (see `schema/`).
+//! * [`frame`]: the `W` + u32 LE length framing used on the service socket.
+//! * [`wire`]: byte-level helpers on encoded `Record`s, so hot paths can route
+//!   and number records without decoding (and re-encoding) them.
+//! * [`descriptor_pool`]: run-time reflection over the same schema, for
+//!   rendering records as JSON.
+
+pub mod frame;
+pub mod wire;
+
+/// Generated prost types for the `wandb_internal` package.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod pb {
+    include!(concat!(env!("OUT_DIR"), "/wandb_internal.rs"));
+}
+
+use std::sync::OnceLock;
+
+use prost_reflect::DescriptorPool;
+
+/// The encoded `FileDescriptorSet` of our schema (with its imports).
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/descriptor_set.bin"));
+
+/// The protobuf package every wandb message lives in.
+pub const PACKAGE: &str = "wandb_internal";
+
+/// A reflection pool over our schema, built once on first use.
+pub fn descriptor_pool() -> &'static DescriptorPool {
+    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        DescriptorPool::decode(FILE_DESCRIPTOR_SET)
+            .expect("the schema compiled by build.rs decodes")
+    })
+}
