@@ -156,6 +156,34 @@ proptest! {
     }
 
     #[test]
+    fn arbitrary_bytes_after_a_header_never_panic(
+        body in prop::collection::vec(any::<u8>(), 0..3 * BLOCK_SIZE),
+        recover in any::<bool>(),
+    ) {
+        let mut bytes = wandb_store::txlog::format::FILE_HEADER.to_vec();
+        bytes.extend(body);
+        let mut reader = LogReader::new(Cursor::new(&bytes)).unwrap();
+        // Each step consumes input or ends.
+        let mut steps = 0;
+        loop {
+            steps += 1;
+            prop_assert!(steps <= bytes.len(), "the reader does not make progress");
+            match reader.next_record() {
+                Ok(Some((pos, _))) => prop_assert!(pos.end <= bytes.len() as u64),
+                Ok(None) | Err(ReadError::Truncated { .. }) => break,
+                Err(ReadError::Corrupt { offset, .. }) => {
+                    prop_assert!(offset < bytes.len() as u64);
+                    if !recover {
+                        break;
+                    }
+                    reader.recover();
+                }
+                Err(other) => prop_assert!(false, "unexpected error {other}"),
+            }
+        }
+    }
+
+    #[test]
     fn numbered_records_decode_with_their_numbers(values in prop::collection::vec(".{0,300}", 1..50)) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run-n.wandb");
