@@ -5,10 +5,16 @@
 //! * [`frame`]: the `W` + u32 LE length framing used on the service socket.
 //! * [`wire`]: byte-level helpers on encoded `Record`s, so hot paths can route
 //!   and number records without decoding (and re-encoding) them.
+//! * [`json`]: the JSON dialect of `value_json` (NaN/Infinity literals,
+//!   wandb-core's number formatting).
+//! * [`token`]: `WANDB_SERVICE` tokens and port files (how clients find a
+//!   service).
 //! * [`descriptor_pool`]: run-time reflection over the same schema, for
 //!   rendering records as JSON.
 
 pub mod frame;
+pub mod json;
+pub mod token;
 pub mod wire;
 
 /// Generated prost types for the `wandb_internal` package.

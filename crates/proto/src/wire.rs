@@ -43,15 +43,31 @@ impl RecordScan {
     }
 }
 
-/// One top-level field: its number and the byte range it occupies (tag
-/// included).
-struct Field {
-    number: u32,
-    wire_type: u8,
-    start: usize,
-    /// Start of the value (just after the tag).
-    value: usize,
-    end: usize,
+/// One top-level field of an encoded message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    pub number: u32,
+    pub wire_type: u8,
+    /// Where the field (its tag) starts.
+    pub start: usize,
+    /// Where its value starts (after the tag; for length-delimited fields,
+    /// before the length).
+    pub value: usize,
+    /// Just past the field.
+    pub end: usize,
+}
+
+impl Field {
+    /// The payload of a length-delimited field (a string, bytes or an
+    /// embedded message), as a range of the message it was read from.
+    pub fn payload(&self, msg: &[u8]) -> Option<std::ops::Range<usize>> {
+        if self.wire_type != LEN {
+            return None;
+        }
+        let mut pos = self.value;
+        read_varint(msg, &mut pos).ok()?;
+        Some(pos..self.end)
+    }
 }
 
 fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, WireError> {
@@ -84,8 +100,9 @@ fn write_varint(mut value: u64, out: &mut Vec<u8>) {
     out.push(value as u8);
 }
 
-/// Iterates over the top-level fields of an encoded message.
-fn fields(buf: &[u8]) -> impl Iterator<Item = Result<Field, WireError>> + '_ {
+/// Iterates over the top-level fields of an encoded message; stops after the
+/// first error.
+pub fn fields(buf: &[u8]) -> impl Iterator<Item = Result<Field, WireError>> + '_ {
     let mut pos = 0;
     std::iter::from_fn(move || {
         if pos >= buf.len() {

@@ -1,0 +1,24 @@
+//! The wandb-core service as a library.
+//!
+//! Follow a record from the socket to the disk:
+//!
+//! * [`server`]: listeners, one task per connection (frames in, answers
+//!   out), and the shutdown every ending goes through.
+//! * [`mux`]: the runs of this service, keyed by run ID: init, attach,
+//!   finish, teardown.
+//! * [`stream`]: one run, handler → writer → sender: history rows and
+//!   summary in `stream::handler`, the transaction log in `stream::writer`,
+//!   run files in `stream::sender`.
+//! * [`settings`]: the typed view of a run's settings.
+//! * [`respond`]: how answers find their connection.
+//! * [`logging`] and [`runlog`]: the process-wide and per-run logs.
+
+pub mod logging;
+pub mod mux;
+pub mod respond;
+pub mod runlog;
+pub mod server;
+pub mod settings;
+pub mod stream;
+
+pub use server::{Service, ServiceOptions, ShutdownReason};

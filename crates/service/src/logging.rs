@@ -1,0 +1,74 @@
+//! The service's process-wide log, `core-debug-<time>.log` in wandb's cache
+//! directory (`$WANDB_CACHE_DIR`, else `~/.cache/wandb`), JSON lines, as
+//! wandb-core keeps it; each run's `logs/debug-core.log` links to it.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::SystemTime;
+
+use tracing_subscriber::EnvFilter;
+
+static CORE_LOG: OnceLock<PathBuf> = OnceLock::new();
+
+/// The log file, once [`init`] opened one.
+pub fn core_log_path() -> Option<&'static Path> {
+    CORE_LOG.get().map(PathBuf::as_path)
+}
+
+fn cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("WANDB_CACHE_DIR").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("wandb"))
+}
+
+/// `-4` debug, `0` info, `4` warn, `8` error: wandb-core's `--log-level`.
+fn level_name(level: i32) -> &'static str {
+    match level {
+        i32::MIN..=-4 => "debug",
+        -3..=3 => "info",
+        4..=7 => "warn",
+        _ => "error",
+    }
+}
+
+/// Sends `tracing` output to the process-wide log file (or stderr when no
+/// cache directory is writable). `WANDB_CORE_RS_LOG` overrides the level
+/// with a `tracing` filter.
+pub fn init(level: i32) {
+    let filter = std::env::var("WANDB_CORE_RS_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(level_name(level)));
+    let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
+        .to_string()
+        .replace(['-', ':'], "")
+        .replace('T', "_")
+        .trim_end_matches('Z')
+        .to_string();
+    let file = cache_dir().and_then(|dir| {
+        let dir = dir.join("logs");
+        fs::create_dir_all(&dir).ok()?;
+        let path = dir.join(format!("core-debug-{stamp}.log"));
+        let file = File::options().create(true).append(true).open(&path).ok()?;
+        Some((path, file))
+    });
+    let builder = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false);
+    match file {
+        Some((path, file)) => {
+            let _ = CORE_LOG.set(path);
+            let _ = builder.with_writer(Mutex::new(file)).try_init();
+        }
+        None => {
+            let _ = builder.with_writer(std::io::stderr).try_init();
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! One client connection: frames in, requests routed, answers out.
+//!
+//! Records are routed by looking only at the envelope (request id, the
+//! record's bytes and its stream id); the record itself is decoded by its
+//! run's handler. A broken frame or a payload that is not a `ServerRequest`
+//! closes this connection only, after an error answer; everyone else keeps
+//! being served.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use prost::Message;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
+use wandb_proto::frame::FrameCodec;
+use wandb_proto::pb;
+use wandb_proto::pb::server_request::ServerRequestType;
+use wandb_proto::pb::server_response::ServerResponseType;
+use wandb_proto::wire;
+
+use super::{Ctx, ShutdownReason};
+use crate::respond::{Reply, Responder};
+use crate::stream::StreamInput;
+
+/// Answers queued for a connection that is slow to read them.
+const RESPONSE_QUEUE: usize = 4096;
+
+/// Field numbers of the `ServerRequest` envelope.
+const RECORD_PUBLISH: u32 = 1;
+const RECORD_COMMUNICATE: u32 = 2;
+const REQUEST_ID: u32 = 10;
+/// `Record._info`.
+const RECORD_INFO: u32 = 200;
+
+/// Why a connection is closed.
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    #[error("payload is not a ServerRequest: {0}")]
+    NotARequest(String),
+}
+
+/// What the envelope holds.
+enum Envelope {
+    Record { request_id: String, raw: Bytes },
+    Other(Box<pb::ServerRequest>),
+}
+
+fn parse_envelope(payload: Bytes) -> Result<Envelope, ConnError> {
+    let mut request_id = String::new();
+    let mut record = None;
+    for field in wire::fields(&payload) {
+        let field = field.map_err(|e| ConnError::NotARequest(e.to_string()))?;
+        match field.number {
+            REQUEST_ID => {
+                let range = field
+                    .payload(&payload)
+                    .ok_or_else(|| ConnError::NotARequest("request_id is not a string".into()))?;
+                request_id = std::str::from_utf8(&payload[range])
+                    .map_err(|_| ConnError::NotARequest("request_id is not UTF-8".into()))?
+                    .to_string();
+            }
+            RECORD_PUBLISH | RECORD_COMMUNICATE => {
+                let range = field
+                    .payload(&payload)
+                    .ok_or_else(|| ConnError::NotARequest("record is not a message".into()))?;
+                record = Some(payload.slice(range));
+            }
+            _ => {}
+        }
+    }
+    match record {
+        Some(raw) => Ok(Envelope::Record { request_id, raw }),
+        None => pb::ServerRequest::decode(payload)
+            .map(|r| Envelope::Other(Box::new(r)))
+            .map_err(|e| ConnError::NotARequest(e.to_string())),
+    }
+}
+
+/// The stream id of an encoded record (`_info.stream_id`).
+fn record_stream_id(raw: &[u8]) -> Option<String> {
+    for field in wire::fields(raw) {
+        let field = field.ok()?;
+        if field.number == RECORD_INFO {
+            let info = pb::RecordInfo::decode(&raw[field.payload(raw)?]).ok()?;
+            return Some(info.stream_id);
+        }
+    }
+    None
+}
+
+/// Serves one connection until it closes, fails, or the service stops.
+pub async fn serve<S>(io: S, conn_id: u64, ctx: Arc<Ctx>, stop: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (rd, wr) = tokio::io::split(io);
+    let (out_tx, out_rx) = mpsc::channel::<Bytes>(RESPONSE_QUEUE);
+    let closing = CancellationToken::new();
+    let writer = tokio::spawn(write_answers(
+        wr,
+        out_rx,
+        closing.clone(),
+        ctx.max_frame_len,
+    ));
+    let responder = Responder::new(out_tx, conn_id);
+
+    let mut frames = FramedRead::new(rd, FrameCodec::new(ctx.max_frame_len));
+    loop {
+        let frame = tokio::select! {
+            _ = stop.cancelled() => break,
+            frame = frames.next() => frame,
+        };
+        match frame {
+            None => break,
+            Some(Err(e)) => {
+                tracing::warn!(conn = conn_id, "closing connection: {e}");
+                send_error(
+                    &responder,
+                    "",
+                    format!("wandb-core-rs: closing connection: {e}"),
+                );
+                break;
+            }
+            Some(Ok(payload)) => {
+                if let Err(e) = dispatch(payload, &responder, &ctx).await {
+                    tracing::warn!(conn = conn_id, "closing connection: {e}");
+                    send_error(
+                        &responder,
+                        "",
+                        format!("wandb-core-rs: closing connection: {e}"),
+                    );
+                    break;
+                }
+            }
+        }
+    }
+    closing.cancel();
+    drop(responder);
+    let _ = writer.await;
+    tracing::debug!(conn = conn_id, "connection closed");
+}
+
+fn send_error(to: &Responder, request_id: &str, message: String) {
+    Reply {
+        request_id: request_id.to_string(),
+        to: to.clone(),
+    }
+    .error(message);
+}
+
+/// Writes queued answers. After the reader stops (`closing`), what is
+/// already queued is still written, then the socket is shut down; answers
+/// still held by runs for this connection are dropped.
+async fn write_answers<W>(
+    wr: W,
+    mut rx: mpsc::Receiver<Bytes>,
+    closing: CancellationToken,
+    max_frame_len: usize,
+) where
+    W: AsyncWrite + Send + Unpin + 'static,
+{
+    let mut sink = FramedWrite::new(wr, FrameCodec::new(max_frame_len));
+    loop {
+        let next = tokio::select! {
+            biased;
+            msg = rx.recv() => msg,
+            _ = closing.cancelled() => {
+                while let Ok(msg) = rx.try_recv() {
+                    if sink.feed(msg).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = SinkExt::<Bytes>::flush(&mut sink).await;
+                let _ = SinkExt::<Bytes>::close(&mut sink).await;
+                return;
+            }
+        };
+        let Some(msg) = next else { return };
+        if sink.feed(msg).await.is_err() {
+            return;
+        }
+        // Batch what is ready into one write.
+        while let Ok(more) = rx.try_recv() {
+            if sink.feed(more).await.is_err() {
+                return;
+            }
+        }
+        if SinkExt::<Bytes>::flush(&mut sink).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn dispatch(payload: Bytes, responder: &Responder, ctx: &Ctx) -> Result<(), ConnError> {
+    let reply_for = |request_id: &str| {
+        (!request_id.is_empty()).then(|| Reply {
+            request_id: request_id.to_string(),
+            to: responder.clone(),
+        })
+    };
+    match parse_envelope(payload)? {
+        Envelope::Record { request_id, raw } => {
+            let reply = reply_for(&request_id);
+            let Some(stream_id) = record_stream_id(&raw) else {
+                if let Some(reply) = reply {
+                    reply.error("record has no _info.stream_id: which run is it for?");
+                }
+                return Ok(());
+            };
+            match ctx.mux.get(&stream_id) {
+                Some(stream) => {
+                    let failed = reply.clone();
+                    if !stream.send(StreamInput::Record { raw, reply }).await
+                        && let Some(reply) = failed
+                    {
+                        reply.error(format!("run {stream_id} has finished"));
+                    }
+                }
+                None => {
+                    tracing::debug!(run = %stream_id, "record for a run this service does not have");
+                    if let Some(reply) = reply {
+                        reply.error(format!(
+                            "no run with ID {stream_id:?} in this wandb-core service"
+                        ));
+                    }
+                }
+            }
+        }
+        Envelope::Other(req) => {
+            let reply = reply_for(&req.request_id);
+            let req = *req;
+            let Some(kind) = req.server_request_type else {
+                if let Some(reply) = reply {
+                    reply.error("unknown or empty request type");
+                }
+                return Ok(());
+            };
+            match kind {
+                ServerRequestType::InformInit(init) => {
+                    let id = init.info.map(|i| i.stream_id).unwrap_or_default();
+                    ctx.mux.inform_init(&id, init.settings, reply);
+                }
+                ServerRequestType::InformAttach(attach) => {
+                    let id = attach.info.map(|i| i.stream_id).unwrap_or_default();
+                    ctx.mux.inform_attach(&id, reply);
+                }
+                ServerRequestType::InformDetach(_) => {
+                    if let Some(reply) = reply {
+                        reply.server(ServerResponseType::InformDetachResponse(Default::default()));
+                    }
+                }
+                ServerRequestType::InformFinish(finish) => {
+                    let id = finish.info.map(|i| i.stream_id).unwrap_or_default();
+                    ctx.mux.inform_finish(&id);
+                    if let Some(reply) = reply {
+                        reply.server(ServerResponseType::InformFinishResponse(Default::default()));
+                    }
+                }
+                ServerRequestType::InformTeardown(teardown) => {
+                    // No answer: the SDK waits for the process to exit.
+                    ctx.shutdown(ShutdownReason::Teardown(teardown.exit_code));
+                }
+                ServerRequestType::Cancel(_) => {} // answers to cancelled ids are harmless
+                ServerRequestType::RecordPublish(_) | ServerRequestType::RecordCommunicate(_) => {
+                    unreachable!("records are routed from the envelope")
+                }
+                ServerRequestType::ApiInitRequest(_) => {
+                    if let Some(reply) = reply {
+                        reply.server(ServerResponseType::ApiInitResponse(pb::ServerApiInitResponse {
+                            error_message: "the public API through the service is not supported by wandb-core-rs yet"
+                                .into(),
+                            ..Default::default()
+                        }));
+                    }
+                }
+                ServerRequestType::ApiCleanupRequest(_) => {
+                    if let Some(reply) = reply {
+                        reply.empty();
+                    }
+                }
+                other => {
+                    if let Some(reply) = reply {
+                        reply.error(format!(
+                            "{} is not supported by wandb-core-rs yet",
+                            request_name(&other)
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn request_name(kind: &ServerRequestType) -> &'static str {
+    match kind {
+        ServerRequestType::Authenticate(_) => "authenticate",
+        ServerRequestType::InitSync(_) => "init_sync",
+        ServerRequestType::Sync(_) => "sync",
+        ServerRequestType::SyncStatus(_) => "sync_status",
+        ServerRequestType::ApiRequest(_) => "api_request",
+        ServerRequestType::SweepSchedulerInit(_) => "sweep_scheduler_init",
+        ServerRequestType::SweepSchedulerNextTask(_) => "sweep_scheduler_next_task",
+        ServerRequestType::SweepSchedulerStop(_) => "sweep_scheduler_stop",
+        _ => "this request",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_slices_the_record_without_decoding_it() {
+        let record = pb::Record {
+            info: Some(pb::RecordInfo {
+                stream_id: "run1".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let req = pb::ServerRequest {
+            request_id: "abc".into(),
+            server_request_type: Some(ServerRequestType::RecordPublish(record.clone())),
+        };
+        match parse_envelope(Bytes::from(req.encode_to_vec())).unwrap() {
+            Envelope::Record { request_id, raw } => {
+                assert_eq!(request_id, "abc");
+                assert_eq!(raw, record.encode_to_vec());
+                assert_eq!(record_stream_id(&raw).as_deref(), Some("run1"));
+            }
+            Envelope::Other(_) => panic!("expected a record"),
+        }
+        assert!(parse_envelope(Bytes::from_static(&[0xff, 0xff, 0xff])).is_err());
+    }
+}

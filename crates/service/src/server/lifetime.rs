@@ -1,0 +1,77 @@
+//! When the service ends on its own: its launcher is gone, it has been idle
+//! too long (detached mode), or it got SIGINT/SIGTERM.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::{Ctx, ServiceOptions, ShutdownReason};
+
+/// How often the parent and the idle timer are checked.
+const POLL: Duration = Duration::from_millis(100);
+
+pub fn watch(ctx: &Arc<Ctx>, options: &ServiceOptions) {
+    let signals = ctx.clone();
+    tokio::spawn(async move {
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            tracing::warn!("cannot install signal handlers");
+            return;
+        };
+        let sig = tokio::select! {
+            _ = int.recv() => libc::SIGINT,
+            _ = term.recv() => libc::SIGTERM,
+        };
+        signals.shutdown(ShutdownReason::Signal(sig));
+    });
+
+    if let Some(pid) = options.parent_pid.filter(|p| *p != 0 && !options.detached) {
+        if options.os_pid_shutdown {
+            // Linux delivers this signal when the parent dies. SIGTERM rather
+            // than wandb-core's SIGKILL: it lets us write what we accepted.
+            #[cfg(target_os = "linux")]
+            // SAFETY: prctl with PR_SET_PDEATHSIG only sets a process attribute.
+            unsafe {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            }
+        }
+        let parent = ctx.clone();
+        tokio::spawn(async move {
+            loop {
+                // `--pid` must be our real parent, as with wandb-core: once
+                // it differs (the launcher exited and we were re-parented),
+                // nobody will tear us down.
+                if std::os::unix::process::parent_id() != pid {
+                    parent.shutdown(ShutdownReason::ParentGone);
+                    return;
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        });
+    }
+
+    if options.detached
+        && let Some(timeout) = options.idle_timeout.filter(|t| !t.is_zero())
+    {
+        let idle = ctx.clone();
+        tokio::spawn(async move {
+            let mut idle_since: Option<Instant> = None;
+            loop {
+                if idle.connections.load(Ordering::SeqCst) == 0 {
+                    let since = *idle_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= timeout {
+                        idle.shutdown(ShutdownReason::IdleTimeout);
+                        return;
+                    }
+                } else {
+                    idle_since = None;
+                }
+                tokio::time::sleep(POLL.min(timeout)).await;
+            }
+        });
+    }
+}

@@ -1,0 +1,206 @@
+//! The service process: listeners, connections and an orderly shutdown.
+//!
+//! Shutdown is designed, not bolted on: every way the service can end
+//! (teardown from the SDK, idle timeout, the launching process gone, a
+//! signal, `wandb-core stop`) goes through [`Ctx::shutdown`], after which the
+//! server stops accepting, finishes every run (writing all it accepted),
+//! closes connections and removes its socket.
+
+mod connection;
+mod lifetime;
+mod listener;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use wandb_proto::frame::DEFAULT_MAX_FRAME_LEN;
+use wandb_proto::token::{PortFile, ServiceAddr, ServiceToken};
+
+pub use self::listener::Listeners;
+use crate::mux::Mux;
+
+/// How the service was asked to run (the `wandb-core` flags).
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    /// Where to write the port file.
+    pub port_filename: Option<PathBuf>,
+    /// The launching process; the service ends when it is gone (unless
+    /// detached).
+    pub parent_pid: Option<u32>,
+    pub detached: bool,
+    /// With `detached`: exit after this long without a connection.
+    pub idle_timeout: Option<Duration>,
+    /// Also listen on a loopback TCP port.
+    pub listen_on_localhost: bool,
+    /// Ask the kernel to signal us when the parent dies (Linux).
+    pub os_pid_shutdown: bool,
+    pub max_frame_len: usize,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        Self {
+            port_filename: None,
+            parent_pid: None,
+            detached: false,
+            idle_timeout: None,
+            listen_on_localhost: false,
+            os_pid_shutdown: false,
+            max_frame_len: DEFAULT_MAX_FRAME_LEN,
+        }
+    }
+}
+
+/// Why the service stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownReason {
+    /// `inform_teardown` with the user process's exit code.
+    Teardown(i32),
+    IdleTimeout,
+    ParentGone,
+    Signal(i32),
+}
+
+impl ShutdownReason {
+    /// The exit code for runs that did not exit, or `None` to close them
+    /// without inventing an exit (the process died: the run crashed).
+    fn run_exit_code(self) -> Option<i32> {
+        match self {
+            ShutdownReason::Teardown(code) => Some(code),
+            ShutdownReason::IdleTimeout => Some(0),
+            ShutdownReason::ParentGone | ShutdownReason::Signal(_) => None,
+        }
+    }
+
+    /// The service process's exit status.
+    pub fn exit_status(self) -> i32 {
+        match self {
+            ShutdownReason::Signal(sig) => 128 + sig,
+            _ => 0,
+        }
+    }
+}
+
+/// State shared by all connections.
+pub struct Ctx {
+    pub mux: Mux,
+    pub max_frame_len: usize,
+    shutdown: watch::Sender<Option<ShutdownReason>>,
+    /// Open connections (the idle timer runs while there are none).
+    connections: AtomicUsize,
+}
+
+impl Ctx {
+    /// Starts the shutdown; the first reason wins.
+    pub fn shutdown(&self, reason: ShutdownReason) {
+        self.shutdown.send_if_modified(|current| {
+            if current.is_none() {
+                tracing::info!(?reason, "shutting down");
+                *current = Some(reason);
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+/// A running service.
+pub struct Service {
+    listeners: Listeners,
+    options: ServiceOptions,
+}
+
+impl Service {
+    /// Binds the listeners (a Unix socket in a fresh private directory, and
+    /// a loopback TCP port when asked) and writes the port file.
+    pub async fn bind(options: ServiceOptions) -> std::io::Result<Self> {
+        let listeners =
+            Listeners::bind(options.parent_pid.unwrap_or(0), options.listen_on_localhost)?;
+        if let Some(path) = &options.port_filename {
+            let port_file = PortFile {
+                unix: listeners.unix_path().map(PathBuf::from),
+                tcp: listeners.tcp_port(),
+            };
+            port_file.write_atomically(path)?;
+        }
+        Ok(Self { listeners, options })
+    }
+
+    /// The `WANDB_SERVICE` token for this service.
+    pub fn token(&self) -> ServiceToken {
+        let addr = match (self.listeners.unix_path(), self.listeners.tcp_port()) {
+            (Some(path), _) => ServiceAddr::Unix(path.to_path_buf()),
+            (None, Some(port)) => ServiceAddr::Tcp(port),
+            (None, None) => unreachable!("at least one listener is bound"),
+        };
+        ServiceToken {
+            parent_pid: self.options.parent_pid.unwrap_or_else(std::process::id),
+            addr,
+        }
+    }
+
+    /// Serves until shutdown; returns why it stopped, after every run is
+    /// finished and the socket removed.
+    pub async fn run(self) -> ShutdownReason {
+        let (shutdown_tx, mut shutdown_rx) = watch::channel(None);
+        let ctx = Arc::new(Ctx {
+            mux: Mux::new(),
+            max_frame_len: self.options.max_frame_len,
+            shutdown: shutdown_tx,
+            connections: AtomicUsize::new(0),
+        });
+        lifetime::watch(&ctx, &self.options);
+
+        let stop_connections = CancellationToken::new();
+        let conn_ids = AtomicU64::new(1);
+        let Service { mut listeners, .. } = self;
+        let reason = loop {
+            tokio::select! {
+                changed = shutdown_rx.changed() => {
+                    if changed.is_err() {
+                        break ShutdownReason::Teardown(0);
+                    }
+                    if let Some(reason) = *shutdown_rx.borrow() {
+                        break reason;
+                    }
+                }
+                accepted = listeners.accept() => match accepted {
+                    Ok(io) => {
+                        let id = conn_ids.fetch_add(1, Ordering::Relaxed);
+                        let ctx = ctx.clone();
+                        let stop = stop_connections.clone();
+                        ctx.connections.fetch_add(1, Ordering::SeqCst);
+                        tokio::spawn(async move {
+                            match io {
+                                listener::Conn::Unix(s) => connection::serve(s, id, ctx.clone(), stop).await,
+                                listener::Conn::Tcp(s) => connection::serve(s, id, ctx.clone(), stop).await,
+                            }
+                            ctx.connections.fetch_sub(1, Ordering::SeqCst);
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                },
+            }
+        };
+        // Stop accepting, finish runs (they may still answer their clients),
+        // then close connections.
+        listeners.close();
+        ctx.mux.finish_all(reason.run_exit_code()).await;
+        stop_connections.cancel();
+        // Let connection tasks write their last answers.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while ctx.connections.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tracing::info!(?reason, "service stopped");
+        reason
+    }
+}

@@ -1,0 +1,190 @@
+//! The run settings a stream works from.
+//!
+//! `inform_init` carries the SDK's whole `Settings` message (~200 optional
+//! fields); this is the typed view of the ones the service acts on, with
+//! wandb's defaults, validated once when the stream starts.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use wandb_proto::pb;
+
+/// Settings that make a run impossible to serve.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    #[error("settings have no run_id")]
+    MissingRunId,
+    #[error("run_id {0:?} is not a valid run ID (letters, digits, '-' and '_' only)")]
+    InvalidRunId(String),
+    #[error("settings have no sync_file (where the transaction log goes)")]
+    MissingSyncFile,
+}
+
+/// Where console output goes, from the `console` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Console {
+    Off,
+    On,
+}
+
+/// The typed view of a run's settings.
+#[derive(Debug, Clone)]
+pub struct RunSettings {
+    /// The full message, returned to processes that attach to the run.
+    pub raw: pb::Settings,
+    pub run_id: String,
+    pub offline: bool,
+    /// `run-<id>.wandb`.
+    pub sync_file: PathBuf,
+    /// The run directory; run files go to `<sync_dir>/files`.
+    pub sync_dir: PathBuf,
+    pub log_dir: Option<PathBuf>,
+    pub log_internal: Option<PathBuf>,
+    pub console: Console,
+    /// `output.log`, or `output_<label>.log` with a label.
+    pub output_file_name: String,
+    /// Whether this writer owns the run-level files (requirements, config,
+    /// summary); false for secondary writers in shared mode.
+    pub primary: bool,
+    pub shared: bool,
+    pub save_requirements: bool,
+    pub skip_transaction_log: bool,
+    pub server_side_derived_summary: bool,
+    pub silent: bool,
+    pub start_time: Option<f64>,
+    pub flush_interval: Option<Duration>,
+}
+
+impl RunSettings {
+    pub fn from_proto(raw: pb::Settings, stream_id: &str) -> Result<Self, SettingsError> {
+        let run_id = raw
+            .run_id
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or_else(|| Some(stream_id.to_string()).filter(|s| !s.is_empty()))
+            .ok_or(SettingsError::MissingRunId)?;
+        // The run ID becomes part of file names: refuse anything that could
+        // escape the run directory.
+        if !run_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            || run_id.len() > 128
+        {
+            return Err(SettingsError::InvalidRunId(run_id));
+        }
+        let sync_file = PathBuf::from(
+            raw.sync_file
+                .clone()
+                .filter(|s| !s.is_empty())
+                .ok_or(SettingsError::MissingSyncFile)?,
+        );
+        let sync_dir = raw
+            .sync_dir
+            .clone()
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| sync_file.parent().map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("."));
+        let mode = raw.mode.clone().unwrap_or_default();
+        let offline = raw.offline.unwrap_or(false) || mode == "offline" || mode == "dryrun";
+        let console = match raw.console.as_deref() {
+            Some("off") => Console::Off,
+            _ => Console::On,
+        };
+        let label = raw
+            .x_label
+            .clone()
+            .filter(|l| !l.is_empty())
+            .map(|l| sanitize_label(&l));
+        let output_file_name = match label {
+            Some(label) => format!("output_{label}.log"),
+            None => "output.log".to_string(),
+        };
+        let flush_interval = raw
+            .x_transaction_log_flush_interval
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(Duration::from_secs_f64);
+        Ok(Self {
+            run_id,
+            offline,
+            sync_file,
+            sync_dir,
+            log_dir: raw
+                .log_dir
+                .clone()
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+            log_internal: raw
+                .log_internal
+                .clone()
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
+            console,
+            output_file_name,
+            primary: raw.x_primary.unwrap_or(true),
+            shared: raw.shared.unwrap_or(false),
+            save_requirements: raw.x_save_requirements.unwrap_or(true),
+            skip_transaction_log: raw.x_skip_transaction_log.unwrap_or(false),
+            server_side_derived_summary: raw.x_server_side_derived_summary.unwrap_or(false),
+            silent: raw.silent.unwrap_or(false),
+            start_time: raw.x_start_time,
+            flush_interval,
+            raw,
+        })
+    }
+
+    /// `<sync_dir>/files`.
+    pub fn files_dir(&self) -> PathBuf {
+        self.sync_dir.join("files")
+    }
+}
+
+/// Labels become part of a file name: keep them to a safe alphabet.
+fn sanitize_label(label: &str) -> String {
+    label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(run_id: &str) -> pb::Settings {
+        pb::Settings {
+            run_id: Some(run_id.into()),
+            sync_file: Some("/tmp/r/run-x.wandb".into()),
+            x_label: Some("../rank 0".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn derives_paths_and_defaults() {
+        let s = RunSettings::from_proto(settings("abc123"), "abc123").unwrap();
+        assert_eq!(s.sync_dir, PathBuf::from("/tmp/r"));
+        assert_eq!(s.files_dir(), PathBuf::from("/tmp/r/files"));
+        assert_eq!(s.output_file_name, "output____rank_0.log");
+        assert!(s.primary && s.save_requirements && !s.offline);
+    }
+
+    #[test]
+    fn hostile_run_ids_are_refused() {
+        for bad in ["../etc", "a/b", "", "x y"] {
+            assert!(RunSettings::from_proto(settings(bad), "").is_err(), "{bad}");
+        }
+        let mut no_file = settings("ok");
+        no_file.sync_file = None;
+        assert_eq!(
+            RunSettings::from_proto(no_file, "ok").unwrap_err(),
+            SettingsError::MissingSyncFile
+        );
+    }
+}

@@ -1,0 +1,296 @@
+//! The run config, and the `_wandb` entry the service maintains in it.
+//!
+//! The config is a tree of values updated by the run record and `config`
+//! records (`nested_key` paths address inner values). wandb-core presents
+//! each top-level key wrapped as `{"value": …}` (in the run result and in
+//! `config.yaml`) and adds `_wandb`: the CLI and Python versions, the
+//! telemetry (`t`) and the metric definitions (`m`) encoded with field
+//! numbers as keys.
+
+use prost::Message;
+use prost_reflect::{DynamicMessage, ReflectMessage, Value as PValue};
+use wandb_proto::json::{self, Value};
+use wandb_proto::{descriptor_pool, pb};
+
+use super::metrics::Metrics;
+use super::summary::{insert_path, item_path};
+
+#[derive(Debug, Default)]
+pub struct RunConfig {
+    root: Vec<(String, Value)>,
+    telemetry: pb::TelemetryRecord,
+}
+
+impl RunConfig {
+    /// Applies the updates and removals of a `config` record (or the config
+    /// carried by the run record).
+    pub fn apply(&mut self, record: &pb::ConfigRecord) {
+        let mut root = Value::Object(std::mem::take(&mut self.root));
+        for item in &record.update {
+            let path = item_path(&item.key, &item.nested_key);
+            if path.iter().all(String::is_empty) {
+                continue;
+            }
+            match Value::parse(&item.value_json) {
+                Ok(v) => insert_path(&mut root, &path, v),
+                Err(e) => {
+                    tracing::warn!(key = %path.join("."), "config value is not JSON, ignored: {e}")
+                }
+            }
+        }
+        for item in &record.remove {
+            remove_path(&mut root, &item_path(&item.key, &item.nested_key));
+        }
+        let Value::Object(members) = root else {
+            unreachable!()
+        };
+        self.root = members;
+    }
+
+    /// Merges a telemetry record (the SDK sends cumulative ones).
+    pub fn merge_telemetry(&mut self, t: &pb::TelemetryRecord) {
+        // A protobuf merge: set fields overwrite, flags accumulate.
+        let _ = self.telemetry.merge(t.encode_to_vec().as_slice());
+    }
+
+    /// The `_wandb` value.
+    pub fn wandb_internal(&self, metrics: &Metrics) -> Value {
+        let mut members = Vec::new();
+        members.push((
+            "m".to_string(),
+            Value::Array(
+                metrics
+                    .records()
+                    .map(|m| proto_to_dict("wandb_internal.MetricRecord", m))
+                    .collect(),
+            ),
+        ));
+        if !self.telemetry.cli_version.is_empty() {
+            members.push((
+                "cli_version".to_string(),
+                Value::Str(self.telemetry.cli_version.clone()),
+            ));
+        }
+        if !self.telemetry.python_version.is_empty() {
+            members.push((
+                "python_version".to_string(),
+                Value::Str(self.telemetry.python_version.clone()),
+            ));
+        }
+        members.push((
+            "t".to_string(),
+            proto_to_dict("wandb_internal.TelemetryRecord", &self.telemetry),
+        ));
+        Value::Object(members)
+    }
+
+    /// Top-level entries, `_wandb` last and computed.
+    fn entries(&self, metrics: &Metrics) -> Vec<(String, Value)> {
+        let mut out: Vec<(String, Value)> = self
+            .root
+            .iter()
+            .filter(|(k, _)| k != "_wandb")
+            .cloned()
+            .collect();
+        out.push(("_wandb".to_string(), self.wandb_internal(metrics)));
+        out
+    }
+
+    /// Config items as the run result carries them: `{"value": v}` per key.
+    pub fn wrapped_items(&self, metrics: &Metrics) -> Vec<pb::ConfigItem> {
+        let mut items: Vec<pb::ConfigItem> = self
+            .entries(metrics)
+            .into_iter()
+            .map(|(k, v)| pb::ConfigItem {
+                key: k,
+                value_json: Value::Object(vec![("value".to_string(), v)]).to_json(),
+                ..Default::default()
+            })
+            .collect();
+        // wandb-core lists `_wandb` first.
+        items.rotate_right(1);
+        items
+    }
+
+    /// `config.yaml`: every top-level key wrapped as `value:`, keys sorted.
+    pub fn to_yaml(&self, metrics: &Metrics) -> String {
+        let mut entries = self.entries(metrics);
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = String::new();
+        for (k, v) in entries {
+            yaml_entry(
+                &k,
+                &Value::Object(vec![("value".to_string(), v)]),
+                0,
+                &mut out,
+            );
+        }
+        out
+    }
+}
+
+fn remove_path(root: &mut Value, path: &[String]) {
+    let Value::Object(members) = root else { return };
+    let Some((head, rest)) = path.split_first() else {
+        return;
+    };
+    if rest.is_empty() {
+        members.retain(|(k, _)| k != head);
+    } else if let Some((_, child)) = members.iter_mut().find(|(k, _)| k == head) {
+        remove_path(child, rest);
+    }
+}
+
+/// A message as `{field number: value}`, the way wandb encodes telemetry and
+/// metric definitions into `_wandb`: strings and integers as themselves,
+/// all-bool messages as the list of set field numbers, other messages as
+/// maps of their string fields; fields starting with `_` are skipped.
+fn proto_to_dict<M: Message>(full_name: &str, m: &M) -> Value {
+    let desc = descriptor_pool()
+        .get_message_by_name(full_name)
+        .expect("our schema has the message");
+    let dynamic = match DynamicMessage::decode(desc, m.encode_to_vec().as_slice()) {
+        Ok(d) => d,
+        Err(_) => return Value::Object(Vec::new()),
+    };
+    let mut members = Vec::new();
+    for (field, value) in dynamic.fields() {
+        if field.name().starts_with('_') {
+            continue;
+        }
+        let key = field.number().to_string();
+        match value {
+            PValue::String(s) => members.push((key, Value::Str(s.clone()))),
+            PValue::I32(i) | PValue::EnumNumber(i) => {
+                members.push((key, Value::Int(i64::from(*i))))
+            }
+            PValue::I64(i) => members.push((key, Value::Int(*i))),
+            PValue::Message(inner) => {
+                let all_bool = inner
+                    .descriptor()
+                    .fields()
+                    .all(|f| f.kind() == prost_reflect::Kind::Bool);
+                if all_bool {
+                    let set: Vec<Value> = inner
+                        .fields()
+                        .map(|(f, _)| Value::Int(i64::from(f.number())))
+                        .collect();
+                    members.push((key, Value::Array(set)));
+                } else {
+                    let strings = inner
+                        .fields()
+                        .filter_map(|(f, v)| match v {
+                            PValue::String(s) => {
+                                Some((f.number().to_string(), Value::Str(s.clone())))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    members.push((key, Value::Object(strings)));
+                }
+            }
+            _ => {}
+        }
+    }
+    Value::Object(members)
+}
+
+fn yaml_key(k: &str, out: &mut String) {
+    let plain = !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '/' || c == '.')
+        && !k.starts_with(['-', '.'])
+        && !matches!(
+            k,
+            "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "~"
+        );
+    if plain && k.parse::<f64>().is_err() {
+        out.push_str(k);
+    } else {
+        json::write_str(k, out);
+    }
+}
+
+/// One `key: value` line (4-space indents, as wandb-core writes): block
+/// mappings for objects; scalars and lists in JSON flow style, which is
+/// valid YAML and keeps strings unambiguous.
+fn yaml_entry(key: &str, value: &Value, depth: usize, out: &mut String) {
+    for _ in 0..depth {
+        out.push_str("    ");
+    }
+    yaml_key(key, out);
+    out.push(':');
+    match value {
+        Value::Object(members) if !members.is_empty() => {
+            out.push('\n');
+            for (k, v) in members {
+                yaml_entry(k, v, depth + 1, out);
+            }
+            return;
+        }
+        Value::Float(f) if f.is_nan() => out.push_str(" .nan"),
+        Value::Float(f) if f.is_infinite() => {
+            out.push_str(if *f > 0.0 { " .inf" } else { " -.inf" })
+        }
+        other => {
+            out.push(' ');
+            other.write(out);
+        }
+    }
+    out.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(key: &str, json: &str) -> pb::ConfigItem {
+        pb::ConfigItem {
+            key: key.into(),
+            value_json: json.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn updates_removals_and_yaml() {
+        let mut c = RunConfig::default();
+        c.apply(&pb::ConfigRecord {
+            update: vec![
+                item("lr", "0.01"),
+                item("opt", r#"{"name":"adam","betas":[0.9,0.99]}"#),
+                item("_wandb", "{}"),
+            ],
+            ..Default::default()
+        });
+        c.apply(&pb::ConfigRecord {
+            update: vec![pb::ConfigItem {
+                nested_key: vec!["opt".into(), "name".into()],
+                value_json: "\"sgd\"".into(),
+                ..Default::default()
+            }],
+            remove: vec![item("lr", "")],
+            ..Default::default()
+        });
+        c.merge_telemetry(&pb::TelemetryRecord {
+            python_version: "3.11.7".into(),
+            feature: Some(pb::Feature {
+                offline: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let yaml = c.to_yaml(&Metrics::default());
+        assert!(yaml.starts_with("_wandb:\n    value:\n        m: []\n        python_version: \"3.11.7\"\n        t:\n            \"4\": \"3.11.7\"\n            \"3\": [4]\n"), "{yaml}");
+        assert!(
+            yaml.ends_with("opt:\n    value:\n        name: \"sgd\"\n        betas: [0.9,0.99]\n"),
+            "{yaml}"
+        );
+        let items = c.wrapped_items(&Metrics::default());
+        assert_eq!(items[0].key, "_wandb");
+        assert_eq!(
+            items[1].value_json,
+            r#"{"value":{"name":"sgd","betas":[0.9,0.99]}}"#
+        );
+    }
+}

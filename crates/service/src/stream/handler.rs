@@ -1,0 +1,840 @@
+//! The handler stage: owns the run's state and answers what needs it.
+//!
+//! Records arrive as the bytes the client sent. Most are written to the log
+//! as they are (so fields we do not model survive); `partial_history`
+//! requests become history rows and summary records; requests are answered
+//! here when the answer depends on the run's state (run, history step,
+//! summary, sampled history), or passed down the pipeline when it must
+//! wait for what came before (exit, poll_exit, shutdown). Every request that
+//! carries a `request_id` gets an answer.
+//!
+//! Summary records are coalesced: wandb-core writes two per logged row,
+//! which more than doubles the log; we write the changed leaves at most
+//! every [`SUMMARY_INTERVAL`], and always at exit.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use prost::Message;
+use wandb_proto::json::Value;
+use wandb_proto::pb;
+use wandb_proto::pb::record::RecordType;
+use wandb_proto::pb::request::RequestType;
+use wandb_proto::pb::response::ResponseType;
+
+use super::config::RunConfig;
+use super::history::{Path, Row};
+use super::metrics::Metrics;
+use super::sampler::Sampler;
+use super::sender::{Answer, SenderMsg};
+use super::summary::Summary;
+use super::writer::WriterMsg;
+use crate::respond::Reply;
+use crate::runlog::RunLog;
+use crate::settings::RunSettings;
+
+/// Longest a reader of the log waits for a summary that reflects the rows
+/// before it.
+pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What goes into the header record's `version_info`.
+pub const PRODUCER: &str = concat!("0.31.0+wandb-core-rs.", env!("CARGO_PKG_VERSION"));
+const MIN_CONSUMER: &str = "0.70.0";
+
+/// How a run ends.
+#[derive(Debug)]
+pub enum Ending {
+    /// The SDK sent its exit record (decoded), maybe waiting for the answer.
+    Exit(Box<pb::Record>, Option<Reply>),
+    /// The service is shutting down: write an exit record with this code.
+    Synthesized(i32),
+}
+
+pub struct Handler {
+    settings: Arc<RunSettings>,
+    log: RunLog,
+    to_writer: flume::Sender<WriterMsg>,
+
+    /// The run as the SDK described it (run record, then run_start).
+    run: Option<pb::RunRecord>,
+    /// Wall-clock start of the run, in seconds since the epoch.
+    start: Option<f64>,
+    resumed_runtime: f64,
+
+    step: i64,
+    step_initialized: bool,
+    row: Row,
+    /// Last value seen of each key used as a step metric.
+    step_values: HashMap<String, Value>,
+    step_metric_keys: HashSet<String>,
+
+    summary: Summary,
+    metrics: Metrics,
+    sampler: Sampler,
+    config: RunConfig,
+    last_summary_emit: Instant,
+
+    warnings: Vec<String>,
+    pending_messages: Option<Reply>,
+    exited: bool,
+}
+
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn timestamp_secs(t: &prost_types::Timestamp) -> f64 {
+    t.seconds as f64 + f64::from(t.nanos) / 1e9
+}
+
+fn timestamp_now() -> prost_types::Timestamp {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    prost_types::Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
+fn summary_item(path: &Path, value: &Value) -> pb::SummaryItem {
+    pb::SummaryItem {
+        nested_key: path.clone(),
+        value_json: value.to_json(),
+        ..Default::default()
+    }
+}
+
+/// `key` for one-element paths, `nested_key` for deeper ones (how the SDK
+/// reads summaries).
+fn keyed_summary_item(path: &Path, value: &Value) -> pb::SummaryItem {
+    if path.len() == 1 {
+        pb::SummaryItem {
+            key: path[0].clone(),
+            value_json: value.to_json(),
+            ..Default::default()
+        }
+    } else {
+        summary_item(path, value)
+    }
+}
+
+impl Handler {
+    pub fn new(
+        settings: Arc<RunSettings>,
+        log: RunLog,
+        to_writer: flume::Sender<WriterMsg>,
+    ) -> Self {
+        Self {
+            start: settings.start_time,
+            settings,
+            log,
+            to_writer,
+            run: None,
+            resumed_runtime: 0.0,
+            step: 0,
+            step_initialized: false,
+            row: Row::default(),
+            step_values: HashMap::new(),
+            step_metric_keys: HashSet::new(),
+            summary: Summary::default(),
+            metrics: Metrics::default(),
+            sampler: Sampler::default(),
+            config: RunConfig::default(),
+            last_summary_emit: Instant::now(),
+            warnings: Vec::new(),
+            pending_messages: None,
+            exited: false,
+        }
+    }
+
+    pub fn exited(&self) -> bool {
+        self.exited
+    }
+
+    async fn to_writer(&self, msg: WriterMsg) {
+        if self.to_writer.send_async(msg).await.is_err() {
+            self.log.error("writer stage is gone; record dropped");
+        }
+    }
+
+    async fn persist(&self, raw: Bytes) {
+        self.to_writer(WriterMsg::Append(raw)).await;
+    }
+
+    async fn emit(&self, record_type: RecordType) {
+        let record = pb::Record {
+            record_type: Some(record_type),
+            ..Default::default()
+        };
+        self.persist(Bytes::from(record.encode_to_vec())).await;
+    }
+
+    async fn forward(&self, msg: SenderMsg) {
+        self.to_writer(WriterMsg::Forward(msg)).await;
+    }
+
+    fn runtime(&self) -> f64 {
+        let start = self.start.unwrap_or_else(now_secs);
+        (now_secs() - start).max(0.0) + self.resumed_runtime
+    }
+
+    /// Handles one record from a client.
+    pub async fn record(&mut self, raw: Bytes, reply: Option<Reply>) {
+        let record = match pb::Record::decode(raw.clone()) {
+            Ok(r) => r,
+            Err(e) => {
+                self.log
+                    .warn(&format!("record does not decode, dropped: {e}"));
+                if let Some(reply) = reply {
+                    reply.error(format!("malformed record: {e}"));
+                }
+                return;
+            }
+        };
+        let Some(record_type) = record.record_type else {
+            if let Some(reply) = reply {
+                reply.error("record has no type (unknown to wandb-core-rs, or empty)");
+            }
+            return;
+        };
+        match record_type {
+            RecordType::Request(req) => self.request(req, reply).await,
+            RecordType::Header(mut header) => {
+                header.version_info = Some(pb::VersionInfo {
+                    producer: PRODUCER.to_string(),
+                    min_consumer: MIN_CONSUMER.to_string(),
+                    ..Default::default()
+                });
+                let rec = pb::Record {
+                    record_type: Some(RecordType::Header(header)),
+                    ..record
+                };
+                self.persist(Bytes::from(rec.encode_to_vec())).await;
+                if let Some(reply) = reply {
+                    reply.result(pb::result::ResultType::Response(pb::Response::default()));
+                }
+            }
+            RecordType::Run(run) => self.run_record(run, raw, reply).await,
+            RecordType::Exit(_) => {
+                let rec = pb::Record::decode(raw).expect("decoded above");
+                self.finish(Ending::Exit(Box::new(rec), reply)).await;
+            }
+            RecordType::Summary(s) => {
+                self.summary.apply_user(&s);
+                self.persist(raw).await;
+                self.ack(reply);
+            }
+            RecordType::Config(c) => {
+                self.config.apply(&c);
+                self.persist(raw).await;
+                self.forward(SenderMsg::Config(self.config.to_yaml(&self.metrics)))
+                    .await;
+                self.ack(reply);
+            }
+            RecordType::Metric(m) => {
+                self.metrics.define(&m);
+                if !m.step_metric.is_empty() {
+                    self.step_metric_keys.insert(m.step_metric.clone());
+                }
+                // 0.31.0 does not persist glob expansions.
+                if !m.expanded_from_glob {
+                    self.persist(raw).await;
+                }
+                self.ack(reply);
+            }
+            RecordType::Telemetry(t) => {
+                self.config.merge_telemetry(&t);
+                self.persist(raw).await;
+                self.ack(reply);
+            }
+            RecordType::OutputRaw(o) => {
+                let stderr = o.output_type() == pb::output_raw_record::OutputType::Stderr;
+                self.persist(raw).await;
+                self.forward(SenderMsg::Console {
+                    stderr,
+                    text: o.line,
+                })
+                .await;
+                self.ack(reply);
+            }
+            RecordType::Output(o) => {
+                let stderr = o.output_type() == pb::output_record::OutputType::Stderr;
+                self.persist(raw).await;
+                self.forward(SenderMsg::Console {
+                    stderr,
+                    text: o.line,
+                })
+                .await;
+                self.ack(reply);
+            }
+            // Never written by wandb-core either.
+            RecordType::Final(_) | RecordType::Footer(_) | RecordType::NoopLinkArtifact(_) => {
+                self.ack(reply)
+            }
+            // Everything else goes to the log as sent.
+            _ => {
+                self.persist(raw).await;
+                self.ack(reply);
+            }
+        }
+    }
+
+    /// Records that the SDK publishes do not expect answers; if one carries
+    /// a request id anyway, it gets an empty result rather than silence.
+    fn ack(&self, reply: Option<Reply>) {
+        if let Some(reply) = reply {
+            reply.result(pb::result::ResultType::Response(pb::Response::default()));
+        }
+    }
+
+    async fn run_record(&mut self, mut run: pb::RunRecord, raw: Bytes, reply: Option<Reply>) {
+        if let Some(config) = &run.config {
+            self.config.apply(config);
+        }
+        if let Some(t) = &run.telemetry {
+            self.config.merge_telemetry(t);
+        }
+        if self.run.is_none() {
+            if let Some(t) = &run.start_time {
+                self.start = Some(timestamp_secs(t));
+            }
+            self.resumed_runtime = f64::from(run.runtime.max(0));
+        } else if run.start_time.is_none() {
+            run.start_time = self.run.as_ref().and_then(|r| r.start_time);
+        }
+        self.persist(raw).await;
+        self.forward(SenderMsg::Config(self.config.to_yaml(&self.metrics)))
+            .await;
+        if let Some(reply) = &reply {
+            let mut answer = run.clone();
+            answer.config = Some(pb::ConfigRecord {
+                update: self.config.wrapped_items(&self.metrics),
+                ..Default::default()
+            });
+            // The SDK would re-publish summary items it finds here.
+            answer.summary = Some(pb::SummaryRecord::default());
+            answer.git.get_or_insert_with(Default::default);
+            reply.result(pb::result::ResultType::RunResult(pb::RunUpdateResult {
+                run: Some(answer),
+                ..Default::default()
+            }));
+        }
+        self.run = Some(run);
+    }
+
+    async fn request(&mut self, req: pb::Request, reply: Option<Reply>) {
+        let Some(kind) = req.request_type else {
+            if let Some(reply) = reply {
+                reply.error("request has no type (unknown to wandb-core-rs, or empty)");
+            }
+            return;
+        };
+        match kind {
+            RequestType::PartialHistory(h) => self.partial_history(h).await,
+            RequestType::RunStart(start) => {
+                if let Some(run) = start.run {
+                    if let Some(t) = &run.start_time {
+                        self.start = Some(timestamp_secs(t));
+                    }
+                    self.run = Some(run);
+                }
+                if self.start.is_none() {
+                    self.start = Some(now_secs());
+                }
+                if let Some(reply) = reply {
+                    reply.response(None);
+                }
+            }
+            RequestType::ProbeSystemInfo(_) => {
+                self.environment().await;
+                self.ack_response(reply, None);
+            }
+            RequestType::PythonPackages(p) => {
+                if self.settings.save_requirements && self.settings.primary {
+                    let lines = p
+                        .package
+                        .iter()
+                        .map(|p| format!("{}=={}", p.name, p.version))
+                        .collect();
+                    self.forward(SenderMsg::Requirements(lines)).await;
+                    self.emit(RecordType::Files(pb::FilesRecord {
+                        files: vec![pb::FilesItem {
+                            path: "requirements.txt".into(),
+                            r#type: pb::files_item::FileType::Wandb as i32,
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }))
+                    .await;
+                }
+                self.ack_response(reply, None);
+            }
+            RequestType::InternalMessages(_) => {
+                if let Some(reply) = reply {
+                    if !self.warnings.is_empty() || self.exited {
+                        self.answer_messages(&reply);
+                    } else if let Some(old) = self.pending_messages.replace(reply) {
+                        old.response(Some(ResponseType::InternalMessagesResponse(
+                            Default::default(),
+                        )));
+                    }
+                }
+            }
+            RequestType::Operations(_) => self.ack_response(
+                reply,
+                Some(ResponseType::OperationsResponse(
+                    pb::OperationStatsResponse {
+                        operation_stats: Some(Default::default()),
+                    },
+                )),
+            ),
+            RequestType::HistoryStep(_) => {
+                let step = if self.step_initialized {
+                    self.step
+                } else {
+                    self.starting_step()
+                };
+                self.ack_response(
+                    reply,
+                    Some(ResponseType::HistoryStepResponse(pb::HistoryStepResponse {
+                        step,
+                    })),
+                );
+            }
+            RequestType::GetSummary(_) => {
+                let item = self
+                    .summary
+                    .items(&self.metrics)
+                    .iter()
+                    .map(|(p, v)| keyed_summary_item(p, v))
+                    .collect();
+                self.ack_response(
+                    reply,
+                    Some(ResponseType::GetSummaryResponse(pb::GetSummaryResponse {
+                        item,
+                    })),
+                );
+            }
+            RequestType::SampledHistory(_) => {
+                let item = self
+                    .sampler
+                    .sampled()
+                    .into_iter()
+                    .map(|(key, values_float)| pb::SampledHistoryItem {
+                        key,
+                        values_float,
+                        ..Default::default()
+                    })
+                    .collect();
+                self.ack_response(
+                    reply,
+                    Some(ResponseType::SampledHistoryResponse(
+                        pb::SampledHistoryResponse { item },
+                    )),
+                );
+            }
+            RequestType::PollExit(_) => {
+                if let Some(reply) = reply {
+                    let done = self.exited;
+                    self.forward(SenderMsg::Answer(reply, Answer::PollExit { done }))
+                        .await;
+                }
+            }
+            RequestType::Shutdown(_) => {
+                if let Some(reply) = reply {
+                    self.forward(SenderMsg::Answer(reply, Answer::Shutdown))
+                        .await;
+                }
+            }
+            RequestType::Attach(_) => {
+                let response = match &self.run {
+                    Some(run) => pb::AttachResponse {
+                        run: Some(run.clone()),
+                        error: None,
+                    },
+                    None => pb::AttachResponse {
+                        run: None,
+                        error: Some(pb::ErrorInfo {
+                            message: "the run has not started yet".into(),
+                            ..Default::default()
+                        }),
+                    },
+                };
+                self.ack_response(reply, Some(ResponseType::AttachResponse(response)));
+            }
+            RequestType::Status(_) => self.ack_response(
+                reply,
+                Some(ResponseType::StatusResponse(Default::default())),
+            ),
+            RequestType::StopStatus(_) => self.ack_response(
+                reply,
+                Some(ResponseType::StopStatusResponse(Default::default())),
+            ),
+            RequestType::NetworkStatus(_) => self.ack_response(
+                reply,
+                Some(ResponseType::NetworkStatusResponse(Default::default())),
+            ),
+            RequestType::RunStatus(_) => self.ack_response(
+                reply,
+                Some(ResponseType::RunStatusResponse(Default::default())),
+            ),
+            RequestType::Keepalive(_) => self.ack_response(
+                reply,
+                Some(ResponseType::KeepaliveResponse(Default::default())),
+            ),
+            RequestType::CheckVersion(_) => self.ack_response(
+                reply,
+                Some(ResponseType::CheckVersionResponse(Default::default())),
+            ),
+            RequestType::ServerInfo(_) => self.ack_response(
+                reply,
+                Some(ResponseType::ServerInfoResponse(Default::default())),
+            ),
+            RequestType::GetSystemMetrics(_) => self.ack_response(
+                reply,
+                Some(ResponseType::GetSystemMetricsResponse(Default::default())),
+            ),
+            RequestType::JobInfo(_) => self.ack_response(
+                reply,
+                Some(ResponseType::JobInfoResponse(Default::default())),
+            ),
+            RequestType::Cancel(_) => self.ack_response(
+                reply,
+                Some(ResponseType::CancelResponse(Default::default())),
+            ),
+            RequestType::Login(_) => {
+                self.ack_response(reply, Some(ResponseType::LoginResponse(Default::default())))
+            }
+            RequestType::SyncFinish(_) => {
+                self.ack_response(reply, Some(ResponseType::SyncResponse(Default::default())))
+            }
+            RequestType::TestInject(_) => self.ack_response(
+                reply,
+                Some(ResponseType::TestInjectResponse(Default::default())),
+            ),
+            RequestType::LogArtifact(_) => self.ack_response(
+                reply,
+                Some(ResponseType::LogArtifactResponse(pb::LogArtifactResponse {
+                    error_message: "log_artifact is not supported by wandb-core-rs yet".into(),
+                    ..Default::default()
+                })),
+            ),
+            RequestType::DownloadArtifact(_) => self.ack_response(
+                reply,
+                Some(ResponseType::DownloadArtifactResponse(
+                    pb::DownloadArtifactResponse {
+                        error_message: "download_artifact is not supported by wandb-core-rs yet"
+                            .into(),
+                    },
+                )),
+            ),
+            RequestType::LinkArtifact(_) => self.ack_response(
+                reply,
+                Some(ResponseType::LinkArtifactResponse(
+                    pb::LinkArtifactResponse {
+                        error_message: "link_artifact is not supported by wandb-core-rs yet".into(),
+                        ..Default::default()
+                    },
+                )),
+            ),
+            // Requests that change nothing offline (pause/resume the system
+            // monitor, legacy flow-control and job requests): acknowledged.
+            RequestType::Defer(_)
+            | RequestType::Pause(_)
+            | RequestType::Resume(_)
+            | RequestType::SenderMark(_)
+            | RequestType::SenderRead(_)
+            | RequestType::StatusReport(_)
+            | RequestType::SummaryRecord(_)
+            | RequestType::TelemetryRecord(_)
+            | RequestType::JobInput(_) => self.ack_response(reply, None),
+        }
+    }
+
+    fn ack_response(&self, reply: Option<Reply>, response: Option<ResponseType>) {
+        if let Some(reply) = reply {
+            reply.response(response);
+        }
+    }
+
+    fn answer_messages(&mut self, reply: &Reply) {
+        let warning = std::mem::take(&mut self.warnings);
+        reply.response(Some(ResponseType::InternalMessagesResponse(
+            pb::InternalMessagesResponse {
+                messages: Some(pb::InternalMessages { warning }),
+            },
+        )));
+    }
+
+    fn warn_user(&mut self, message: String) {
+        self.log.warn(&message);
+        self.warnings.push(message);
+        if let Some(reply) = self.pending_messages.take() {
+            self.answer_messages(&reply);
+        }
+    }
+
+    fn starting_step(&self) -> i64 {
+        self.run.as_ref().map_or(0, |r| r.starting_step)
+    }
+
+    async fn partial_history(&mut self, req: pb::PartialHistoryRequest) {
+        if !self.step_initialized {
+            self.step = self.starting_step();
+            self.step_initialized = true;
+        }
+        if self.settings.shared {
+            self.merge_items(&req.item);
+            if req.action.is_none_or(|a| a.flush) {
+                self.flush_row().await;
+            }
+            return;
+        }
+        if let Some(step) = &req.step {
+            if step.num > self.step {
+                self.flush_row().await;
+                self.step = step.num;
+            } else if step.num < self.step {
+                let message = format!(
+                    "Tried to log to step {} that is less than the current step {}. Steps must be \
+                     monotonically increasing, so this data will be ignored. See \
+                     https://wandb.me/define-metric to log data out of order.",
+                    step.num, self.step
+                );
+                self.warn_user(message);
+                return;
+            }
+        }
+        self.merge_items(&req.item);
+        let flush = match &req.action {
+            Some(action) => action.flush,
+            None => req.step.is_none(),
+        };
+        if flush {
+            self.flush_row().await;
+        }
+    }
+
+    fn merge_items(&mut self, items: &[pb::HistoryItem]) {
+        for item in items {
+            if let Err(e) = self.row.merge_item(item) {
+                let key = super::history::item_path(item).join(".");
+                self.log.warn(&format!(
+                    "history value for {key:?} is not JSON, dropped: {e}"
+                ));
+            }
+        }
+    }
+
+    /// Emits the pending row as step `self.step` (if it has anything), then
+    /// moves to the next step.
+    async fn flush_row(&mut self) {
+        let step = self.step;
+        self.step += 1;
+        if self.row.is_empty() {
+            return;
+        }
+        let mut row = std::mem::take(&mut self.row);
+        row.set(vec!["_runtime".into()], Value::Float(self.runtime()));
+        if !self.settings.shared {
+            row.set(vec!["_step".into()], Value::Int(step));
+        }
+        // Step metrics: a key defined against a step metric that the row
+        // lacks gets that metric's last value.
+        if !self.metrics.is_empty() {
+            let mut inserts = Vec::new();
+            for (path, _) in row.iter() {
+                if let Some(def) = self.metrics.get(&path.join("."))
+                    && def.step_sync
+                    && !def.step_metric.is_empty()
+                    && !row.contains_key(&def.step_metric)
+                {
+                    let last = self
+                        .step_values
+                        .get(&def.step_metric)
+                        .cloned()
+                        .unwrap_or(Value::Int(0));
+                    inserts.push((vec![def.step_metric.clone()], last));
+                }
+            }
+            for (path, value) in inserts {
+                row.set(path, value);
+            }
+        }
+        let leaves = row.take();
+        let mut items = Vec::with_capacity(leaves.len());
+        for (path, value) in &leaves {
+            if path.len() == 1 {
+                if let Some(x) = value.as_f64() {
+                    self.sampler.add(&path[0], x);
+                }
+                if self.step_metric_keys.contains(&path[0]) {
+                    self.step_values.insert(path[0].clone(), value.clone());
+                }
+            }
+            if !self.settings.server_side_derived_summary {
+                self.summary.observe(path, value);
+            }
+            items.push(pb::HistoryItem {
+                nested_key: path.clone(),
+                value_json: value.to_json(),
+                ..Default::default()
+            });
+        }
+        if self.last_summary_emit.elapsed() >= SUMMARY_INTERVAL {
+            self.emit_summary().await;
+        }
+        self.emit(RecordType::History(pb::HistoryRecord {
+            item: items,
+            step: Some(pb::HistoryStep { num: step }),
+            ..Default::default()
+        }))
+        .await;
+    }
+
+    /// Writes the summary leaves that changed, with the run time; called on
+    /// the coalescing interval and at exit.
+    pub async fn emit_summary(&mut self) {
+        self.last_summary_emit = Instant::now();
+        if !self.summary.has_dirty() || self.exited {
+            return;
+        }
+        let runtime = Value::Int(self.runtime() as i64);
+        self.summary
+            .set_plain_value(vec!["_wandb".into(), "runtime".into()], runtime);
+        let mut update = Vec::new();
+        let mut remove = Vec::new();
+        for (path, value) in self.summary.take_dirty(&self.metrics) {
+            match value {
+                Some(v) => update.push(summary_item(&path, &v)),
+                None => remove.push(pb::SummaryItem {
+                    nested_key: path,
+                    ..Default::default()
+                }),
+            }
+        }
+        self.emit(RecordType::Summary(pb::SummaryRecord {
+            update,
+            remove,
+            ..Default::default()
+        }))
+        .await;
+        self.forward(SenderMsg::Summary(
+            self.summary.to_tree(&self.metrics).to_json(),
+        ))
+        .await;
+    }
+
+    /// The environment record of `probe_system_info`: what the settings
+    /// say about the process (the system monitor adds hardware later).
+    async fn environment(&self) {
+        let s = &self.settings.raw;
+        let env = pb::EnvironmentRecord {
+            os: s.os.clone().unwrap_or_default(),
+            python: s.python.clone().unwrap_or_default(),
+            started_at: Some(match self.start {
+                Some(t) => prost_types::Timestamp {
+                    seconds: t.trunc() as i64,
+                    nanos: (t.fract() * 1e9) as i32,
+                },
+                None => timestamp_now(),
+            }),
+            args: s.args.as_ref().map(|a| a.value.clone()).unwrap_or_default(),
+            program: s.program.clone().unwrap_or_default(),
+            root: s.root_dir.clone().unwrap_or_default(),
+            host: s.host.clone().unwrap_or_default(),
+            username: s.username.clone().unwrap_or_default(),
+            email: s.email.clone().unwrap_or_default(),
+            executable: s.x_executable.clone().unwrap_or_default(),
+            writer_id: uuid::Uuid::now_v7().to_string(),
+            ..Default::default()
+        };
+        self.emit(RecordType::Environment(env)).await;
+    }
+
+    /// What wandb-core prints when it finishes an offline run the SDK did
+    /// not finish itself (the SDK prints it otherwise). The service's stdout
+    /// is the user's terminal.
+    pub fn print_offline_footer(&self) {
+        if self.settings.silent || !self.settings.offline {
+            return;
+        }
+        let mut out = String::from("wandb: You can sync this run to the cloud by running:\n");
+        out.push_str(&format!(
+            "wandb: wandb sync {}\n",
+            self.settings.sync_dir.display()
+        ));
+        if let Some(dir) = &self.settings.log_dir {
+            out.push_str(&format!("wandb: Find logs at: {}\n", dir.display()));
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    }
+
+    /// Ends the run: flushes the pending row, writes the final summary and
+    /// the exit record, makes the log durable, finalises the run files, then
+    /// answers the exit (from the sender, after all of that).
+    pub async fn finish(&mut self, ending: Ending) {
+        if self.exited {
+            // A second exit (or a teardown after the exit): answer, write nothing.
+            if let Ending::Exit(_, Some(reply)) = ending {
+                self.to_writer(WriterMsg::Sync(SenderMsg::Exit { reply: Some(reply) }))
+                    .await;
+            }
+            return;
+        }
+        let runtime = self.runtime() as i64;
+        self.summary
+            .set_plain_value(vec!["_wandb".into(), "runtime".into()], Value::Int(runtime));
+        self.summary
+            .set_plain_value(vec!["_runtime".into()], Value::Int(runtime));
+        if !self.row.is_empty() {
+            self.flush_row().await;
+        }
+        self.emit_summary().await;
+        self.exited = true;
+
+        let (mut record, reply) = match ending {
+            Ending::Exit(record, reply) => (*record, reply),
+            Ending::Synthesized(code) => (
+                pb::Record {
+                    record_type: Some(RecordType::Exit(pb::RunExitRecord {
+                        exit_code: code,
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                },
+                None,
+            ),
+        };
+        let exit_code = match &mut record.record_type {
+            Some(RecordType::Exit(exit)) => {
+                exit.runtime = i32::try_from(runtime).unwrap_or(i32::MAX);
+                exit.exit_code
+            }
+            _ => 0,
+        };
+        self.persist(Bytes::from(record.encode_to_vec())).await;
+        self.forward(SenderMsg::Config(self.config.to_yaml(&self.metrics)))
+            .await;
+        self.forward(SenderMsg::Summary(
+            self.summary.to_tree(&self.metrics).to_json(),
+        ))
+        .await;
+        self.to_writer(WriterMsg::Sync(SenderMsg::Exit { reply }))
+            .await;
+        self.log.info(&format!(
+            "run exited with code {exit_code} after {runtime}s"
+        ));
+
+        if let Some(pending) = self.pending_messages.take() {
+            self.answer_messages(&pending);
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The writer stage: appends records to the run's transaction log.
+//!
+//! A dedicated thread, since file I/O blocks. It numbers records as it
+//! writes them, flushes on the log's policy (and when idle), fsyncs when
+//! asked, and passes work for the sender along in order, so the sender only
+//! ever acts on what is already in the log.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use wandb_store::txlog::{FlushPolicy, LogWriter, WriteError};
+
+use super::sender::SenderMsg;
+use crate::runlog::RunLog;
+
+/// Work for the writer.
+#[derive(Debug)]
+pub enum WriterMsg {
+    /// An encoded `Record` (its `num` is set here).
+    Append(Bytes),
+    /// Pass along to the sender once everything before it is written.
+    Forward(SenderMsg),
+    /// Flush and fsync everything before it, then pass `then` along.
+    Sync(SenderMsg),
+}
+
+pub struct Writer {
+    pub path: PathBuf,
+    pub policy: FlushPolicy,
+    /// `x_skip_transaction_log`: the run keeps no log.
+    pub skip: bool,
+    pub rx: flume::Receiver<WriterMsg>,
+    pub to_sender: flume::Sender<SenderMsg>,
+    pub log: RunLog,
+}
+
+impl Writer {
+    /// Runs until the handler hangs up; then flushes, fsyncs and closes the
+    /// log. Write errors are logged once and the stream goes on without a
+    /// log (the SDK must still get its answers).
+    pub fn run(self) {
+        let mut log = if self.skip {
+            None
+        } else {
+            match LogWriter::create(&self.path, self.policy) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    self.log
+                        .error(&format!("cannot create the transaction log: {}", chain(&e)));
+                    None
+                }
+            }
+        };
+        let idle = self.policy.interval.max(Duration::from_millis(10));
+        loop {
+            let msg = match self.rx.recv_timeout(idle) {
+                Ok(msg) => msg,
+                Err(flume::RecvTimeoutError::Timeout) => {
+                    if let Some(w) = &mut log {
+                        self.check(w.flush_if_due().map(|_| ()), &mut log);
+                    }
+                    continue;
+                }
+                Err(flume::RecvTimeoutError::Disconnected) => break,
+            };
+            match msg {
+                WriterMsg::Append(record) => {
+                    if let Some(w) = &mut log {
+                        let result = w.append(&record).map(|_| ());
+                        self.check(result, &mut log);
+                    }
+                }
+                WriterMsg::Forward(then) => self.forward(then),
+                WriterMsg::Sync(then) => {
+                    if let Some(w) = &mut log {
+                        let result = w.sync();
+                        self.check(result, &mut log);
+                    }
+                    self.forward(then);
+                }
+            }
+        }
+        if let Some(w) = log {
+            match w.close() {
+                Ok(len) => self
+                    .log
+                    .info(&format!("transaction log closed ({len} bytes)")),
+                Err(e) => self
+                    .log
+                    .error(&format!("closing the transaction log: {}", chain(&e))),
+            }
+        }
+    }
+
+    fn forward(&self, msg: SenderMsg) {
+        // The sender outlives the writer; a send fails only if it crashed.
+        let _ = self.to_sender.send(msg);
+    }
+
+    fn check(&self, result: Result<(), WriteError>, log: &mut Option<LogWriter>) {
+        if let Err(e) = result {
+            match e {
+                // A malformed record is that record's problem only.
+                WriteError::Record { .. } => {
+                    self.log.warn(&format!("record not written: {}", chain(&e)))
+                }
+                WriteError::Io { .. } => {
+                    self.log.error(&format!(
+                        "transaction log write failed, no more records will be written: {}",
+                        chain(&e)
+                    ));
+                    *log = None;
+                }
+            }
+        }
+    }
+}
+
+/// An error with its sources, for log lines.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
