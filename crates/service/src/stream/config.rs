@@ -281,7 +281,7 @@ mod tests {
             ..Default::default()
         });
         let yaml = c.to_yaml(&Metrics::default());
-        assert!(yaml.starts_with("_wandb:\n    value:\n        m: []\n        python_version: \"3.11.7\"\n        t:\n            \"4\": \"3.11.7\"\n            \"3\": [4]\n"), "{yaml}");
+        assert!(yaml.starts_with("_wandb:\n    value:\n        m: []\n        python_version: \"3.11.7\"\n        t:\n            \"3\": [4]\n            \"4\": \"3.11.7\"\n"), "{yaml}");
         assert!(
             yaml.ends_with("opt:\n    value:\n        name: \"sgd\"\n        betas: [0.9,0.99]\n"),
             "{yaml}"
