@@ -50,26 +50,100 @@ pub fn reference_python() -> &'static Path {
         let python = std::env::var_os("WANDB_REF_PYTHON")
             .map(PathBuf::from)
             .unwrap_or_else(|| workspace_root().join(".venv-ref/bin/python"));
-        let out = Command::new(&python)
-            .args(["-c", "import wandb; print(wandb.__version__)"])
-            .output();
-        match out {
-            Ok(out) if out.status.success() => {
-                let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
-                assert_eq!(
-                    version, WANDB_VERSION,
-                    "{} has wandb {version}; the compatibility tests need wandb=={WANDB_VERSION}",
-                    python.display()
-                );
-                python
-            }
-            other => panic!(
-                "compatibility tests need a Python with wandb=={WANDB_VERSION} (the reference \
-                 service): run scripts/setup-reference, or set WANDB_REF_PYTHON. Tried {}: {other:?}",
-                python.display()
-            ),
-        }
+        check_wandb(&python);
+        python
     })
+}
+
+/// A second environment with `wandb==0.31.0` whose `bin/wandb-core` the
+/// tests replace with ours (`wandb-core install`), so the unmodified SDK
+/// launches our service itself: `$WANDB_OURS_PYTHON`, else
+/// `<workspace>/.venv-ours/bin/python` (made by `scripts/setup-reference`).
+pub fn ours_python() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let python = std::env::var_os("WANDB_OURS_PYTHON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join(".venv-ours/bin/python"));
+        check_wandb(&python);
+        python
+    })
+}
+
+fn check_wandb(python: &Path) {
+    let out = Command::new(python)
+        .args(["-c", "import wandb; print(wandb.__version__)"])
+        .output();
+    match out {
+        Ok(out) if out.status.success() => {
+            let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            assert_eq!(
+                version,
+                WANDB_VERSION,
+                "{} has wandb {version}; the compatibility tests need wandb=={WANDB_VERSION}",
+                python.display()
+            );
+        }
+        other => panic!(
+            "compatibility tests need a Python with wandb=={WANDB_VERSION}: run scripts/setup-reference \
+             (or set WANDB_REF_PYTHON / WANDB_OURS_PYTHON). Tried {}: {other:?}",
+            python.display()
+        ),
+    }
+}
+
+/// Runs `scenarios.py` (see its docstring) with the given arguments after
+/// the output directory; returns the parsed manifest (or `None` for
+/// `--phase run`).
+pub fn run_scenarios(out: &Path, args: &[&str]) -> Option<serde_json::Value> {
+    // One stable copy per script version: tracebacks in the runs' output
+    // name it, and both phases of a run must agree.
+    let dir = target_dir()
+        .join("testkit")
+        .join(format!("scenarios-{:016x}", fnv1a(SCENARIOS_PY.as_bytes())));
+    let script = dir.join("scenarios.py");
+    if fs::read_to_string(&script).ok().as_deref() != Some(SCENARIOS_PY) {
+        let tmp = write_script(
+            &dir,
+            &format!("scenarios.py.{}", std::process::id()),
+            SCENARIOS_PY,
+        );
+        fs::rename(tmp, &script).expect("put scenarios.py in place");
+    }
+    let output = Command::new(reference_python())
+        .arg(&script)
+        .arg(out)
+        .args(args)
+        .output()
+        .expect("run scenarios.py");
+    assert!(
+        output.status.success(),
+        "scenarios.py {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let manifest = out.join("manifest.json");
+    manifest.exists().then(|| {
+        serde_json::from_str(&fs::read_to_string(manifest).expect("read manifest"))
+            .expect("parse manifest")
+    })
+}
+
+/// The reference's description of every scenario run (`manifest.json` as
+/// `scenarios.py` writes it), generated with [`reference_runs`].
+pub fn reference_manifest() -> serde_json::Value {
+    let _ = reference_runs();
+    let key = format!("{:016x}", fnv1a(SCENARIOS_PY.as_bytes()));
+    let path = target_dir()
+        .join("reference-runs")
+        .join(key)
+        .join("manifest.json");
+    serde_json::from_str(&fs::read_to_string(path).expect("read manifest")).expect("parse manifest")
+}
+
+/// A fresh scratch directory under the target directory.
+pub fn scratch_dir(what: &str) -> PathBuf {
+    tempdir(what)
 }
 
 /// Path of W&B's own `wandb-core` binary inside the reference package.

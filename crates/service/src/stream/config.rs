@@ -47,10 +47,12 @@ impl RunConfig {
         self.root = members;
     }
 
-    /// Merges a telemetry record (the SDK sends cumulative ones).
+    /// Merges a telemetry record (the SDK sends cumulative ones). The
+    /// service reports itself as the core version, as wandb-core does.
     pub fn merge_telemetry(&mut self, t: &pb::TelemetryRecord) {
         // A protobuf merge: set fields overwrite, flags accumulate.
         let _ = self.telemetry.merge(t.encode_to_vec().as_slice());
+        self.telemetry.core_version = super::handler::PRODUCER.to_string();
     }
 
     /// The `_wandb` value.
@@ -281,7 +283,12 @@ mod tests {
             ..Default::default()
         });
         let yaml = c.to_yaml(&Metrics::default());
-        assert!(yaml.starts_with("_wandb:\n    value:\n        m: []\n        python_version: \"3.11.7\"\n        t:\n            \"3\": [4]\n            \"4\": \"3.11.7\"\n"), "{yaml}");
+        assert!(
+            yaml.starts_with(
+                "_wandb:\n    value:\n        m: []\n        python_version: \"3.11.7\"\n        t:\n            \"3\": [4]\n            \"4\": \"3.11.7\"\n            \"12\": \"0.31.0+wandb-core-rs."
+            ),
+            "{yaml}"
+        );
         assert!(
             yaml.ends_with("opt:\n    value:\n        name: \"sgd\"\n        betas: [0.9,0.99]\n"),
             "{yaml}"

@@ -1,0 +1,325 @@
+//! The real Python SDK (wandb 0.31.0, unmodified) on our service, both ways
+//! it finds a service: launching it itself (our binary installed in place
+//! of the package's `bin/wandb-core`) and through `WANDB_SERVICE`. Every
+//! scenario of testkit's `scenarios.py` is compared with the same script
+//! run through W&B's own wandb-core: the same kinds of records, equal
+//! history rows, final summary, config, console output and exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+use testkit::{ours_python, reference_manifest, reference_python, run_scenarios, scratch_dir};
+
+fn ours() -> &'static str {
+    env!("CARGO_BIN_EXE_wandb-core")
+}
+
+/// Puts the binary under test into the `.venv-ours` wandb package, once.
+fn install_ours() -> &'static Path {
+    static DONE: OnceLock<PathBuf> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let python = ours_python();
+        let out = Command::new(ours())
+            .args(["install", "--python"])
+            .arg(python)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "install: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        python.to_path_buf()
+    })
+}
+
+/// Keys whose values differ between any two runs of the same script.
+fn volatile(key: &str) -> bool {
+    key == "_runtime"
+        || key == "_timestamp"
+        || key.starts_with("_wandb")
+        || key.ends_with("artifact_path")
+}
+
+fn stable(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| !volatile(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<Map<_, _>>(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn runs_of<'a>(manifest: &'a Value, scenario: &str) -> Vec<&'a Value> {
+    manifest["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["scenario"] == scenario)
+        .collect()
+}
+
+/// Compares our runs of every scenario with the reference's; returns the
+/// differences found.
+fn compare(reference: &Value, ours: &Value, exit_codes_from_teardown: &[&str]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let scenarios: Vec<String> = {
+        let mut s: Vec<String> = reference["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["scenario"].as_str().unwrap().to_string())
+            .collect();
+        s.dedup();
+        s
+    };
+    for scenario in &scenarios {
+        let (theirs, mine) = (runs_of(reference, scenario), runs_of(ours, scenario));
+        if theirs.len() != mine.len() {
+            problems.push(format!(
+                "{scenario}: {} runs, reference {}",
+                mine.len(),
+                theirs.len()
+            ));
+            continue;
+        }
+        for (i, (t, m)) in theirs.iter().zip(&mine).enumerate() {
+            let at = format!("{scenario}[{i}]");
+            let mut check = |what: &str, a: Value, b: Value| {
+                if a != b {
+                    problems.push(format!(
+                        "{at}: {what} differs\n  reference: {a}\n  ours:      {b}"
+                    ));
+                }
+            };
+            // The system monitor (stats) is a later issue.
+            let kinds = |r: &Value| {
+                let mut k: Vec<String> = r["counts"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .filter(|k| *k != "stats")
+                    .cloned()
+                    .collect();
+                k.sort();
+                Value::from(k)
+            };
+            check("record kinds", kinds(t), kinds(m));
+            let rows = |r: &Value| {
+                Value::from(
+                    r["history"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(stable)
+                        .collect::<Vec<_>>(),
+                )
+            };
+            check("history rows", rows(t), rows(m));
+            check(
+                "final summary",
+                stable(&t["summary"]),
+                stable(&m["summary"]),
+            );
+            check("config", stable(&t["config"]), stable(&m["config"]));
+            check(
+                "output.log",
+                t["output_log"].clone(),
+                m["output_log"].clone(),
+            );
+            check(
+                "requirements.txt",
+                t["requirements"].clone(),
+                m["requirements"].clone(),
+            );
+            check("script exit code", t["rc"].clone(), m["rc"].clone());
+            if exit_codes_from_teardown.contains(&scenario.as_str()) {
+                check(
+                    "exit records",
+                    Value::from(1),
+                    Value::from(m["exit_codes"].as_array().unwrap().len()),
+                );
+            } else {
+                check(
+                    "exit codes",
+                    t["exit_codes"].clone(),
+                    m["exit_codes"].clone(),
+                );
+            }
+            check(
+                "nums 1..N",
+                Value::from(true),
+                m["nums_consecutive"].clone(),
+            );
+            if !m["header_producer"]
+                .as_str()
+                .unwrap()
+                .contains("wandb-core-rs")
+            {
+                problems.push(format!("{at}: the log was not written by wandb-core-rs"));
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn the_sdk_launches_our_service_and_gets_the_reference_results() {
+    let python = install_ours();
+    let out = scratch_dir("owned");
+    let manifest = run_scenarios(&out, &["--python", python.to_str().unwrap()]).unwrap();
+    let problems = compare(&reference_manifest(), &manifest, &[]);
+    assert!(
+        problems.is_empty(),
+        "{} differences:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
+
+/// Starts our service detached (as `wandb beta core start` would) and
+/// returns it with its token.
+fn start_detached(idle: &str) -> (Child, String, PathBuf) {
+    let dir = scratch_dir("detached");
+    let port_file = dir.join("port.txt");
+    let child = Command::new(ours())
+        .arg("--port-filename")
+        .arg(&port_file)
+        .arg("--detached")
+        .arg(format!("--idle-timeout={idle}"))
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let path = loop {
+        if let Ok(text) = std::fs::read_to_string(&port_file)
+            && let Some(path) = text
+                .strip_suffix("\nEOF")
+                .and_then(|l| l.strip_prefix("unix="))
+        {
+            break PathBuf::from(path);
+        }
+        assert!(Instant::now() < deadline, "no port file");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let token = format!("3-{}-unix-{}", std::process::id(), path.display());
+    (child, token, path)
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("service did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn the_sdk_attaches_through_wandb_service_and_gets_the_reference_results() {
+    let (mut service, token, socket) = start_detached("0");
+    let out = scratch_dir("env");
+    let python = reference_python().to_str().unwrap();
+    run_scenarios(
+        &out,
+        &["--python", python, "--service", &token, "--phase", "run"],
+    );
+
+    // Runs the SDK did not finish (crash, exception, no finish()) are
+    // finished by the teardown that `stop` sends.
+    let stop = Command::new(ours())
+        .args(["stop", &token])
+        .output()
+        .unwrap();
+    assert!(
+        stop.status.success(),
+        "stop: {}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    let status = wait_exit(&mut service, Duration::from_secs(30));
+    assert!(status.success(), "service exit: {status}");
+    assert!(!socket.exists(), "the socket is removed on exit");
+
+    let manifest = run_scenarios(&out, &["--phase", "read"]).unwrap();
+    // Without an owning SDK nobody sends the script's exit code: those runs
+    // get `stop`'s exit code (0).
+    let problems = compare(&reference_manifest(), &manifest, &["crash", "exception"]);
+    assert!(
+        problems.is_empty(),
+        "{} differences:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+    for run in runs_of(&manifest, "crash")
+        .into_iter()
+        .chain(runs_of(&manifest, "exception"))
+    {
+        assert_eq!(run["exit_codes"], serde_json::json!([0]));
+    }
+}
+
+#[test]
+fn uninstall_restores_the_original_binary() {
+    // On a throwaway copy of a package layout, not the shared venv.
+    let dir = scratch_dir("install");
+    let pkg = dir.join("wandb");
+    std::fs::create_dir_all(pkg.join("bin")).unwrap();
+    std::fs::write(pkg.join("__init__.py"), "__version__ = '0.31.0'\n").unwrap();
+    std::fs::write(pkg.join("bin/wandb-core"), "original").unwrap();
+    let python = reference_python();
+    let run = |cmd: &str| {
+        Command::new(ours())
+            .args([cmd, "--python"])
+            .arg(python)
+            .env("PYTHONPATH", &dir)
+            .output()
+            .unwrap()
+    };
+    let out = run("install");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(pkg.join("bin/wandb-core")).unwrap(),
+        std::fs::read(ours()).unwrap()
+    );
+    assert_eq!(
+        std::fs::read_to_string(pkg.join("bin/wandb-core.orig")).unwrap(),
+        "original"
+    );
+    // Installing again keeps the original, not our copy, as the backup.
+    assert!(run("install").status.success());
+    assert_eq!(
+        std::fs::read_to_string(pkg.join("bin/wandb-core.orig")).unwrap(),
+        "original"
+    );
+    assert!(run("uninstall").status.success());
+    assert_eq!(
+        std::fs::read_to_string(pkg.join("bin/wandb-core")).unwrap(),
+        "original"
+    );
+    assert!(!pkg.join("bin/wandb-core.orig").exists());
+    let again = run("uninstall");
+    assert!(
+        !again.status.success(),
+        "uninstall without install is an error"
+    );
+
+    std::fs::write(pkg.join("__init__.py"), "__version__ = '0.20.0'\n").unwrap();
+    let old = run("install");
+    assert!(!old.status.success());
+    assert!(String::from_utf8_lossy(&old.stderr).contains("not supported"));
+}
