@@ -1,0 +1,499 @@
+//! The service process on its own: port file and socket permissions, flags
+//! in Go syntax, the lifetime rules (parent pid, idle timeout, signals,
+//! teardown), and bad input, which costs only the connection that sent it
+//! while a real SDK run on the same service completes with nothing lost.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use testkit::{reference_python, scratch_dir};
+use wandb_proto::frame::encode_frame;
+use wandb_proto::pb;
+use wandb_proto::pb::record::RecordType;
+use wandb_proto::pb::request::RequestType;
+use wandb_proto::pb::server_request::ServerRequestType;
+use wandb_proto::pb::server_response::ServerResponseType;
+use wandb_proto::wire::scan_record;
+use wandb_store::txlog::LogReader;
+
+fn ours() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wandb-core"))
+}
+
+/// Waits for a complete port file; returns the socket path.
+fn wait_port_file(path: &Path) -> PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && let Some(socket) = text
+                .strip_suffix("\nEOF")
+                .and_then(|l| l.strip_prefix("unix="))
+        {
+            return PathBuf::from(socket);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no port file at {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("service did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn start(args: &[&str]) -> (Child, PathBuf, PathBuf) {
+    let dir = scratch_dir("lifecycle");
+    let port_file = dir.join("port.txt");
+    let child = ours()
+        .arg("--port-filename")
+        .arg(&port_file)
+        .args(args)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let socket = wait_port_file(&port_file);
+    (child, socket, dir)
+}
+
+/// A raw protocol client.
+struct Client(UnixStream);
+
+impl Client {
+    fn connect(socket: &Path) -> Self {
+        let s = UnixStream::connect(socket).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Client(s)
+    }
+
+    fn send_raw(&mut self, bytes: &[u8]) {
+        self.0.write_all(bytes).unwrap();
+    }
+
+    fn send(&mut self, req: &pb::ServerRequest) {
+        let mut frame = Vec::new();
+        encode_frame(&req.encode_to_vec(), &mut frame);
+        self.send_raw(&frame);
+    }
+
+    /// The next response, or `None` at EOF.
+    fn recv(&mut self) -> Option<pb::ServerResponse> {
+        let mut header = [0u8; 5];
+        match self.0.read_exact(&mut header) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
+            Err(e) => panic!("read: {e}"),
+        }
+        assert_eq!(header[0], b'W');
+        let len = u32::from_le_bytes(header[1..].try_into().unwrap()) as usize;
+        let mut payload = vec![0u8; len];
+        self.0.read_exact(&mut payload).unwrap();
+        Some(pb::ServerResponse::decode(&payload[..]).unwrap())
+    }
+
+    fn expect_error(&mut self, request_id: &str, contains: &str) {
+        let resp = self.recv().expect("an answer before the connection closes");
+        assert_eq!(resp.request_id, request_id);
+        match resp.server_response_type {
+            Some(ServerResponseType::ErrorResponse(e)) => {
+                assert!(
+                    e.message.contains(contains),
+                    "{:?} does not mention {contains:?}",
+                    e.message
+                )
+            }
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+}
+
+fn record(stream_id: &str, request_id: &str, record_type: RecordType) -> pb::ServerRequest {
+    pb::ServerRequest {
+        request_id: request_id.into(),
+        server_request_type: Some(ServerRequestType::RecordPublish(pb::Record {
+            record_type: Some(record_type),
+            control: (!request_id.is_empty()).then(|| pb::Control {
+                mailbox_slot: request_id.into(),
+                ..Default::default()
+            }),
+            info: Some(pb::RecordInfo {
+                stream_id: stream_id.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })),
+    }
+}
+
+fn request(stream_id: &str, request_id: &str, kind: RequestType) -> pb::ServerRequest {
+    record(
+        stream_id,
+        request_id,
+        RecordType::Request(pb::Request {
+            request_type: Some(kind),
+        }),
+    )
+}
+
+fn inform_init(run_id: &str, dir: &Path) -> pb::ServerRequest {
+    pb::ServerRequest {
+        request_id: format!("init-{run_id}"),
+        server_request_type: Some(ServerRequestType::InformInit(pb::ServerInformInitRequest {
+            settings: Some(pb::Settings {
+                run_id: Some(run_id.into()),
+                sync_file: Some(
+                    dir.join(format!("run-{run_id}.wandb"))
+                        .display()
+                        .to_string(),
+                ),
+                sync_dir: Some(dir.display().to_string()),
+                mode: Some("offline".into()),
+                ..Default::default()
+            }),
+            info: Some(pb::RecordInfo {
+                stream_id: run_id.into(),
+                ..Default::default()
+            }),
+        })),
+    }
+}
+
+fn teardown() -> pb::ServerRequest {
+    pb::ServerRequest {
+        server_request_type: Some(ServerRequestType::InformTeardown(Default::default())),
+        ..Default::default()
+    }
+}
+
+/// Record types in a log, in order.
+fn log_types(path: &Path) -> Vec<String> {
+    LogReader::open(path)
+        .unwrap()
+        .map(|r| {
+            let (_, bytes) = r.unwrap();
+            scan_record(&bytes)
+                .unwrap()
+                .record_type_name()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn port_file_and_a_private_socket() {
+    let (mut child, socket, dir) = start(&["--pid", &std::process::id().to_string()]);
+    let text = std::fs::read_to_string(dir.join("port.txt")).unwrap();
+    assert_eq!(text, format!("unix={}\nEOF", socket.display()));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&socket), 0o600);
+    assert_eq!(mode(socket.parent().unwrap()), 0o700);
+
+    Client::connect(&socket).send(&teardown());
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+    assert!(
+        !socket.exists() && !socket.parent().unwrap().exists(),
+        "socket directory removed"
+    );
+}
+
+#[test]
+fn flags_in_go_syntax_and_loopback_tcp() {
+    let dir = scratch_dir("goflags");
+    let port_file = dir.join("port.txt");
+    let mut child = ours()
+        .arg(format!("-port-filename={}", port_file.display()))
+        .args([
+            "-pid",
+            &std::process::id().to_string(),
+            "--log-level",
+            "-4",
+            "-no-observability",
+        ])
+        .args([
+            "-detached=false",
+            "--listen-on-localhost",
+            "-os-pid-shutdown",
+            "--enable-dcgm-profiling",
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        if let Ok(t) = std::fs::read_to_string(&port_file)
+            && t.ends_with("EOF")
+        {
+            break t;
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let port: u16 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("sock="))
+        .expect("a sock= line")
+        .parse()
+        .unwrap();
+    assert!(text.starts_with("unix="));
+    // The TCP listener is on loopback and speaks the same protocol.
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut frame = Vec::new();
+    encode_frame(&teardown().encode_to_vec(), &mut frame);
+    tcp.write_all(&frame).unwrap();
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+
+    let bad = ours()
+        .arg("--idle-timeout")
+        .arg("10 minutes")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid duration"));
+}
+
+#[test]
+fn exits_when_pid_is_not_its_parent() {
+    let (mut child, _, _) = start(&["--pid", "1"]);
+    assert!(wait_exit(&mut child, Duration::from_secs(5)).success());
+}
+
+#[test]
+fn exits_when_its_launcher_is_gone() {
+    let dir = scratch_dir("orphan");
+    let port_file = dir.join("port.txt");
+    // The shell launches the service with its own pid and exits.
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(r#""$0" --port-filename "$1" --pid $$ >/dev/null 2>&1 & sleep 0.5"#)
+        .arg(env!("CARGO_BIN_EXE_wandb-core"))
+        .arg(&port_file)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let socket = wait_port_file(&port_file);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while socket.exists() {
+        assert!(Instant::now() < deadline, "orphaned service still running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn detached_service_exits_after_idle_timeout_but_not_while_connected() {
+    let (mut child, socket, _) = start(&["--detached", "--idle-timeout", "300ms"]);
+    let client = Client::connect(&socket);
+    std::thread::sleep(Duration::from_millis(900));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "a connected client keeps it alive"
+    );
+    drop(client);
+    let started = Instant::now();
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+    assert!(started.elapsed() >= Duration::from_millis(250));
+}
+
+#[test]
+fn sigterm_keeps_everything_accepted_and_invents_no_exit() {
+    let (mut child, socket, dir) = start(&["--detached", "--idle-timeout", "0"]);
+    let mut c = Client::connect(&socket);
+    c.send(&inform_init("sigterm1", &dir));
+    assert_eq!(c.recv().unwrap().request_id, "init-sigterm1");
+    c.send(&record(
+        "sigterm1",
+        "",
+        RecordType::Header(Default::default()),
+    ));
+    c.send(&request(
+        "sigterm1",
+        "",
+        RequestType::RunStart(Default::default()),
+    ));
+    for i in 0..100 {
+        c.send(&request(
+            "sigterm1",
+            "",
+            RequestType::PartialHistory(pb::PartialHistoryRequest {
+                item: vec![pb::HistoryItem {
+                    key: "i".into(),
+                    value_json: i.to_string(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+        ));
+    }
+    // Once this is answered, everything before it was accepted.
+    c.send(&request(
+        "sigterm1",
+        "step?",
+        RequestType::HistoryStep(Default::default()),
+    ));
+    let resp = c.recv().unwrap();
+    assert_eq!(resp.request_id, "step?");
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(128 + 15));
+    let types = log_types(&dir.join("run-sigterm1.wandb"));
+    assert_eq!(types.iter().filter(|t| *t == "history").count(), 100);
+    assert!(
+        !types.contains(&"exit".to_string()),
+        "a killed run has no exit record"
+    );
+}
+
+#[test]
+fn teardown_finishes_open_runs_with_its_exit_code() {
+    let (mut child, socket, dir) = start(&["--detached", "--idle-timeout", "0"]);
+    let mut c = Client::connect(&socket);
+    for id in ["open1", "open2"] {
+        c.send(&inform_init(id, &dir));
+        assert_eq!(c.recv().unwrap().request_id, format!("init-{id}"));
+        c.send(&request(id, "", RequestType::RunStart(Default::default())));
+    }
+    // A second init of a live run gets wandb-core's answer.
+    c.send(&inform_init("open1", &dir));
+    c.expect_error("init-open1", "run ID open1 is in use");
+    c.send(&pb::ServerRequest {
+        server_request_type: Some(ServerRequestType::InformTeardown(
+            pb::ServerInformTeardownRequest {
+                exit_code: 3,
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    });
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+    for id in ["open1", "open2"] {
+        let path = dir.join(format!("run-{id}.wandb"));
+        let exit = LogReader::open(&path)
+            .unwrap()
+            .map(|r| pb::Record::decode(&r.unwrap().1[..]).unwrap())
+            .find_map(|r| match r.record_type {
+                Some(RecordType::Exit(e)) => Some(e),
+                _ => None,
+            })
+            .expect("a synthesised exit record");
+        assert_eq!(exit.exit_code, 3);
+    }
+}
+
+#[test]
+fn bad_input_costs_only_its_connection_while_a_real_run_completes() {
+    let (mut service, socket, dir) = start(&["--detached", "--idle-timeout", "0"]);
+    let token = format!("3-{}-unix-{}", std::process::id(), socket.display());
+    let work = dir.join("healthy");
+    std::fs::create_dir_all(&work).unwrap();
+    let script = r#"
+import time, wandb
+run = wandb.init(project="healthy")
+for i in range(1000):
+    run.log({"i": i})
+    if i % 100 == 0:
+        time.sleep(0.05)
+run.finish()
+"#;
+    let mut healthy = Command::new(reference_python())
+        .args(["-c", script])
+        .current_dir(&work)
+        .env("WANDB_SERVICE", &token)
+        .env("WANDB_MODE", "offline")
+        .env("WANDB_DIR", &work)
+        .env("WANDB_RUN_ID", "healthy01")
+        .env("WANDB_SILENT", "true")
+        .env("HOME", &work)
+        .spawn()
+        .unwrap();
+    // Wait until the SDK's run exists, so our own init below cannot take
+    // its ID first.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_dir(work.join("wandb"))
+        .map(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("offline-run"))
+        })
+        .unwrap_or(false)
+    {
+        assert!(Instant::now() < deadline, "the SDK run did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+
+    // Garbage and a wrong magic byte.
+    let mut c = Client::connect(&socket);
+    c.send_raw(b"hello, world");
+    c.expect_error("", "magic");
+    assert!(c.recv().is_none(), "connection closed");
+
+    // A hostile length.
+    let mut c = Client::connect(&socket);
+    c.send_raw(&[b'W', 0xff, 0xff, 0xff, 0xff]);
+    c.expect_error("", "exceeds the limit");
+    assert!(c.recv().is_none());
+
+    // A well-formed frame whose payload is not a ServerRequest.
+    let mut c = Client::connect(&socket);
+    let mut frame = Vec::new();
+    encode_frame(&[0xff; 16], &mut frame);
+    c.send_raw(&frame);
+    c.expect_error("", "not a ServerRequest");
+    assert!(c.recv().is_none());
+
+    // Records for a run this service does not have: answered, and the
+    // connection stays usable.
+    let mut c = Client::connect(&socket);
+    c.send(&request(
+        "nosuchrun",
+        "q1",
+        RequestType::HistoryStep(Default::default()),
+    ));
+    c.expect_error("q1", "no run with ID \"nosuchrun\"");
+    c.send(&request(
+        "nosuchrun",
+        "q2",
+        RequestType::GetSummary(Default::default()),
+    ));
+    c.expect_error("q2", "nosuchrun");
+    // A second init of the live run.
+    c.send(&inform_init("healthy01", &dir));
+    c.expect_error("init-healthy01", "run ID healthy01 is in use");
+    drop(c);
+
+    let status = wait_exit(&mut healthy, Duration::from_secs(120));
+    assert!(status.success(), "the healthy run failed: {status}");
+    Client::connect(&socket).send(&teardown());
+    assert!(wait_exit(&mut service, Duration::from_secs(20)).success());
+
+    let log = std::fs::read_dir(work.join("wandb"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("offline-run"))
+        .unwrap()
+        .path()
+        .join("run-healthy01.wandb");
+    let types = log_types(&log);
+    assert_eq!(
+        types.iter().filter(|t| *t == "history").count(),
+        1000,
+        "every row arrived"
+    );
+    assert_eq!(types.last().map(String::as_str), Some("exit"));
+}
