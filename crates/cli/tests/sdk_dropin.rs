@@ -6,9 +6,8 @@
 //! history rows, final summary, config, console output and exit codes.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 use testkit::{ours_python, reference_manifest, reference_python, run_scenarios, scratch_dir};
@@ -183,52 +182,26 @@ fn the_sdk_launches_our_service_and_gets_the_reference_results() {
     );
 }
 
-/// Starts our service detached (as `wandb beta core start` would) and
-/// returns it with its token.
-fn start_detached(idle: &str) -> (Child, String, PathBuf) {
-    let dir = scratch_dir("detached");
-    let port_file = dir.join("port.txt");
-    let child = Command::new(ours())
-        .arg("--port-filename")
-        .arg(&port_file)
-        .arg("--detached")
-        .arg(format!("--idle-timeout={idle}"))
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let path = loop {
-        if let Ok(text) = std::fs::read_to_string(&port_file)
-            && let Some(path) = text
-                .strip_suffix("\nEOF")
-                .and_then(|l| l.strip_prefix("unix="))
-        {
-            break PathBuf::from(path);
-        }
-        assert!(Instant::now() < deadline, "no port file");
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let token = format!("3-{}-unix-{}", std::process::id(), path.display());
-    (child, token, path)
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("service did not exit within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn the_sdk_attaches_through_wandb_service_and_gets_the_reference_results() {
-    let (mut service, token, socket) = start_detached("0");
+    // A shared service, as users start one.
+    let started = Command::new(ours())
+        .args(["start", "--idle-timeout", "0"])
+        .env_remove("WANDB_SERVICE")
+        .output()
+        .unwrap();
+    assert!(
+        started.status.success(),
+        "start: {}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let token = String::from_utf8(started.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+    let socket = PathBuf::from(token.split_once("-unix-").expect("a unix token").1);
+    assert!(socket.exists());
+
     let out = scratch_dir("env");
     let python = reference_python().to_str().unwrap();
     run_scenarios(
@@ -237,7 +210,8 @@ fn the_sdk_attaches_through_wandb_service_and_gets_the_reference_results() {
     );
 
     // Runs the SDK did not finish (crash, exception, no finish()) are
-    // finished by the teardown that `stop` sends.
+    // finished by the teardown that `stop` sends; `stop` returns once the
+    // service has removed its socket, after every log is closed.
     let stop = Command::new(ours())
         .args(["stop", &token])
         .output()
@@ -247,8 +221,6 @@ fn the_sdk_attaches_through_wandb_service_and_gets_the_reference_results() {
         "stop: {}",
         String::from_utf8_lossy(&stop.stderr)
     );
-    let status = wait_exit(&mut service, Duration::from_secs(30));
-    assert!(status.success(), "service exit: {status}");
     assert!(!socket.exists(), "the socket is removed on exit");
 
     let manifest = run_scenarios(&out, &["--phase", "read"]).unwrap();

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use prost::Message;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
@@ -23,10 +23,43 @@ use wandb_proto::wire;
 
 use super::{Ctx, ShutdownReason};
 use crate::respond::{Reply, Responder};
-use crate::stream::StreamInput;
+use crate::stream::{StreamHandle, StreamInput};
 
 /// Answers queued for a connection that is slow to read them.
 const RESPONSE_QUEUE: usize = 4096;
+/// Records handed to a run in one go.
+const MAX_BATCH: usize = 256;
+/// Frames per wake-up below which reading pauses for [`READ_COALESCE`].
+const SMALL_BATCH: usize = 32;
+const READ_COALESCE: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Consecutive records for one run, not yet handed to it.
+#[derive(Default)]
+struct Pending {
+    stream: Option<(String, StreamHandle)>,
+    records: Vec<(Bytes, Option<Reply>)>,
+    /// Whether a request in the current read batch awaits an answer.
+    awaited: bool,
+}
+
+impl Pending {
+    /// Hands the records to their run, and forgets the run's handle: a
+    /// handle kept here would keep the run open after `inform_finish`.
+    async fn flush(&mut self) {
+        let stream = self.stream.take();
+        if self.records.is_empty() {
+            return;
+        }
+        let records = std::mem::take(&mut self.records);
+        let Some((id, stream)) = &stream else { return };
+        let replies: Vec<Reply> = records.iter().filter_map(|(_, r)| r.clone()).collect();
+        if !stream.send(StreamInput::Records(records)).await {
+            for reply in replies {
+                reply.error(format!("run {id} has finished"));
+            }
+        }
+    }
+}
 
 /// Field numbers of the `ServerRequest` envelope.
 const RECORD_PUBLISH: u32 = 1;
@@ -108,32 +141,57 @@ where
     let responder = Responder::new(out_tx, conn_id);
 
     let mut frames = FramedRead::new(rd, FrameCodec::new(ctx.max_frame_len));
-    loop {
-        let frame = tokio::select! {
+    let mut pending = Pending::default();
+    'conn: loop {
+        let mut frame = tokio::select! {
             _ = stop.cancelled() => break,
             frame = frames.next() => frame,
         };
-        match frame {
-            None => break,
-            Some(Err(e)) => {
-                tracing::warn!(conn = conn_id, "closing connection: {e}");
+        // Take every frame already received before handing records on, so
+        // a run's handler wakes once per batch.
+        let mut batch = 0;
+        pending.awaited = false;
+        loop {
+            let problem = match frame {
+                None => {
+                    pending.flush().await;
+                    break 'conn;
+                }
+                Some(Err(e)) => Some(e.to_string()),
+                Some(Ok(payload)) => dispatch(payload, &responder, &ctx, &mut pending)
+                    .await
+                    .err()
+                    .map(|e| e.to_string()),
+            };
+            if let Some(problem) = problem {
+                pending.flush().await;
+                tracing::warn!(conn = conn_id, "closing connection: {problem}");
                 send_error(
                     &responder,
                     "",
-                    format!("wandb-core-rs: closing connection: {e}"),
+                    format!("wandb-core-rs: closing connection: {problem}"),
                 );
-                break;
+                break 'conn;
             }
-            Some(Ok(payload)) => {
-                if let Err(e) = dispatch(payload, &responder, &ctx).await {
-                    tracing::warn!(conn = conn_id, "closing connection: {e}");
-                    send_error(
-                        &responder,
-                        "",
-                        format!("wandb-core-rs: closing connection: {e}"),
-                    );
-                    break;
-                }
+            if pending.records.len() >= MAX_BATCH {
+                pending.flush().await;
+            }
+            batch += 1;
+            match frames.next().now_or_never() {
+                Some(next) => frame = next,
+                None => break,
+            }
+        }
+        pending.flush().await;
+        // A client logging steadily sends frames one by one; waking for
+        // each steals CPU from it (and the SDK sends header and body in two
+        // writes). After a small batch of publishes, let a millisecond of
+        // frames gather before reading again. A busy connection reads
+        // without pause, and so does one whose client awaits an answer.
+        if batch < SMALL_BATCH && !pending.awaited {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(READ_COALESCE) => {}
             }
         }
     }
@@ -194,41 +252,55 @@ async fn write_answers<W>(
     }
 }
 
-async fn dispatch(payload: Bytes, responder: &Responder, ctx: &Ctx) -> Result<(), ConnError> {
+async fn dispatch(
+    payload: Bytes,
+    responder: &Responder,
+    ctx: &Ctx,
+    pending: &mut Pending,
+) -> Result<(), ConnError> {
     let reply_for = |request_id: &str| {
         (!request_id.is_empty()).then(|| Reply {
             request_id: request_id.to_string(),
             to: responder.clone(),
         })
     };
-    match parse_envelope(payload)? {
-        Envelope::Record { request_id, raw } => {
-            let reply = reply_for(&request_id);
-            let Some(stream_id) = record_stream_id(&raw) else {
-                if let Some(reply) = reply {
-                    reply.error("record has no _info.stream_id: which run is it for?");
-                }
-                return Ok(());
-            };
-            match ctx.mux.get(&stream_id) {
-                Some(stream) => {
-                    let failed = reply.clone();
-                    if !stream.send(StreamInput::Record { raw, reply }).await
-                        && let Some(reply) = failed
-                    {
-                        reply.error(format!("run {stream_id} has finished"));
-                    }
-                }
-                None => {
-                    tracing::debug!(run = %stream_id, "record for a run this service does not have");
-                    if let Some(reply) = reply {
-                        reply.error(format!(
-                            "no run with ID {stream_id:?} in this wandb-core service"
-                        ));
-                    }
-                }
+    let envelope = parse_envelope(payload)?;
+    pending.awaited |= match &envelope {
+        Envelope::Record { request_id, .. } => !request_id.is_empty(),
+        Envelope::Other(req) => !req.request_id.is_empty(),
+    };
+    if let Envelope::Record { request_id, raw } = envelope {
+        let reply = reply_for(&request_id);
+        let Some(stream_id) = record_stream_id(&raw) else {
+            if let Some(reply) = reply {
+                reply.error("record has no _info.stream_id: which run is it for?");
+            }
+            return Ok(());
+        };
+        if pending
+            .stream
+            .as_ref()
+            .is_none_or(|(id, _)| *id != stream_id)
+        {
+            pending.flush().await;
+            pending.stream = ctx.mux.get(&stream_id).map(|h| (stream_id.clone(), h));
+        }
+        if pending.stream.is_some() {
+            pending.records.push((raw, reply));
+        } else {
+            tracing::debug!(run = %stream_id, "record for a run this service does not have");
+            if let Some(reply) = reply {
+                reply.error(format!(
+                    "no run with ID {stream_id:?} in this wandb-core service"
+                ));
             }
         }
+        return Ok(());
+    }
+    // Requests to the service act in order with the records before them.
+    pending.flush().await;
+    match envelope {
+        Envelope::Record { .. } => unreachable!("handled above"),
         Envelope::Other(req) => {
             let reply = reply_for(&req.request_id);
             let req = *req;

@@ -39,6 +39,9 @@ use crate::settings::RunSettings;
 /// before it.
 pub const SUMMARY_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Records the handler collects before waking the writer.
+const OUTPUT_BATCH: usize = 256;
+
 /// What goes into the header record's `version_info`.
 pub const PRODUCER: &str = concat!("0.31.0+wandb-core-rs.", env!("CARGO_PKG_VERSION"));
 const MIN_CONSUMER: &str = "0.70.0";
@@ -55,7 +58,8 @@ pub enum Ending {
 pub struct Handler {
     settings: Arc<RunSettings>,
     log: RunLog,
-    to_writer: flume::Sender<WriterMsg>,
+    /// Work for the writer, sent in batches by the stream's task.
+    out: Vec<WriterMsg>,
 
     /// The run as the SDK described it (run record, then run_start).
     run: Option<pb::RunRecord>,
@@ -125,16 +129,12 @@ fn keyed_summary_item(path: &Path, value: &Value) -> pb::SummaryItem {
 }
 
 impl Handler {
-    pub fn new(
-        settings: Arc<RunSettings>,
-        log: RunLog,
-        to_writer: flume::Sender<WriterMsg>,
-    ) -> Self {
+    pub fn new(settings: Arc<RunSettings>, log: RunLog) -> Self {
         Self {
             start: settings.start_time,
             settings,
             log,
-            to_writer,
+            out: Vec::new(),
             run: None,
             resumed_runtime: 0.0,
             step: 0,
@@ -157,26 +157,44 @@ impl Handler {
         self.exited
     }
 
-    async fn to_writer(&self, msg: WriterMsg) {
-        if self.to_writer.send_async(msg).await.is_err() {
-            self.log.error("writer stage is gone; record dropped");
-        }
+    /// Queues work for the writer; [`take_output`](Self::take_output) hands
+    /// it over in one batch per wake-up, so the writer thread is woken once
+    /// per batch rather than once per record.
+    fn queue(&mut self, msg: WriterMsg) {
+        self.out.push(msg);
     }
 
-    async fn persist(&self, raw: Bytes) {
-        self.to_writer(WriterMsg::Append(raw)).await;
+    /// The writer's work produced since the last call.
+    pub fn take_output(&mut self) -> Vec<WriterMsg> {
+        std::mem::take(&mut self.out)
     }
 
-    async fn emit(&self, record_type: RecordType) {
+    /// Whether queued work must reach the writer now: something waits on it
+    /// (an answer, run files), or enough has accumulated. Plain records may
+    /// wait a few milliseconds to share a wake-up of the writer thread.
+    pub fn output_urgent(&self) -> bool {
+        self.out.len() >= OUTPUT_BATCH
+            || self.out.iter().any(|m| !matches!(m, WriterMsg::Append(_)))
+    }
+
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    fn persist(&mut self, raw: Bytes) {
+        self.queue(WriterMsg::Append(raw));
+    }
+
+    fn emit(&mut self, record_type: RecordType) {
         let record = pb::Record {
             record_type: Some(record_type),
             ..Default::default()
         };
-        self.persist(Bytes::from(record.encode_to_vec())).await;
+        self.persist(Bytes::from(record.encode_to_vec()));
     }
 
-    async fn forward(&self, msg: SenderMsg) {
-        self.to_writer(WriterMsg::Forward(msg)).await;
+    fn forward(&mut self, msg: SenderMsg) {
+        self.queue(WriterMsg::Forward(msg));
     }
 
     fn runtime(&self) -> f64 {
@@ -185,7 +203,7 @@ impl Handler {
     }
 
     /// Handles one record from a client.
-    pub async fn record(&mut self, raw: Bytes, reply: Option<Reply>) {
+    pub fn record(&mut self, raw: Bytes, reply: Option<Reply>) {
         let record = match pb::Record::decode(raw.clone()) {
             Ok(r) => r,
             Err(e) => {
@@ -204,7 +222,7 @@ impl Handler {
             return;
         };
         match record_type {
-            RecordType::Request(req) => self.request(req, reply).await,
+            RecordType::Request(req) => self.request(req, reply),
             RecordType::Header(mut header) => {
                 header.version_info = Some(pb::VersionInfo {
                     producer: PRODUCER.to_string(),
@@ -215,26 +233,25 @@ impl Handler {
                     record_type: Some(RecordType::Header(header)),
                     ..record
                 };
-                self.persist(Bytes::from(rec.encode_to_vec())).await;
+                self.persist(Bytes::from(rec.encode_to_vec()));
                 if let Some(reply) = reply {
                     reply.result(pb::result::ResultType::Response(pb::Response::default()));
                 }
             }
-            RecordType::Run(run) => self.run_record(run, raw, reply).await,
+            RecordType::Run(run) => self.run_record(run, raw, reply),
             RecordType::Exit(_) => {
                 let rec = pb::Record::decode(raw).expect("decoded above");
-                self.finish(Ending::Exit(Box::new(rec), reply)).await;
+                self.finish(Ending::Exit(Box::new(rec), reply));
             }
             RecordType::Summary(s) => {
                 self.summary.apply_user(&s);
-                self.persist(raw).await;
+                self.persist(raw);
                 self.ack(reply);
             }
             RecordType::Config(c) => {
                 self.config.apply(&c);
-                self.persist(raw).await;
-                self.forward(SenderMsg::Config(self.config.to_yaml(&self.metrics)))
-                    .await;
+                self.persist(raw);
+                self.forward(SenderMsg::Config(self.config.to_yaml(&self.metrics)));
                 self.ack(reply);
             }
             RecordType::Metric(m) => {
@@ -244,33 +261,31 @@ impl Handler {
                 }
                 // 0.31.0 does not persist glob expansions.
                 if !m.expanded_from_glob {
-                    self.persist(raw).await;
+                    self.persist(raw);
                 }
                 self.ack(reply);
             }
             RecordType::Telemetry(t) => {
                 self.config.merge_telemetry(&t);
-                self.persist(raw).await;
+                self.persist(raw);
                 self.ack(reply);
             }
             RecordType::OutputRaw(o) => {
                 let stderr = o.output_type() == pb::output_raw_record::OutputType::Stderr;
-                self.persist(raw).await;
+                self.persist(raw);
                 self.forward(SenderMsg::Console {
                     stderr,
                     text: o.line,
-                })
-                .await;
+                });
                 self.ack(reply);
             }
             RecordType::Output(o) => {
                 let stderr = o.output_type() == pb::output_record::OutputType::Stderr;
-                self.persist(raw).await;
+                self.persist(raw);
                 self.forward(SenderMsg::Console {
                     stderr,
                     text: o.line,
-                })
-                .await;
+                });
                 self.ack(reply);
             }
             // Never written by wandb-core either.
@@ -279,7 +294,7 @@ impl Handler {
             }
             // Everything else goes to the log as sent.
             _ => {
-                self.persist(raw).await;
+                self.persist(raw);
                 self.ack(reply);
             }
         }
@@ -293,7 +308,7 @@ impl Handler {
         }
     }
 
-    async fn run_record(&mut self, mut run: pb::RunRecord, raw: Bytes, reply: Option<Reply>) {
+    fn run_record(&mut self, mut run: pb::RunRecord, raw: Bytes, reply: Option<Reply>) {
         if let Some(config) = &run.config {
             self.config.apply(config);
         }
@@ -308,9 +323,8 @@ impl Handler {
         } else if run.start_time.is_none() {
             run.start_time = self.run.as_ref().and_then(|r| r.start_time);
         }
-        self.persist(raw).await;
-        self.forward(SenderMsg::Config(self.config.to_yaml(&self.metrics)))
-            .await;
+        self.persist(raw);
+        self.forward(SenderMsg::Config(self.config.to_yaml(&self.metrics)));
         if let Some(reply) = &reply {
             let mut answer = run.clone();
             answer.config = Some(pb::ConfigRecord {
@@ -328,7 +342,7 @@ impl Handler {
         self.run = Some(run);
     }
 
-    async fn request(&mut self, req: pb::Request, reply: Option<Reply>) {
+    fn request(&mut self, req: pb::Request, reply: Option<Reply>) {
         let Some(kind) = req.request_type else {
             if let Some(reply) = reply {
                 reply.error("request has no type (unknown to wandb-core-rs, or empty)");
@@ -336,7 +350,7 @@ impl Handler {
             return;
         };
         match kind {
-            RequestType::PartialHistory(h) => self.partial_history(h).await,
+            RequestType::PartialHistory(h) => self.partial_history(h),
             RequestType::RunStart(start) => {
                 if let Some(run) = start.run {
                     if let Some(t) = &run.start_time {
@@ -352,7 +366,7 @@ impl Handler {
                 }
             }
             RequestType::ProbeSystemInfo(_) => {
-                self.environment().await;
+                self.environment();
                 self.ack_response(reply, None);
             }
             RequestType::PythonPackages(p) => {
@@ -362,7 +376,7 @@ impl Handler {
                         .iter()
                         .map(|p| format!("{}=={}", p.name, p.version))
                         .collect();
-                    self.forward(SenderMsg::Requirements(lines)).await;
+                    self.forward(SenderMsg::Requirements(lines));
                     self.emit(RecordType::Files(pb::FilesRecord {
                         files: vec![pb::FilesItem {
                             path: "requirements.txt".into(),
@@ -370,8 +384,7 @@ impl Handler {
                             ..Default::default()
                         }],
                         ..Default::default()
-                    }))
-                    .await;
+                    }));
                 }
                 self.ack_response(reply, None);
             }
@@ -442,14 +455,12 @@ impl Handler {
             RequestType::PollExit(_) => {
                 if let Some(reply) = reply {
                     let done = self.exited;
-                    self.forward(SenderMsg::Answer(reply, Answer::PollExit { done }))
-                        .await;
+                    self.forward(SenderMsg::Answer(reply, Answer::PollExit { done }));
                 }
             }
             RequestType::Shutdown(_) => {
                 if let Some(reply) = reply {
-                    self.forward(SenderMsg::Answer(reply, Answer::Shutdown))
-                        .await;
+                    self.forward(SenderMsg::Answer(reply, Answer::Shutdown));
                 }
             }
             RequestType::Attach(_) => {
@@ -584,7 +595,7 @@ impl Handler {
         self.run.as_ref().map_or(0, |r| r.starting_step)
     }
 
-    async fn partial_history(&mut self, req: pb::PartialHistoryRequest) {
+    fn partial_history(&mut self, req: pb::PartialHistoryRequest) {
         if !self.step_initialized {
             self.step = self.starting_step();
             self.step_initialized = true;
@@ -592,13 +603,13 @@ impl Handler {
         if self.settings.shared {
             self.merge_items(&req.item);
             if req.action.is_none_or(|a| a.flush) {
-                self.flush_row().await;
+                self.flush_row();
             }
             return;
         }
         if let Some(step) = &req.step {
             if step.num > self.step {
-                self.flush_row().await;
+                self.flush_row();
                 self.step = step.num;
             } else if step.num < self.step {
                 let message = format!(
@@ -617,7 +628,7 @@ impl Handler {
             None => req.step.is_none(),
         };
         if flush {
-            self.flush_row().await;
+            self.flush_row();
         }
     }
 
@@ -634,7 +645,7 @@ impl Handler {
 
     /// Emits the pending row as step `self.step` (if it has anything), then
     /// moves to the next step.
-    async fn flush_row(&mut self) {
+    fn flush_row(&mut self) {
         let step = self.step;
         self.step += 1;
         if self.row.is_empty() {
@@ -688,19 +699,18 @@ impl Handler {
             });
         }
         if self.last_summary_emit.elapsed() >= SUMMARY_INTERVAL {
-            self.emit_summary().await;
+            self.emit_summary();
         }
         self.emit(RecordType::History(pb::HistoryRecord {
             item: items,
             step: Some(pb::HistoryStep { num: step }),
             ..Default::default()
-        }))
-        .await;
+        }));
     }
 
     /// Writes the summary leaves that changed, with the run time; called on
     /// the coalescing interval and at exit.
-    pub async fn emit_summary(&mut self) {
+    pub fn emit_summary(&mut self) {
         self.last_summary_emit = Instant::now();
         if !self.summary.has_dirty() || self.exited {
             return;
@@ -723,17 +733,15 @@ impl Handler {
             update,
             remove,
             ..Default::default()
-        }))
-        .await;
+        }));
         self.forward(SenderMsg::Summary(
             self.summary.to_tree(&self.metrics).to_json(),
-        ))
-        .await;
+        ));
     }
 
     /// The environment record of `probe_system_info`: what the settings
     /// say about the process (the system monitor adds hardware later).
-    async fn environment(&self) {
+    fn environment(&mut self) {
         let s = &self.settings.raw;
         let env = pb::EnvironmentRecord {
             os: s.os.clone().unwrap_or_default(),
@@ -755,7 +763,7 @@ impl Handler {
             writer_id: uuid::Uuid::now_v7().to_string(),
             ..Default::default()
         };
-        self.emit(RecordType::Environment(env)).await;
+        self.emit(RecordType::Environment(env));
     }
 
     /// What wandb-core prints when it finishes an offline run the SDK did
@@ -780,12 +788,11 @@ impl Handler {
     /// Ends the run: flushes the pending row, writes the final summary and
     /// the exit record, makes the log durable, finalises the run files, then
     /// answers the exit (from the sender, after all of that).
-    pub async fn finish(&mut self, ending: Ending) {
+    pub fn finish(&mut self, ending: Ending) {
         if self.exited {
             // A second exit (or a teardown after the exit): answer, write nothing.
             if let Ending::Exit(_, Some(reply)) = ending {
-                self.to_writer(WriterMsg::Sync(SenderMsg::Exit { reply: Some(reply) }))
-                    .await;
+                self.queue(WriterMsg::Sync(SenderMsg::Exit { reply: Some(reply) }));
             }
             return;
         }
@@ -795,9 +802,9 @@ impl Handler {
         self.summary
             .set_plain_value(vec!["_runtime".into()], Value::Int(runtime));
         if !self.row.is_empty() {
-            self.flush_row().await;
+            self.flush_row();
         }
-        self.emit_summary().await;
+        self.emit_summary();
         self.exited = true;
 
         let (mut record, reply) = match ending {
@@ -820,15 +827,12 @@ impl Handler {
             }
             _ => 0,
         };
-        self.persist(Bytes::from(record.encode_to_vec())).await;
-        self.forward(SenderMsg::Config(self.config.to_yaml(&self.metrics)))
-            .await;
+        self.persist(Bytes::from(record.encode_to_vec()));
+        self.forward(SenderMsg::Config(self.config.to_yaml(&self.metrics)));
         self.forward(SenderMsg::Summary(
             self.summary.to_tree(&self.metrics).to_json(),
-        ))
-        .await;
-        self.to_writer(WriterMsg::Sync(SenderMsg::Exit { reply }))
-            .await;
+        ));
+        self.queue(WriterMsg::Sync(SenderMsg::Exit { reply }));
         self.log.info(&format!(
             "run exited with code {exit_code} after {runtime}s"
         ));

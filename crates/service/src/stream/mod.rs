@@ -33,18 +33,23 @@ use crate::respond::Reply;
 use crate::runlog::RunLog;
 use crate::settings::{Console, RunSettings};
 
-/// Records waiting for the handler, per run.
-const INPUT_QUEUE: usize = 1024;
-/// Records waiting for the writer.
-const WRITER_QUEUE: usize = 4096;
+/// Batches of records waiting for the handler, per run.
+const INPUT_QUEUE: usize = 256;
+/// Batches of work waiting for the writer.
+const WRITER_QUEUE: usize = 64;
+/// Inputs the handler takes in one go before handing work to the writer.
+const HANDLER_BATCH: usize = 256;
+/// Records not urgent for anyone wait at most this long for company on
+/// their way to the writer thread.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 /// Work waiting for the sender.
 const SENDER_QUEUE: usize = 1024;
 
 /// What a stream is asked to do.
 #[derive(Debug)]
 pub enum StreamInput {
-    /// A record from a client (the bytes as sent), and where to answer.
-    Record { raw: Bytes, reply: Option<Reply> },
+    /// Records from a client (the bytes as sent), each with where to answer.
+    Records(Vec<(Bytes, Option<Reply>)>),
     /// Finish the run if it has not exited (with this exit code), then close.
     Teardown { exit_code: i32 },
 }
@@ -107,9 +112,9 @@ pub fn spawn(settings: RunSettings) -> (StreamHandle, JoinHandle<()>) {
         .spawn(move || sender.run())
         .expect("spawn sender thread");
 
-    let handler = Handler::new(settings.clone(), log.clone(), to_writer);
+    let handler = Handler::new(settings.clone(), log.clone());
     let task = tokio::spawn(async move {
-        run_handler(handler, rx).await;
+        run_handler(handler, rx, to_writer).await;
         // The handler dropped its writer channel: the writer drains and
         // closes the log, then the sender finishes the files.
         let _ = tokio::task::spawn_blocking(move || {
@@ -122,26 +127,88 @@ pub fn spawn(settings: RunSettings) -> (StreamHandle, JoinHandle<()>) {
     (StreamHandle { tx, settings }, task)
 }
 
-async fn run_handler(mut handler: Handler, mut rx: mpsc::Receiver<StreamInput>) {
+/// The handler's task: takes what is queued (up to a batch), then hands the
+/// writer what it produced in one message. Plain records linger a few
+/// milliseconds to share a wake-up of the writer thread; anything someone
+/// waits for goes at once.
+async fn run_handler(
+    mut handler: Handler,
+    mut rx: mpsc::Receiver<StreamInput>,
+    to_writer: flume::Sender<Vec<writer::WriterMsg>>,
+) {
     let mut tick = tokio::time::interval(SUMMARY_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            input = rx.recv() => match input {
-                Some(StreamInput::Record { raw, reply }) => handler.record(raw, reply).await,
+    let mut linger_until: Option<tokio::time::Instant> = None;
+    let mut done = false;
+    while !done {
+        let first = tokio::select! {
+            input = rx.recv() => input,
+            _ = tick.tick() => {
+                handler.emit_summary();
+                send(&mut handler, &to_writer).await;
+                continue;
+            }
+            _ = sleep_until(linger_until) => {
+                linger_until = None;
+                send(&mut handler, &to_writer).await;
+                continue;
+            }
+        };
+        let mut next = first;
+        let mut taken = 0;
+        loop {
+            match next {
+                Some(StreamInput::Records(records)) => {
+                    for (raw, reply) in records {
+                        handler.record(raw, reply);
+                    }
+                }
                 Some(StreamInput::Teardown { exit_code }) => {
                     let print_footer = !handler.exited();
-                    handler.finish(Ending::Synthesized(exit_code)).await;
+                    handler.finish(Ending::Synthesized(exit_code));
                     if print_footer {
                         handler.print_offline_footer();
                     }
+                    done = true;
                     break;
                 }
                 // inform_finish: the client is done with the run.
-                None => break,
-            },
-            _ = tick.tick() => handler.emit_summary().await,
+                None => {
+                    done = true;
+                    break;
+                }
+            }
+            taken += 1;
+            if taken >= HANDLER_BATCH {
+                break;
+            }
+            match rx.try_recv() {
+                Ok(input) => next = Some(input),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => next = None,
+            }
         }
+        if done || handler.output_urgent() {
+            linger_until = None;
+            send(&mut handler, &to_writer).await;
+        } else if handler.has_output() && linger_until.is_none() {
+            linger_until = Some(tokio::time::Instant::now() + LINGER);
+        }
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn send(handler: &mut Handler, to_writer: &flume::Sender<Vec<writer::WriterMsg>>) {
+    let batch = handler.take_output();
+    if !batch.is_empty() && to_writer.send_async(batch).await.is_err() {
+        tracing::error!("writer stage is gone; records dropped");
     }
 }
 

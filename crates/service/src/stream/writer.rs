@@ -30,7 +30,7 @@ pub struct Writer {
     pub policy: FlushPolicy,
     /// `x_skip_transaction_log`: the run keeps no log.
     pub skip: bool,
-    pub rx: flume::Receiver<WriterMsg>,
+    pub rx: flume::Receiver<Vec<WriterMsg>>,
     pub to_sender: flume::Sender<SenderMsg>,
     pub log: RunLog,
 }
@@ -54,8 +54,8 @@ impl Writer {
         };
         let idle = self.policy.interval.max(Duration::from_millis(10));
         loop {
-            let msg = match self.rx.recv_timeout(idle) {
-                Ok(msg) => msg,
+            let batch = match self.rx.recv_timeout(idle) {
+                Ok(batch) => batch,
                 Err(flume::RecvTimeoutError::Timeout) => {
                     if let Some(w) = &mut log {
                         self.check(w.flush_if_due().map(|_| ()), &mut log);
@@ -64,20 +64,22 @@ impl Writer {
                 }
                 Err(flume::RecvTimeoutError::Disconnected) => break,
             };
-            match msg {
-                WriterMsg::Append(record) => {
-                    if let Some(w) = &mut log {
-                        let result = w.append(&record).map(|_| ());
-                        self.check(result, &mut log);
+            for msg in batch {
+                match msg {
+                    WriterMsg::Append(record) => {
+                        if let Some(w) = &mut log {
+                            let result = w.append(&record).map(|_| ());
+                            self.check(result, &mut log);
+                        }
                     }
-                }
-                WriterMsg::Forward(then) => self.forward(then),
-                WriterMsg::Sync(then) => {
-                    if let Some(w) = &mut log {
-                        let result = w.sync();
-                        self.check(result, &mut log);
+                    WriterMsg::Forward(then) => self.forward(then),
+                    WriterMsg::Sync(then) => {
+                        if let Some(w) = &mut log {
+                            let result = w.sync();
+                            self.check(result, &mut log);
+                        }
+                        self.forward(then);
                     }
-                    self.forward(then);
                 }
             }
         }
