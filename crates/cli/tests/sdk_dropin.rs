@@ -43,14 +43,22 @@ fn volatile(key: &str) -> bool {
         || key.ends_with("artifact_path")
 }
 
+/// A value with the volatile keys removed and numbers compared as numbers:
+/// wandb-core re-formats values (`1.0` → `1`), we keep the SDK's text; the
+/// values must be the same, not their spelling.
 fn stable(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
             m.iter()
                 .filter(|(k, _)| !volatile(k))
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, v)| (k.clone(), stable(v)))
                 .collect::<Map<_, _>>(),
         ),
+        Value::Array(items) => Value::Array(items.iter().map(stable).collect()),
+        Value::Number(n) => n
+            .as_f64()
+            .and_then(serde_json::Number::from_f64)
+            .map_or_else(|| v.clone(), Value::Number),
         other => other.clone(),
     }
 }

@@ -9,12 +9,14 @@
 //!   wandb-core's number formatting).
 //! * [`token`]: `WANDB_SERVICE` tokens and port files (how clients find a
 //!   service).
+//! * [`view`]: zero-copy views of the hottest message (`partial_history`).
 //! * [`descriptor_pool`]: run-time reflection over the same schema, for
 //!   rendering records as JSON.
 
 pub mod frame;
 pub mod json;
 pub mod token;
+pub mod view;
 pub mod wire;
 
 /// Generated prost types for the `wandb_internal` package.

@@ -27,6 +27,8 @@ use crate::stream::{StreamHandle, StreamInput};
 
 /// Answers queued for a connection that is slow to read them.
 const RESPONSE_QUEUE: usize = 4096;
+/// Initial read buffer of a connection.
+const READ_BUFFER: usize = 256 * 1024;
 /// Records handed to a run in one go.
 const MAX_BATCH: usize = 256;
 /// Frames per wake-up below which reading pauses for [`READ_COALESCE`].
@@ -65,8 +67,6 @@ impl Pending {
 const RECORD_PUBLISH: u32 = 1;
 const RECORD_COMMUNICATE: u32 = 2;
 const REQUEST_ID: u32 = 10;
-/// `Record._info`.
-const RECORD_INFO: u32 = 200;
 
 /// Why a connection is closed.
 #[derive(Debug, thiserror::Error)]
@@ -112,18 +112,6 @@ fn parse_envelope(payload: Bytes) -> Result<Envelope, ConnError> {
     }
 }
 
-/// The stream id of an encoded record (`_info.stream_id`).
-fn record_stream_id(raw: &[u8]) -> Option<String> {
-    for field in wire::fields(raw) {
-        let field = field.ok()?;
-        if field.number == RECORD_INFO {
-            let info = pb::RecordInfo::decode(&raw[field.payload(raw)?]).ok()?;
-            return Some(info.stream_id);
-        }
-    }
-    None
-}
-
 /// Serves one connection until it closes, fails, or the service stops.
 pub async fn serve<S>(io: S, conn_id: u64, ctx: Arc<Ctx>, stop: CancellationToken)
 where
@@ -140,7 +128,8 @@ where
     ));
     let responder = Responder::new(out_tx, conn_id);
 
-    let mut frames = FramedRead::new(rd, FrameCodec::new(ctx.max_frame_len));
+    // Large reads: a client streaming rows fills many frames per syscall.
+    let mut frames = FramedRead::with_capacity(rd, FrameCodec::new(ctx.max_frame_len), READ_BUFFER);
     let mut pending = Pending::default();
     'conn: loop {
         let mut frame = tokio::select! {
@@ -271,7 +260,7 @@ async fn dispatch(
     };
     if let Envelope::Record { request_id, raw } = envelope {
         let reply = reply_for(&request_id);
-        let Some(stream_id) = record_stream_id(&raw) else {
+        let Some(stream_id) = wandb_proto::view::stream_id(&raw) else {
             if let Some(reply) = reply {
                 reply.error("record has no _info.stream_id: which run is it for?");
             }
@@ -280,10 +269,10 @@ async fn dispatch(
         if pending
             .stream
             .as_ref()
-            .is_none_or(|(id, _)| *id != stream_id)
+            .is_none_or(|(id, _)| id != stream_id)
         {
             pending.flush().await;
-            pending.stream = ctx.mux.get(&stream_id).map(|h| (stream_id.clone(), h));
+            pending.stream = ctx.mux.get(stream_id).map(|h| (stream_id.to_string(), h));
         }
         if pending.stream.is_some() {
             pending.records.push((raw, reply));
@@ -402,7 +391,7 @@ mod tests {
             Envelope::Record { request_id, raw } => {
                 assert_eq!(request_id, "abc");
                 assert_eq!(raw, record.encode_to_vec());
-                assert_eq!(record_stream_id(&raw).as_deref(), Some("run1"));
+                assert_eq!(wandb_proto::view::stream_id(&raw), Some("run1"));
             }
             Envelope::Other(_) => panic!("expected a record"),
         }

@@ -13,7 +13,16 @@ use wandb_proto::json::{self, Value};
 use wandb_proto::{descriptor_pool, pb};
 
 use super::metrics::Metrics;
-use super::summary::{insert_path, item_path};
+use super::summary::insert_path;
+
+/// `key`, or `nested_key` when set.
+fn item_path(key: &str, nested_key: &[String]) -> Vec<String> {
+    if nested_key.is_empty() {
+        vec![key.to_string()]
+    } else {
+        nested_key.to_vec()
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct RunConfig {

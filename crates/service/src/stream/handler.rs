@@ -12,24 +12,22 @@
 //! which more than doubles the log; we write the changed leaves at most
 //! every [`SUMMARY_INTERVAL`], and always at exit.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use prost::Message;
-use wandb_proto::json::Value;
 use wandb_proto::pb;
 use wandb_proto::pb::record::RecordType;
 use wandb_proto::pb::request::RequestType;
 use wandb_proto::pb::response::ResponseType;
 
+use wandb_proto::view::PartialHistoryView;
+
 use super::config::RunConfig;
-use super::history::{Path, Row};
-use super::metrics::Metrics;
-use super::sampler::Sampler;
+use super::keys::KeyId;
 use super::sender::{Answer, SenderMsg};
-use super::summary::Summary;
+use super::steps::{History, Rejected};
 use super::writer::WriterMsg;
 use crate::respond::Reply;
 use crate::runlog::RunLog;
@@ -67,16 +65,11 @@ pub struct Handler {
     start: Option<f64>,
     resumed_runtime: f64,
 
-    step: i64,
-    step_initialized: bool,
-    row: Row,
-    /// Last value seen of each key used as a step metric.
-    step_values: HashMap<String, Value>,
-    step_metric_keys: HashSet<String>,
-
-    summary: Summary,
-    metrics: Metrics,
-    sampler: Sampler,
+    /// Steps, the pending row, summary, metric definitions, samples.
+    history: History,
+    /// `_wandb.runtime` and `_runtime` in the summary.
+    k_wandb_runtime: KeyId,
+    k_runtime: KeyId,
     config: RunConfig,
     last_summary_emit: Instant,
 
@@ -106,30 +99,30 @@ fn timestamp_now() -> prost_types::Timestamp {
     }
 }
 
-fn summary_item(path: &Path, value: &Value) -> pb::SummaryItem {
-    pb::SummaryItem {
-        nested_key: path.clone(),
-        value_json: value.to_json(),
-        ..Default::default()
-    }
-}
-
-/// `key` for one-element paths, `nested_key` for deeper ones (how the SDK
-/// reads summaries).
-fn keyed_summary_item(path: &Path, value: &Value) -> pb::SummaryItem {
-    if path.len() == 1 {
+/// A summary item for a key: `key` for one-element paths, `nested_key` for
+/// deeper ones (how the SDK reads summaries), or always `nested_key` (how
+/// wandb-core writes summary records).
+fn summary_item(path: &[String], value_json: String, prefer_key: bool) -> pb::SummaryItem {
+    if prefer_key && path.len() == 1 {
         pb::SummaryItem {
             key: path[0].clone(),
-            value_json: value.to_json(),
+            value_json,
             ..Default::default()
         }
     } else {
-        summary_item(path, value)
+        pb::SummaryItem {
+            nested_key: path.to_vec(),
+            value_json,
+            ..Default::default()
+        }
     }
 }
 
 impl Handler {
     pub fn new(settings: Arc<RunSettings>, log: RunLog) -> Self {
+        let mut history = History::new(settings.shared, settings.server_side_derived_summary);
+        let k_wandb_runtime = history.keys.path_id(&["_wandb", "runtime"]);
+        let k_runtime = history.keys.top("_runtime");
         Self {
             start: settings.start_time,
             settings,
@@ -137,14 +130,9 @@ impl Handler {
             out: Vec::new(),
             run: None,
             resumed_runtime: 0.0,
-            step: 0,
-            step_initialized: false,
-            row: Row::default(),
-            step_values: HashMap::new(),
-            step_metric_keys: HashSet::new(),
-            summary: Summary::default(),
-            metrics: Metrics::default(),
-            sampler: Sampler::default(),
+            history,
+            k_wandb_runtime,
+            k_runtime,
             config: RunConfig::default(),
             last_summary_emit: Instant::now(),
             warnings: Vec::new(),
@@ -204,6 +192,14 @@ impl Handler {
 
     /// Handles one record from a client.
     pub fn record(&mut self, raw: Bytes, reply: Option<Reply>) {
+        // `run.log()` skips the full decode.
+        if let Ok(Some(view)) = PartialHistoryView::from_record(&raw) {
+            self.partial_history(&view, &raw);
+            if let Some(reply) = reply {
+                reply.response(None);
+            }
+            return;
+        }
         let record = match pb::Record::decode(raw.clone()) {
             Ok(r) => r,
             Err(e) => {
@@ -244,21 +240,20 @@ impl Handler {
                 self.finish(Ending::Exit(Box::new(rec), reply));
             }
             RecordType::Summary(s) => {
-                self.summary.apply_user(&s);
+                self.history.summary.apply_user(&mut self.history.keys, &s);
                 self.persist(raw);
                 self.ack(reply);
             }
             RecordType::Config(c) => {
                 self.config.apply(&c);
                 self.persist(raw);
-                self.forward(SenderMsg::Config(self.config.to_yaml(&self.metrics)));
+                self.forward(SenderMsg::Config(
+                    self.config.to_yaml(&self.history.metrics),
+                ));
                 self.ack(reply);
             }
             RecordType::Metric(m) => {
-                self.metrics.define(&m);
-                if !m.step_metric.is_empty() {
-                    self.step_metric_keys.insert(m.step_metric.clone());
-                }
+                self.history.define_metric(&m);
                 // 0.31.0 does not persist glob expansions.
                 if !m.expanded_from_glob {
                     self.persist(raw);
@@ -324,11 +319,13 @@ impl Handler {
             run.start_time = self.run.as_ref().and_then(|r| r.start_time);
         }
         self.persist(raw);
-        self.forward(SenderMsg::Config(self.config.to_yaml(&self.metrics)));
+        self.forward(SenderMsg::Config(
+            self.config.to_yaml(&self.history.metrics),
+        ));
         if let Some(reply) = &reply {
             let mut answer = run.clone();
             answer.config = Some(pb::ConfigRecord {
-                update: self.config.wrapped_items(&self.metrics),
+                update: self.config.wrapped_items(&self.history.metrics),
                 ..Default::default()
             });
             // The SDK would re-publish summary items it finds here.
@@ -350,7 +347,13 @@ impl Handler {
             return;
         };
         match kind {
-            RequestType::PartialHistory(h) => self.partial_history(h),
+            // Reached only if the fast path could not read it; the full
+            // decode worked, so this is a shape the view does not expect.
+            RequestType::PartialHistory(_) => {
+                self.log
+                    .warn("partial_history request in an unexpected encoding, dropped");
+                self.ack_response(reply, None);
+            }
             RequestType::RunStart(start) => {
                 if let Some(run) = start.run {
                     if let Some(t) = &run.start_time {
@@ -408,11 +411,7 @@ impl Handler {
                 )),
             ),
             RequestType::HistoryStep(_) => {
-                let step = if self.step_initialized {
-                    self.step
-                } else {
-                    self.starting_step()
-                };
+                let step = self.history.step(self.starting_step());
                 self.ack_response(
                     reply,
                     Some(ResponseType::HistoryStepResponse(pb::HistoryStepResponse {
@@ -421,11 +420,12 @@ impl Handler {
                 );
             }
             RequestType::GetSummary(_) => {
-                let item = self
+                let h = &self.history;
+                let item = h
                     .summary
-                    .items(&self.metrics)
-                    .iter()
-                    .map(|(p, v)| keyed_summary_item(p, v))
+                    .items(&h.keys, &h.metrics)
+                    .into_iter()
+                    .map(|(id, v)| summary_item(h.keys.path(id), v, true))
                     .collect();
                 self.ack_response(
                     reply,
@@ -436,8 +436,9 @@ impl Handler {
             }
             RequestType::SampledHistory(_) => {
                 let item = self
+                    .history
                     .sampler
-                    .sampled()
+                    .sampled(&self.history.keys)
                     .into_iter()
                     .map(|(key, values_float)| pb::SampledHistoryItem {
                         key,
@@ -595,148 +596,68 @@ impl Handler {
         self.run.as_ref().map_or(0, |r| r.starting_step)
     }
 
-    fn partial_history(&mut self, req: pb::PartialHistoryRequest) {
-        if !self.step_initialized {
-            self.step = self.starting_step();
-            self.step_initialized = true;
+    /// `run.log()`: the hot path, read straight from the received bytes.
+    fn partial_history(&mut self, view: &PartialHistoryView<'_>, raw: &Bytes) {
+        let mut rows = Vec::new();
+        let runtime = self.runtime();
+        let result = self
+            .history
+            .partial(view, raw, self.starting_step(), runtime, &mut rows);
+        for row in rows {
+            self.persist(row);
         }
-        if self.settings.shared {
-            self.merge_items(&req.item);
-            if req.action.is_none_or(|a| a.flush) {
-                self.flush_row();
-            }
-            return;
-        }
-        if let Some(step) = &req.step {
-            if step.num > self.step {
-                self.flush_row();
-                self.step = step.num;
-            } else if step.num < self.step {
-                let message = format!(
-                    "Tried to log to step {} that is less than the current step {}. Steps must be \
-                     monotonically increasing, so this data will be ignored. See \
-                     https://wandb.me/define-metric to log data out of order.",
-                    step.num, self.step
-                );
-                self.warn_user(message);
-                return;
-            }
-        }
-        self.merge_items(&req.item);
-        let flush = match &req.action {
-            Some(action) => action.flush,
-            None => req.step.is_none(),
-        };
-        if flush {
-            self.flush_row();
-        }
-    }
-
-    fn merge_items(&mut self, items: &[pb::HistoryItem]) {
-        for item in items {
-            if let Err(e) = self.row.merge_item(item) {
-                let key = super::history::item_path(item).join(".");
-                self.log.warn(&format!(
-                    "history value for {key:?} is not JSON, dropped: {e}"
-                ));
-            }
-        }
-    }
-
-    /// Emits the pending row as step `self.step` (if it has anything), then
-    /// moves to the next step.
-    fn flush_row(&mut self) {
-        let step = self.step;
-        self.step += 1;
-        if self.row.is_empty() {
-            return;
-        }
-        let mut row = std::mem::take(&mut self.row);
-        row.set(vec!["_runtime".into()], Value::Float(self.runtime()));
-        if !self.settings.shared {
-            row.set(vec!["_step".into()], Value::Int(step));
-        }
-        // Step metrics: a key defined against a step metric that the row
-        // lacks gets that metric's last value.
-        if !self.metrics.is_empty() {
-            let mut inserts = Vec::new();
-            for (path, _) in row.iter() {
-                if let Some(def) = self.metrics.get(&path.join("."))
-                    && def.step_sync
-                    && !def.step_metric.is_empty()
-                    && !row.contains_key(&def.step_metric)
-                {
-                    let last = self
-                        .step_values
-                        .get(&def.step_metric)
-                        .cloned()
-                        .unwrap_or(Value::Int(0));
-                    inserts.push((vec![def.step_metric.clone()], last));
-                }
-            }
-            for (path, value) in inserts {
-                row.set(path, value);
-            }
-        }
-        let leaves = row.take();
-        let mut items = Vec::with_capacity(leaves.len());
-        for (path, value) in &leaves {
-            if path.len() == 1 {
-                if let Some(x) = value.as_f64() {
-                    self.sampler.add(&path[0], x);
-                }
-                if self.step_metric_keys.contains(&path[0]) {
-                    self.step_values.insert(path[0].clone(), value.clone());
-                }
-            }
-            if !self.settings.server_side_derived_summary {
-                self.summary.observe(path, value);
-            }
-            items.push(pb::HistoryItem {
-                nested_key: path.clone(),
-                value_json: value.to_json(),
-                ..Default::default()
-            });
+        match result {
+            Ok(()) => {}
+            Err(Rejected::StepBackwards { step, current }) => self.warn_user(format!(
+                "Tried to log to step {step} that is less than the current step {current}. Steps must be \
+                 monotonically increasing, so this data will be ignored. See \
+                 https://wandb.me/define-metric to log data out of order."
+            )),
+            Err(Rejected::BadValue(message)) => self.log.warn(&message),
         }
         if self.last_summary_emit.elapsed() >= SUMMARY_INTERVAL {
             self.emit_summary();
         }
-        self.emit(RecordType::History(pb::HistoryRecord {
-            item: items,
-            step: Some(pb::HistoryStep { num: step }),
-            ..Default::default()
-        }));
+    }
+
+    /// Emits the pending row (at exit).
+    fn flush_row(&mut self) {
+        let mut rows = Vec::new();
+        let runtime = self.runtime();
+        self.history.flush_row(runtime, &mut rows);
+        for row in rows {
+            self.persist(row);
+        }
     }
 
     /// Writes the summary leaves that changed, with the run time; called on
     /// the coalescing interval and at exit.
     pub fn emit_summary(&mut self) {
         self.last_summary_emit = Instant::now();
-        if !self.summary.has_dirty() || self.exited {
+        if !self.history.summary.has_dirty() || self.exited {
             return;
         }
-        let runtime = Value::Int(self.runtime() as i64);
-        self.summary
-            .set_plain_value(vec!["_wandb".into(), "runtime".into()], runtime);
+        let runtime = (self.runtime() as i64).to_string();
+        self.history
+            .summary
+            .set_plain_value(self.k_wandb_runtime, &runtime);
+        let h = &mut self.history;
         let mut update = Vec::new();
         let mut remove = Vec::new();
-        for (path, value) in self.summary.take_dirty(&self.metrics) {
+        for (id, value) in h.summary.take_dirty(&h.keys, &h.metrics) {
+            let path = h.keys.path(id);
             match value {
-                Some(v) => update.push(summary_item(&path, &v)),
-                None => remove.push(pb::SummaryItem {
-                    nested_key: path,
-                    ..Default::default()
-                }),
+                Some(v) => update.push(summary_item(path, v, false)),
+                None => remove.push(summary_item(path, String::new(), false)),
             }
         }
+        let tree = h.summary.to_tree(&h.keys, &h.metrics).to_json();
         self.emit(RecordType::Summary(pb::SummaryRecord {
             update,
             remove,
             ..Default::default()
         }));
-        self.forward(SenderMsg::Summary(
-            self.summary.to_tree(&self.metrics).to_json(),
-        ));
+        self.forward(SenderMsg::Summary(tree));
     }
 
     /// The environment record of `probe_system_info`: what the settings
@@ -797,11 +718,12 @@ impl Handler {
             return;
         }
         let runtime = self.runtime() as i64;
-        self.summary
-            .set_plain_value(vec!["_wandb".into(), "runtime".into()], Value::Int(runtime));
-        self.summary
-            .set_plain_value(vec!["_runtime".into()], Value::Int(runtime));
-        if !self.row.is_empty() {
+        let text = runtime.to_string();
+        self.history
+            .summary
+            .set_plain_value(self.k_wandb_runtime, &text);
+        self.history.summary.set_plain_value(self.k_runtime, &text);
+        if self.history.has_pending_row() {
             self.flush_row();
         }
         self.emit_summary();
@@ -828,10 +750,12 @@ impl Handler {
             _ => 0,
         };
         self.persist(Bytes::from(record.encode_to_vec()));
-        self.forward(SenderMsg::Config(self.config.to_yaml(&self.metrics)));
-        self.forward(SenderMsg::Summary(
-            self.summary.to_tree(&self.metrics).to_json(),
+        self.forward(SenderMsg::Config(
+            self.config.to_yaml(&self.history.metrics),
         ));
+        let h = &self.history;
+        let tree = h.summary.to_tree(&h.keys, &h.metrics).to_json();
+        self.forward(SenderMsg::Summary(tree));
         self.queue(WriterMsg::Sync(SenderMsg::Exit { reply }));
         self.log.info(&format!(
             "run exited with code {exit_code} after {runtime}s"

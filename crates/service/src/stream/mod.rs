@@ -15,9 +15,11 @@ pub mod config;
 pub mod console;
 pub mod handler;
 pub mod history;
+pub mod keys;
 pub mod metrics;
 pub mod sampler;
 pub mod sender;
+pub mod steps;
 pub mod summary;
 pub mod writer;
 
@@ -33,10 +35,12 @@ use crate::respond::Reply;
 use crate::runlog::RunLog;
 use crate::settings::{Console, RunSettings};
 
-/// Batches of records waiting for the handler, per run.
-const INPUT_QUEUE: usize = 256;
+/// Batches of records (up to 256 each) waiting for the handler, per run:
+/// enough to keep it busy, few enough that memory stays small whatever the
+/// client's pace.
+const INPUT_QUEUE: usize = 8;
 /// Batches of work waiting for the writer.
-const WRITER_QUEUE: usize = 64;
+const WRITER_QUEUE: usize = 8;
 /// Inputs the handler takes in one go before handing work to the writer.
 const HANDLER_BATCH: usize = 256;
 /// Records not urgent for anyone wait at most this long for company on
@@ -179,7 +183,9 @@ async fn run_handler(
                 }
             }
             taken += 1;
-            if taken >= HANDLER_BATCH {
+            // Hand the writer bounded batches: memory stays small however
+            // much is queued behind.
+            if taken >= HANDLER_BATCH || handler.output_urgent() {
                 break;
             }
             match rx.try_recv() {

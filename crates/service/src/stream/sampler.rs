@@ -4,7 +4,7 @@
 //! `f32` and returned in logging order, as wandb-core does. Memory is fixed
 //! per key however long the run.
 
-use indexmap::IndexMap;
+use super::keys::{KeyId, Keys};
 
 const RESERVOIR: usize = 48;
 
@@ -15,17 +15,17 @@ struct Reservoir {
     samples: Vec<(u64, f32)>,
 }
 
-/// Reservoirs for every numeric top-level key.
+/// Reservoirs for every numeric top-level key, indexed by key id.
 #[derive(Debug)]
 pub struct Sampler {
-    keys: IndexMap<String, Reservoir>,
+    keys: Vec<Option<Reservoir>>,
     rng: fastrand::Rng,
 }
 
 impl Default for Sampler {
     fn default() -> Self {
         Self {
-            keys: IndexMap::new(),
+            keys: Vec::new(),
             // Deterministic, so a run's sparklines do not depend on chance.
             rng: fastrand::Rng::with_seed(0x5eed),
         }
@@ -33,14 +33,15 @@ impl Default for Sampler {
 }
 
 impl Sampler {
-    pub fn add(&mut self, key: &str, value: f64) {
-        let r = match self.keys.get_mut(key) {
-            Some(r) => r,
-            None => self.keys.entry(key.to_string()).or_insert(Reservoir {
-                seen: 0,
-                samples: Vec::new(),
-            }),
-        };
+    pub fn add(&mut self, key: KeyId, value: f64) {
+        let i = key as usize;
+        if self.keys.len() <= i {
+            self.keys.resize_with(i + 1, || None);
+        }
+        let r = self.keys[i].get_or_insert_with(|| Reservoir {
+            seen: 0,
+            samples: Vec::new(),
+        });
         let index = r.seen;
         r.seen += 1;
         if r.samples.len() < RESERVOIR {
@@ -53,14 +54,19 @@ impl Sampler {
         }
     }
 
-    /// `(key, values in logging order)` for every key.
-    pub fn sampled(&self) -> Vec<(String, Vec<f32>)> {
+    /// `(key, values in logging order)` for every key, in first-seen order.
+    pub fn sampled(&self, keys: &Keys) -> Vec<(String, Vec<f32>)> {
         self.keys
             .iter()
-            .map(|(k, r)| {
+            .enumerate()
+            .filter_map(|(id, r)| r.as_ref().map(|r| (id as KeyId, r)))
+            .map(|(id, r)| {
                 let mut s = r.samples.clone();
                 s.sort_by_key(|(i, _)| *i);
-                (k.clone(), s.into_iter().map(|(_, v)| v).collect())
+                (
+                    keys.info(id).dotted.clone(),
+                    s.into_iter().map(|(_, v)| v).collect(),
+                )
             })
             .collect()
     }
@@ -72,18 +78,21 @@ mod tests {
 
     #[test]
     fn keeps_all_values_up_to_the_reservoir_size_then_a_sorted_sample() {
+        let mut keys = Keys::default();
+        let (a, b) = (keys.top("a"), keys.top("b"));
         let mut s = Sampler::default();
         for i in 0..10 {
-            s.add("a", i as f64);
+            s.add(a, i as f64);
         }
         assert_eq!(
-            s.sampled()[0].1,
+            s.sampled(&keys)[0].1,
             (0..10).map(|i| i as f32).collect::<Vec<_>>()
         );
         for i in 0..10_000 {
-            s.add("b", i as f64);
+            s.add(b, i as f64);
         }
-        let b = &s.sampled()[1].1;
+        let sampled = s.sampled(&keys);
+        let b = &sampled[1].1;
         assert_eq!(b.len(), RESERVOIR);
         assert!(b.windows(2).all(|w| w[0] < w[1]), "logging order");
     }

@@ -5,166 +5,177 @@
 //! object with the chosen ones (`min`, `max`, `mean`, `last`, `first`).
 //! Statistics are kept from the first value even if the metric is defined
 //! later. A user's own summary write sets the leaf and drops its aggregates
-//! for the rest of the run, as in wandb-core.
+//! for the rest of the run, as in wandb-core. Leaves are indexed by
+//! [`KeyId`], so a row's update touches no hash table.
 
-use indexmap::{IndexMap, IndexSet};
 use wandb_proto::json::Value;
 use wandb_proto::pb;
 
-use super::history::Path;
+use super::history::{Kind, Leaf};
+use super::keys::{KeyId, Keys};
 use super::metrics::{MetricDef, Metrics};
 
-#[derive(Debug, Clone)]
-struct Leaf {
-    latest: Value,
-    first: Value,
+#[derive(Debug, Clone, Default)]
+struct SLeaf {
+    present: bool,
+    /// The latest value's JSON text (the buffer is reused row after row).
+    latest: String,
+    first: Option<String>,
     min: f64,
     max: f64,
     total: f64,
     count: u64,
     /// Set by a user write: show the plain value from now on.
     plain: bool,
+    dirty: bool,
 }
 
-impl Leaf {
-    fn new(value: Value) -> Self {
-        Self {
-            first: value.clone(),
-            latest: value,
-            min: f64::INFINITY,
-            max: f64::NEG_INFINITY,
-            total: 0.0,
-            count: 0,
-            plain: false,
+impl SLeaf {
+    fn set_latest(&mut self, text: &str) {
+        if !self.present {
+            // New, or back after a removal: statistics start over.
+            self.present = true;
+            self.min = f64::INFINITY;
+            self.max = f64::NEG_INFINITY;
+            self.total = 0.0;
+            self.count = 0;
+            self.first = None;
         }
-    }
-
-    fn observe(&mut self, value: Value) {
-        if let Some(x) = value.as_f64() {
-            if !x.is_nan() {
-                self.min = self.min.min(x);
-                self.max = self.max.max(x);
-            }
-            self.total += x;
-            self.count += 1;
+        self.latest.clear();
+        self.latest.push_str(text);
+        if self.first.is_none() {
+            self.first = Some(text.to_string());
         }
-        self.latest = value;
     }
 }
 
 /// The summary of one run.
 #[derive(Debug, Default)]
 pub struct Summary {
-    leaves: IndexMap<Path, Leaf>,
-    /// Leaves changed since [`take_dirty`](Self::take_dirty).
-    dirty: IndexSet<Path>,
-}
-
-fn metric_name(path: &[String]) -> String {
-    path.join(".")
+    leaves: Vec<SLeaf>,
+    /// Leaves changed since [`take_dirty`](Self::take_dirty), in change order.
+    dirty: Vec<KeyId>,
 }
 
 impl Summary {
-    /// Records a value from a history row.
-    pub fn observe(&mut self, path: &Path, value: &Value) {
-        if matches!(value, Value::Null) {
-            return;
+    fn leaf(&mut self, id: KeyId) -> &mut SLeaf {
+        let i = id as usize;
+        if self.leaves.len() <= i {
+            self.leaves.resize_with(i + 1, SLeaf::default);
         }
-        match self.leaves.get_mut(path) {
-            Some(leaf) => leaf.observe(value.clone()),
-            None => {
-                let mut leaf = Leaf::new(value.clone());
-                leaf.observe(value.clone());
-                self.leaves.insert(path.clone(), leaf);
-            }
-        }
-        self.dirty.insert(path.clone());
+        &mut self.leaves[i]
     }
 
-    /// Sets a leaf to a value without touching statistics or aggregates (the
-    /// service's own bookkeeping, such as `_wandb.runtime`).
-    pub fn set_plain_value(&mut self, path: Path, value: Value) {
-        match self.leaves.get_mut(&path) {
-            Some(leaf) => leaf.latest = value,
-            None => {
-                self.leaves.insert(path.clone(), Leaf::new(value));
-            }
+    fn mark(&mut self, id: KeyId) {
+        let leaf = self.leaf(id);
+        if !leaf.dirty {
+            leaf.dirty = true;
+            self.dirty.push(id);
         }
-        self.dirty.insert(path);
+    }
+
+    /// Records a value from a history row (null values are not summarised).
+    pub fn observe(&mut self, id: KeyId, value: &Leaf) {
+        if value.kind == Kind::Null {
+            return;
+        }
+        let leaf = self.leaf(id);
+        leaf.set_latest(value.text.as_str());
+        if let Some(x) = value.kind.number() {
+            if !x.is_nan() {
+                leaf.min = leaf.min.min(x);
+                leaf.max = leaf.max.max(x);
+            }
+            leaf.total += x;
+            leaf.count += 1;
+        }
+        self.mark(id);
+    }
+
+    /// Sets a leaf without statistics (the service's own bookkeeping, such
+    /// as `_wandb.runtime`).
+    pub fn set_plain_value(&mut self, id: KeyId, text: &str) {
+        self.leaf(id).set_latest(text);
+        self.mark(id);
     }
 
     /// Applies a `summary` record written by the user (`run.summary[k] = v`).
-    pub fn apply_user(&mut self, record: &pb::SummaryRecord) {
+    pub fn apply_user(&mut self, keys: &mut Keys, record: &pb::SummaryRecord) {
         for item in &record.update {
-            let path = item_path(&item.key, &item.nested_key);
-            let Ok(value) = Value::parse(&item.value_json) else {
-                tracing::warn!(key = %path.join("."), "summary update with invalid JSON ignored");
-                continue;
-            };
-            let leaf = self
-                .leaves
-                .entry(path.clone())
-                .or_insert_with(|| Leaf::new(value.clone()));
-            leaf.latest = value;
-            leaf.plain = true;
-            self.dirty.insert(path);
+            let id = item_id(keys, &item.key, &item.nested_key);
+            match Value::parse(&item.value_json) {
+                Ok(Value::Null) => {
+                    self.leaf(id).present = false;
+                    self.mark(id);
+                }
+                Ok(v) => {
+                    let leaf = self.leaf(id);
+                    leaf.set_latest(&v.to_json());
+                    leaf.plain = true;
+                    self.mark(id);
+                }
+                Err(e) => {
+                    tracing::warn!(key = %keys.info(id).dotted, "summary update with invalid JSON ignored: {e}")
+                }
+            }
         }
         for item in &record.remove {
-            let path = item_path(&item.key, &item.nested_key);
-            self.leaves.shift_remove(&path);
-            self.dirty.insert(path);
+            let id = item_id(keys, &item.key, &item.nested_key);
+            self.leaf(id).present = false;
+            self.mark(id);
         }
     }
 
-    /// A leaf's summary value under the metric definitions, `None` when it
-    /// has none (removed, `summary="none"`, or null).
-    pub fn value(&self, path: &[String], metrics: &Metrics) -> Option<Value> {
-        let leaf = self.leaves.get(path)?;
-        let def = metrics.get(&metric_name(path));
-        render(leaf, def)
-    }
-
-    /// Leaves changed since the last call, with their current values (`None`
-    /// when a leaf no longer has a value).
-    pub fn take_dirty(&mut self, metrics: &Metrics) -> Vec<(Path, Option<Value>)> {
-        let dirty = std::mem::take(&mut self.dirty);
-        dirty
-            .into_iter()
-            .map(|p| {
-                let v = self.value(&p, metrics);
-                (p, v)
-            })
-            .collect()
+    /// A leaf's summary value as JSON, `None` when it has none (removed,
+    /// `summary="none"`, never set).
+    pub fn value(&self, id: KeyId, keys: &Keys, metrics: &Metrics) -> Option<String> {
+        let leaf = self.leaves.get(id as usize).filter(|l| l.present)?;
+        render(leaf, metrics.get(&keys.info(id).dotted))
     }
 
     pub fn has_dirty(&self) -> bool {
         !self.dirty.is_empty()
     }
 
-    /// Every leaf with a value, in first-seen order.
-    pub fn items(&self, metrics: &Metrics) -> Vec<(Path, Value)> {
-        self.leaves
-            .iter()
-            .filter_map(|(p, leaf)| {
-                render(leaf, metrics.get(&metric_name(p))).map(|v| (p.clone(), v))
+    /// Leaves changed since the last call, with their current values.
+    pub fn take_dirty(&mut self, keys: &Keys, metrics: &Metrics) -> Vec<(KeyId, Option<String>)> {
+        let dirty = std::mem::take(&mut self.dirty);
+        dirty
+            .into_iter()
+            .map(|id| {
+                self.leaves[id as usize].dirty = false;
+                (id, self.value(id, keys, metrics))
             })
             .collect()
     }
 
+    /// Every leaf with a value, in first-seen order of the keys.
+    pub fn items(&self, keys: &Keys, metrics: &Metrics) -> Vec<(KeyId, String)> {
+        (0..self.leaves.len() as KeyId)
+            .filter_map(|id| self.value(id, keys, metrics).map(|v| (id, v)))
+            .collect()
+    }
+
     /// The summary as one nested JSON object (`wandb-summary.json`).
-    pub fn to_tree(&self, metrics: &Metrics) -> Value {
+    pub fn to_tree(&self, keys: &Keys, metrics: &Metrics) -> Value {
         let mut root = Value::Object(Vec::new());
-        for (path, value) in self.items(metrics) {
-            insert_path(&mut root, &path, value);
+        for (id, text) in self.items(keys, metrics) {
+            let value = Value::parse(&text).unwrap_or(Value::Null);
+            insert_path(&mut root, keys.path(id), value);
         }
         root
     }
 }
 
-fn render(leaf: &Leaf, def: Option<&MetricDef>) -> Option<Value> {
-    if matches!(leaf.latest, Value::Null) {
-        return None;
+fn item_id(keys: &mut Keys, key: &str, nested_key: &[String]) -> KeyId {
+    if nested_key.is_empty() {
+        keys.top(key)
+    } else {
+        keys.path_id(nested_key)
     }
+}
+
+fn render(leaf: &SLeaf, def: Option<&MetricDef>) -> Option<String> {
     let Some(flags) = def.map(|d| d.summary) else {
         return Some(leaf.latest.clone());
     };
@@ -188,16 +199,19 @@ fn render(leaf: &Leaf, def: Option<&MetricDef>) -> Option<Value> {
             Value::Float(leaf.total / leaf.count as f64),
         ));
     }
+    let parsed = |text: &str| Value::parse(text).unwrap_or(Value::Null);
     if flags.last {
-        agg.push(("last".to_string(), leaf.latest.clone()));
+        agg.push(("last".to_string(), parsed(&leaf.latest)));
     }
-    if flags.first {
-        agg.push(("first".to_string(), leaf.first.clone()));
+    if flags.first
+        && let Some(first) = &leaf.first
+    {
+        agg.push(("first".to_string(), parsed(first)));
     }
     if agg.is_empty() {
         return Some(leaf.latest.clone());
     }
-    Some(Value::Object(agg))
+    Some(Value::Object(agg).to_json())
 }
 
 /// Whole numbers print as integers, as they were logged.
@@ -209,19 +223,12 @@ fn number(x: f64) -> Value {
     }
 }
 
-/// `key`, or `nested_key` when set.
-pub fn item_path(key: &str, nested_key: &[String]) -> Path {
-    if nested_key.is_empty() {
-        vec![key.to_string()]
-    } else {
-        nested_key.to_vec()
-    }
-}
-
 /// Puts `value` at `path` in a tree of objects.
 pub fn insert_path(root: &mut Value, path: &[String], value: Value) {
     let Value::Object(members) = root else { return };
-    let (head, rest) = path.split_first().expect("non-empty path");
+    let Some((head, rest)) = path.split_first() else {
+        return;
+    };
     let idx = match members.iter().position(|(k, _)| k == head) {
         Some(i) => i,
         None => {
@@ -243,10 +250,6 @@ pub fn insert_path(root: &mut Value, path: &[String], value: Value) {
 mod tests {
     use super::*;
 
-    fn p(s: &str) -> Path {
-        s.split('.').map(String::from).collect()
-    }
-
     fn define(metrics: &mut Metrics, name: &str, summary: pb::MetricSummary) {
         metrics.define(&pb::MetricRecord {
             name: name.into(),
@@ -255,14 +258,30 @@ mod tests {
         });
     }
 
+    fn user(s: &mut Summary, keys: &mut Keys, key: &str, json: &str) {
+        s.apply_user(
+            keys,
+            &pb::SummaryRecord {
+                update: vec![pb::SummaryItem {
+                    key: key.into(),
+                    value_json: json.into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        );
+    }
+
     #[test]
     fn aggregates_follow_definitions_and_user_writes_make_values_plain() {
+        let mut keys = Keys::default();
         let mut metrics = Metrics::default();
         let mut s = Summary::default();
+        let loss = keys.top("loss");
         for x in [3.0, 1.0, 2.0] {
-            s.observe(&p("loss"), &Value::Float(x));
+            s.observe(loss, &Leaf::float(x));
         }
-        assert_eq!(s.value(&p("loss"), &metrics), Some(Value::Float(2.0)));
+        assert_eq!(s.value(loss, &keys, &metrics).as_deref(), Some("2"));
 
         // Defined after the values were seen: statistics are there already.
         define(
@@ -272,24 +291,18 @@ mod tests {
                 min: true,
                 mean: true,
                 last: true,
+                first: true,
                 ..Default::default()
             },
         );
         assert_eq!(
-            s.value(&p("loss"), &metrics).unwrap().to_json(),
-            r#"{"min":1,"mean":2,"last":2}"#
+            s.value(loss, &keys, &metrics).as_deref(),
+            Some(r#"{"min":1,"mean":2,"last":2,"first":3}"#)
         );
 
-        s.apply_user(&pb::SummaryRecord {
-            update: vec![pb::SummaryItem {
-                key: "loss".into(),
-                value_json: "0.0001".into(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        });
-        s.observe(&p("loss"), &Value::Float(0.5));
-        assert_eq!(s.value(&p("loss"), &metrics), Some(Value::Float(0.5)));
+        user(&mut s, &mut keys, "loss", "0.0001");
+        s.observe(loss, &Leaf::float(0.5));
+        assert_eq!(s.value(loss, &keys, &metrics).as_deref(), Some("0.5"));
 
         define(
             &mut metrics,
@@ -299,24 +312,33 @@ mod tests {
                 ..Default::default()
             },
         );
-        s.observe(&p("hide"), &Value::Int(1));
-        s.observe(&p("n.a"), &Value::Null);
-        assert!(s.value(&p("hide"), &metrics).is_none());
-        assert!(s.value(&p("n.a"), &metrics).is_none());
+        let hide = keys.top("hide");
+        s.observe(hide, &Leaf::int(1));
+        let null = keys.path_id(&["n", "a"]);
+        s.observe(null, &Leaf::from_value(&Value::Null));
+        assert!(s.value(hide, &keys, &metrics).is_none());
+        assert!(s.value(null, &keys, &metrics).is_none());
+        user(&mut s, &mut keys, "loss", "null");
+        assert!(s.value(loss, &keys, &metrics).is_none());
     }
 
     #[test]
-    fn tree_nests_paths() {
+    fn tree_nests_paths_and_dirty_leaves_are_reported_once() {
+        let mut keys = Keys::default();
         let metrics = Metrics::default();
         let mut s = Summary::default();
-        s.observe(&p("a.b"), &Value::Int(1));
-        s.observe(&p("a.c"), &Value::Str("x".into()));
-        s.set_plain_value(p("_wandb.runtime"), Value::Int(3));
+        let ab = keys.path_id(&["a", "b"]);
+        let ac = keys.path_id(&["a", "c"]);
+        let rt = keys.path_id(&["_wandb", "runtime"]);
+        s.observe(ab, &Leaf::int(1));
+        s.observe(ab, &Leaf::int(2));
+        s.observe(ac, &Leaf::from_value(&Value::Str("x".into())));
+        s.set_plain_value(rt, "3");
         assert_eq!(
-            s.to_tree(&metrics).to_json(),
-            r#"{"a":{"b":1,"c":"x"},"_wandb":{"runtime":3}}"#
+            s.to_tree(&keys, &metrics).to_json(),
+            r#"{"a":{"b":2,"c":"x"},"_wandb":{"runtime":3}}"#
         );
-        let dirty = s.take_dirty(&metrics);
+        let dirty = s.take_dirty(&keys, &metrics);
         assert_eq!(dirty.len(), 3);
         assert!(!s.has_dirty());
     }
