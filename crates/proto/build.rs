@@ -20,6 +20,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("descriptor_set.bin"), fds.encode_to_vec())?;
 
+    // Telemetry alone, for the service: reflecting over it needs a pool a
+    // fraction of the size of the whole schema's.
+    let telemetry = protox::Compiler::new([&schema])?
+        .include_imports(true)
+        .include_source_info(false)
+        .open_files(["telemetry.proto"])?
+        .file_descriptor_set();
+    std::fs::write(
+        out.join("telemetry_descriptor_set.bin"),
+        telemetry.encode_to_vec(),
+    )?;
+
     prost_build::Config::new().compile_fds(fds)?;
     Ok(())
 }

@@ -36,6 +36,18 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// The protobuf package every wandb message lives in.
 pub const PACKAGE: &str = "wandb_internal";
 
+/// A reflection pool over `TelemetryRecord` and what it uses only (much
+/// smaller than [`descriptor_pool`]).
+pub fn telemetry_descriptor_pool() -> &'static DescriptorPool {
+    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        DescriptorPool::decode(
+            &include_bytes!(concat!(env!("OUT_DIR"), "/telemetry_descriptor_set.bin"))[..],
+        )
+        .expect("the telemetry schema compiled by build.rs decodes")
+    })
+}
+
 /// A reflection pool over our schema, built once on first use.
 pub fn descriptor_pool() -> &'static DescriptorPool {
     static POOL: OnceLock<DescriptorPool> = OnceLock::new();

@@ -52,7 +52,7 @@ impl Pending {
         if self.records.is_empty() {
             return;
         }
-        let records = std::mem::take(&mut self.records);
+        let records = std::mem::replace(&mut self.records, Vec::with_capacity(MAX_BATCH));
         let Some((id, stream)) = &stream else { return };
         let replies: Vec<Reply> = records.iter().filter_map(|(_, r)| r.clone()).collect();
         if !stream.send(StreamInput::Records(records)).await {

@@ -10,7 +10,7 @@
 use prost::Message;
 use prost_reflect::{DynamicMessage, ReflectMessage, Value as PValue};
 use wandb_proto::json::{self, Value};
-use wandb_proto::{descriptor_pool, pb};
+use wandb_proto::{pb, telemetry_descriptor_pool};
 
 use super::metrics::Metrics;
 use super::summary::insert_path;
@@ -69,12 +69,7 @@ impl RunConfig {
         let mut members = Vec::new();
         members.push((
             "m".to_string(),
-            Value::Array(
-                metrics
-                    .records()
-                    .map(|m| proto_to_dict("wandb_internal.MetricRecord", m))
-                    .collect(),
-            ),
+            Value::Array(metrics.records().map(metric_dict).collect()),
         ));
         if !self.telemetry.cli_version.is_empty() {
             members.push((
@@ -88,10 +83,7 @@ impl RunConfig {
                 Value::Str(self.telemetry.python_version.clone()),
             ));
         }
-        members.push((
-            "t".to_string(),
-            proto_to_dict("wandb_internal.TelemetryRecord", &self.telemetry),
-        ));
+        members.push(("t".to_string(), telemetry_dict(&self.telemetry)));
         Value::Object(members)
     }
 
@@ -152,17 +144,16 @@ fn remove_path(root: &mut Value, path: &[String]) {
     }
 }
 
-/// A message as `{field number: value}`, the way wandb encodes telemetry and
-/// metric definitions into `_wandb`: strings and integers as themselves,
-/// all-bool messages as the list of set field numbers, other messages as
-/// maps of their string fields; fields starting with `_` are skipped.
-fn proto_to_dict<M: Message>(full_name: &str, m: &M) -> Value {
-    let desc = descriptor_pool()
-        .get_message_by_name(full_name)
-        .expect("our schema has the message");
-    let dynamic = match DynamicMessage::decode(desc, m.encode_to_vec().as_slice()) {
-        Ok(d) => d,
-        Err(_) => return Value::Object(Vec::new()),
+/// The telemetry as `{field number: value}`, the way wandb encodes it into
+/// `_wandb.t`: strings and integers as themselves, all-bool messages as the
+/// list of set field numbers, other messages as maps of their string
+/// fields; fields starting with `_` are skipped.
+fn telemetry_dict(t: &pb::TelemetryRecord) -> Value {
+    let desc = telemetry_descriptor_pool()
+        .get_message_by_name("wandb_internal.TelemetryRecord")
+        .expect("the telemetry schema has TelemetryRecord");
+    let Ok(dynamic) = DynamicMessage::decode(desc, t.encode_to_vec().as_slice()) else {
+        return Value::Object(Vec::new());
     };
     let mut members = Vec::new();
     for (field, value) in dynamic.fields() {
@@ -202,6 +193,58 @@ fn proto_to_dict<M: Message>(full_name: &str, m: &M) -> Value {
             }
             _ => {}
         }
+    }
+    Value::Object(members)
+}
+
+/// A metric definition encoded the same way for `_wandb.m` (name 1,
+/// glob_name 2, step_metric 4, step_metric_index 5, options 6 and summary 7
+/// as lists of set flags, goal 8).
+fn metric_dict(m: &pb::MetricRecord) -> Value {
+    let mut members = Vec::new();
+    let mut string = |n: &str, s: &str| {
+        if !s.is_empty() {
+            members.push((n.to_string(), Value::Str(s.to_string())));
+        }
+    };
+    string("1", &m.name);
+    string("2", &m.glob_name);
+    string("4", &m.step_metric);
+    if m.step_metric_index != 0 {
+        members.push(("5".into(), Value::Int(i64::from(m.step_metric_index))));
+    }
+    let flags = |pairs: &[(i64, bool)]| {
+        Value::Array(
+            pairs
+                .iter()
+                .filter(|(_, on)| *on)
+                .map(|(n, _)| Value::Int(*n))
+                .collect(),
+        )
+    };
+    if let Some(o) = &m.options {
+        members.push((
+            "6".into(),
+            flags(&[(1, o.step_sync), (2, o.hidden), (3, o.defined)]),
+        ));
+    }
+    if let Some(s) = &m.summary {
+        members.push((
+            "7".into(),
+            flags(&[
+                (1, s.min),
+                (2, s.max),
+                (3, s.mean),
+                (4, s.best),
+                (5, s.last),
+                (6, s.none),
+                (7, s.copy),
+                (8, s.first),
+            ]),
+        ));
+    }
+    if m.goal != 0 {
+        members.push(("8".into(), Value::Int(i64::from(m.goal))));
     }
     Value::Object(members)
 }

@@ -194,7 +194,7 @@ impl Handler {
     pub fn record(&mut self, raw: Bytes, reply: Option<Reply>) {
         // `run.log()` skips the full decode.
         if let Ok(Some(view)) = PartialHistoryView::from_record(&raw) {
-            self.partial_history(&view, &raw);
+            self.partial_history(&view);
             if let Some(reply) = reply {
                 reply.response(None);
             }
@@ -597,12 +597,12 @@ impl Handler {
     }
 
     /// `run.log()`: the hot path, read straight from the received bytes.
-    fn partial_history(&mut self, view: &PartialHistoryView<'_>, raw: &Bytes) {
+    fn partial_history(&mut self, view: &PartialHistoryView<'_>) {
         let mut rows = Vec::new();
         let runtime = self.runtime();
         let result = self
             .history
-            .partial(view, raw, self.starting_step(), runtime, &mut rows);
+            .partial(view, self.starting_step(), runtime, &mut rows);
         for row in rows {
             self.persist(row);
         }

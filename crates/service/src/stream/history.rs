@@ -5,34 +5,17 @@
 //! leaf paths (`{"a": {"b": 1}}` → `a.b`), as wandb-core does: a later value
 //! for the same leaf overwrites the earlier one within the step.
 //!
-//! This is the hottest path of the service, so values stay the JSON text
-//! the SDK sent (a slice of the received bytes; wandb-core re-formats
-//! numbers, we keep the same values in the SDK's spelling) and only what
-//! the summary needs is parsed: numbers.
+//! This is the hottest path of the service, so a row keeps its values'
+//! JSON text in one buffer of its own (the SDK's spelling: wandb-core
+//! re-formats numbers, we keep the same values), reused row after row, and
+//! only what the summary needs is parsed: numbers.
 
-use bytes::Bytes;
+use bytes::{BufMut, BytesMut};
 use prost::encoding::{encode_varint, encoded_len_varint};
 use wandb_proto::json::{self, JsonError, Value};
 use wandb_proto::view::{ItemView, TypedValue};
 
 use super::keys::{KeyId, Keys};
-
-/// A value's JSON text: a slice of the received record, or our own.
-#[derive(Debug, Clone)]
-pub enum Text {
-    Shared(Bytes),
-    Owned(String),
-}
-
-impl Text {
-    pub fn as_str(&self) -> &str {
-        match self {
-            // Shared slices are only ever cut from `&str`s (UTF-8 checked).
-            Text::Shared(b) => std::str::from_utf8(b).unwrap_or("null"),
-            Text::Owned(s) => s,
-        }
-    }
-}
 
 /// What the summary needs to know about a value.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -52,50 +35,29 @@ impl Kind {
             _ => None,
         }
     }
-}
 
-/// One leaf of a row.
-#[derive(Debug, Clone)]
-pub struct Leaf {
-    pub text: Text,
-    pub kind: Kind,
-}
-
-impl Leaf {
-    pub fn int(i: i64) -> Self {
-        Self {
-            text: Text::Owned(i.to_string()),
-            kind: Kind::Int(i),
-        }
-    }
-
-    pub fn float(f: f64) -> Self {
-        let mut s = String::new();
-        json::write_float(f, &mut s);
-        Self {
-            text: Text::Owned(s),
-            kind: Kind::Float(f),
-        }
-    }
-
-    /// From a parsed value (no objects: those are flattened first).
-    pub fn from_value(v: &Value) -> Self {
-        let kind = match v {
+    fn of(v: &Value) -> Self {
+        match v {
             Value::Null => Kind::Null,
             Value::Int(i) => Kind::Int(*i),
             Value::Float(f) => Kind::Float(*f),
             _ => Kind::Other,
-        };
-        Self {
-            text: Text::Owned(v.to_json()),
-            kind,
         }
     }
 }
 
+/// One leaf of a row: where its JSON text is in the row's buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Leaf {
+    start: u32,
+    len: u32,
+    pub kind: Kind,
+}
+
 /// Classifies JSON text that is not an object, validating it. Integers
-/// beyond `i64` become floats, as in wandb-core.
-fn scalar(text: &str, shared: impl FnOnce() -> Text) -> Result<Leaf, JsonError> {
+/// beyond `i64` become floats, as in wandb-core: then the text to write
+/// instead is returned too.
+fn classify(text: &str) -> Result<(Kind, Option<String>), JsonError> {
     let bytes = text.as_bytes();
     let kind = match bytes.first() {
         Some(b'-' | b'0'..=b'9') if text != "-Infinity" => {
@@ -107,8 +69,9 @@ fn scalar(text: &str, shared: impl FnOnce() -> Text) -> Result<Leaf, JsonError> 
                 Kind::Int(i)
             } else if let Ok(f) = text.parse::<f64>() {
                 if integer {
-                    // Too big for i64: written as the float it becomes.
-                    return Ok(Leaf::float(f));
+                    let mut s = String::new();
+                    json::write_float(f, &mut s);
+                    return Ok((Kind::Float(f), Some(s)));
                 }
                 Kind::Float(f)
             } else {
@@ -126,17 +89,15 @@ fn scalar(text: &str, shared: impl FnOnce() -> Text) -> Result<Leaf, JsonError> 
             "true" | "false" => Kind::Other,
             _ => {
                 let v = Value::parse(text)?;
-                if matches!(v, Value::Object(_)) {
-                    unreachable!("objects are flattened by the caller");
-                }
+                debug_assert!(
+                    !matches!(v, Value::Object(_)),
+                    "objects are flattened by the caller"
+                );
                 Kind::Other
             }
         },
     };
-    Ok(Leaf {
-        text: shared(),
-        kind,
-    })
+    Ok((kind, None))
 }
 
 /// The pending row: leaves by key, in insertion order.
@@ -145,6 +106,10 @@ pub struct Row {
     entries: Vec<(KeyId, Leaf)>,
     /// `KeyId` → position in `entries` + 1 (0: absent).
     pos: Vec<u32>,
+    /// The values' JSON text.
+    text: Vec<u8>,
+    /// For formatting numbers.
+    scratch: String,
 }
 
 impl Row {
@@ -160,7 +125,19 @@ impl Row {
         self.pos.get(id as usize).is_some_and(|p| *p != 0)
     }
 
-    pub fn set(&mut self, id: KeyId, leaf: Leaf) {
+    /// A leaf's JSON text.
+    pub fn text(&self, leaf: &Leaf) -> &[u8] {
+        &self.text[leaf.start as usize..(leaf.start + leaf.len) as usize]
+    }
+
+    /// Sets a leaf (a later value for the same key replaces the earlier).
+    pub fn set_text(&mut self, id: KeyId, text: &[u8], kind: Kind) {
+        let leaf = Leaf {
+            start: self.text.len() as u32,
+            len: text.len() as u32,
+            kind,
+        };
+        self.text.extend_from_slice(text);
         let i = id as usize;
         if self.pos.len() <= i {
             self.pos.resize(i + 1, 0);
@@ -174,6 +151,28 @@ impl Row {
         }
     }
 
+    pub fn set_int(&mut self, id: KeyId, i: i64) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        use std::fmt::Write as _;
+        let _ = write!(scratch, "{i}");
+        self.set_text(id, scratch.as_bytes(), Kind::Int(i));
+        self.scratch = scratch;
+    }
+
+    pub fn set_float(&mut self, id: KeyId, f: f64) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        json::write_float(f, &mut scratch);
+        self.set_text(id, scratch.as_bytes(), Kind::Float(f));
+        self.scratch = scratch;
+    }
+
+    /// Sets a parsed value (objects must be flattened first).
+    pub fn set_value(&mut self, id: KeyId, v: &Value) {
+        self.set_text(id, v.to_json().as_bytes(), Kind::of(v));
+    }
+
     pub fn entries(&self) -> &[(KeyId, Leaf)] {
         &self.entries
     }
@@ -183,16 +182,11 @@ impl Row {
             self.pos[*id as usize] = 0;
         }
         self.entries.clear();
+        self.text.clear();
     }
 
-    /// Merges one item of a `partial_history` request; `raw` holds the bytes
-    /// the item's strings were read from (scalars are kept as slices of it).
-    pub fn merge_item(
-        &mut self,
-        keys: &mut Keys,
-        item: &ItemView<'_>,
-        raw: &Bytes,
-    ) -> Result<(), JsonError> {
+    /// Merges one item of a `partial_history` request.
+    pub fn merge_item(&mut self, keys: &mut Keys, item: &ItemView<'_>) -> Result<(), JsonError> {
         let id_of = |keys: &mut Keys| {
             if item.nested_key.is_empty() {
                 (!item.key.is_empty()).then(|| keys.top(item.key))
@@ -213,24 +207,22 @@ impl Row {
             }),
             _ => None,
         };
-        if let Some(value) = typed {
-            let Some(id) = id_of(keys) else { return Ok(()) };
-            let path = keys.path(id).to_vec();
-            self.merge_value(keys, path, value);
-            return Ok(());
-        }
         let text = item.value_json;
-        if text.starts_with('{') {
-            let value = Value::parse(text)?;
-            let Some(id) = id_of(keys) else { return Ok(()) };
-            let path = keys.path(id).to_vec();
-            self.merge_value(keys, path, value);
-            return Ok(());
-        }
-        let leaf = scalar(text, || Text::Shared(raw.slice_ref(text.as_bytes())))?;
-        if let Some(id) = id_of(keys) {
-            self.set(id, leaf);
-        }
+        let value = match typed {
+            Some(v) => v,
+            None if text.starts_with('{') => Value::parse(text)?,
+            None => {
+                let (kind, replacement) = classify(text)?;
+                if let Some(id) = id_of(keys) {
+                    let text = replacement.as_deref().unwrap_or(text);
+                    self.set_text(id, text.as_bytes(), kind);
+                }
+                return Ok(());
+            }
+        };
+        let Some(id) = id_of(keys) else { return Ok(()) };
+        let path = keys.path(id).to_vec();
+        self.merge_value(keys, path, value);
         Ok(())
     }
 
@@ -247,7 +239,7 @@ impl Row {
             }
             v => {
                 let id = keys.path_id(&path);
-                self.set(id, Leaf::from_value(&v));
+                self.set_value(id, &v);
             }
         }
     }
@@ -256,9 +248,9 @@ impl Row {
 /// Appends an encoded `Record{history{item[]{nested_key, value_json}, step}}`
 /// for `row` to `out`, built directly from the keys' pre-encoded paths and
 /// the values' text.
-pub fn encode_history_record(keys: &Keys, row: &Row, step: i64, out: &mut Vec<u8>) {
+pub fn encode_history_record(keys: &Keys, row: &Row, step: i64, out: &mut BytesMut) {
     let item_len = |id: KeyId, leaf: &Leaf| {
-        let text = leaf.text.as_str().len();
+        let text = leaf.len as usize;
         keys.info(id).nested_key_field.len() + 2 + encoded_len_varint(text as u64) + text
     };
     let step_len = if step == 0 {
@@ -272,21 +264,21 @@ pub fn encode_history_record(keys: &Keys, row: &Row, step: i64, out: &mut Vec<u8
         history_len += 1 + encoded_len_varint(n as u64) + n;
     }
     out.reserve(1 + encoded_len_varint(history_len as u64) + history_len);
-    out.push(0x12); // Record.history (2)
+    out.put_u8(0x12); // Record.history (2)
     encode_varint(history_len as u64, out);
     for (id, leaf) in row.entries() {
-        out.push(0x0a); // HistoryRecord.item (1)
+        out.put_u8(0x0a); // HistoryRecord.item (1)
         encode_varint(item_len(*id, leaf) as u64, out);
         out.extend_from_slice(&keys.info(*id).nested_key_field);
-        let text = leaf.text.as_str();
+        let text = row.text(leaf);
         out.extend_from_slice(&[0x82, 0x01]); // HistoryItem.value_json (16)
         encode_varint(text.len() as u64, out);
-        out.extend_from_slice(text.as_bytes());
+        out.extend_from_slice(text);
     }
-    out.push(0x12); // HistoryRecord.step (2)
+    out.put_u8(0x12); // HistoryRecord.step (2)
     encode_varint(step_len as u64, out);
     if step != 0 {
-        out.push(0x08); // HistoryStep.num (1)
+        out.put_u8(0x08); // HistoryStep.num (1)
         encode_varint(step as u64, out);
     }
 }
@@ -299,21 +291,19 @@ mod tests {
 
     use super::*;
 
-    fn request(items: Vec<pb::HistoryItem>) -> Bytes {
-        Bytes::from(
-            pb::Record {
-                record_type: Some(pb::record::RecordType::Request(pb::Request {
-                    request_type: Some(pb::request::RequestType::PartialHistory(
-                        pb::PartialHistoryRequest {
-                            item: items,
-                            ..Default::default()
-                        },
-                    )),
-                })),
-                ..Default::default()
-            }
-            .encode_to_vec(),
-        )
+    fn request(items: Vec<pb::HistoryItem>) -> Vec<u8> {
+        pb::Record {
+            record_type: Some(pb::record::RecordType::Request(pb::Request {
+                request_type: Some(pb::request::RequestType::PartialHistory(
+                    pb::PartialHistoryRequest {
+                        item: items,
+                        ..Default::default()
+                    },
+                )),
+            })),
+            ..Default::default()
+        }
+        .encode_to_vec()
     }
 
     fn item(key: &str, json: &str) -> pb::HistoryItem {
@@ -324,10 +314,10 @@ mod tests {
         }
     }
 
-    fn merge(row: &mut Row, keys: &mut Keys, raw: Bytes) -> Result<(), JsonError> {
+    fn merge(row: &mut Row, keys: &mut Keys, raw: Vec<u8>) -> Result<(), JsonError> {
         let view = PartialHistoryView::from_record(&raw).unwrap().unwrap();
         for it in &view.items {
-            row.merge_item(keys, it, &raw)?;
+            row.merge_item(keys, it)?;
         }
         Ok(())
     }
@@ -356,7 +346,12 @@ mod tests {
         let leaves: Vec<(String, String)> = row
             .entries()
             .iter()
-            .map(|(id, l)| (keys.info(*id).dotted.clone(), l.text.as_str().to_string()))
+            .map(|(id, l)| {
+                (
+                    keys.info(*id).dotted.clone(),
+                    String::from_utf8(row.text(l).to_vec()).unwrap(),
+                )
+            })
             .collect();
         assert_eq!(
             leaves,
@@ -370,7 +365,7 @@ mod tests {
         );
 
         for step in [0, 7] {
-            let mut out = Vec::new();
+            let mut out = BytesMut::new();
             encode_history_record(&keys, &row, step, &mut out);
             let expected = pb::Record {
                 record_type: Some(pb::record::RecordType::History(pb::HistoryRecord {
@@ -387,7 +382,7 @@ mod tests {
                 })),
                 ..Default::default()
             };
-            assert_eq!(out, expected.encode_to_vec(), "step {step}");
+            assert_eq!(out[..], expected.encode_to_vec()[..], "step {step}");
         }
         row.clear();
         assert!(row.is_empty() && !row.contains(0));
@@ -395,7 +390,7 @@ mod tests {
 
     #[test]
     fn scalars_are_classified_and_validated() {
-        let k = |t: &str| scalar(t, || Text::Owned(t.to_string())).map(|l| l.kind);
+        let k = |t: &str| classify(t).map(|(kind, _)| kind);
         assert_eq!(k("3").unwrap(), Kind::Int(3));
         assert_eq!(k("-2.5e-3").unwrap(), Kind::Float(-0.0025));
         assert!(matches!(k("NaN").unwrap(), Kind::Float(f) if f.is_nan()));

@@ -11,7 +11,7 @@
 use wandb_proto::json::Value;
 use wandb_proto::pb;
 
-use super::history::{Kind, Leaf};
+use super::history::Kind;
 use super::keys::{KeyId, Keys};
 use super::metrics::{MetricDef, Metrics};
 
@@ -19,8 +19,8 @@ use super::metrics::{MetricDef, Metrics};
 struct SLeaf {
     present: bool,
     /// The latest value's JSON text (the buffer is reused row after row).
-    latest: String,
-    first: Option<String>,
+    latest: Vec<u8>,
+    first: Option<Vec<u8>>,
     min: f64,
     max: f64,
     total: f64,
@@ -31,7 +31,7 @@ struct SLeaf {
 }
 
 impl SLeaf {
-    fn set_latest(&mut self, text: &str) {
+    fn set_latest(&mut self, text: &[u8]) {
         if !self.present {
             // New, or back after a removal: statistics start over.
             self.present = true;
@@ -42,9 +42,9 @@ impl SLeaf {
             self.first = None;
         }
         self.latest.clear();
-        self.latest.push_str(text);
+        self.latest.extend_from_slice(text);
         if self.first.is_none() {
-            self.first = Some(text.to_string());
+            self.first = Some(text.to_vec());
         }
     }
 }
@@ -75,13 +75,13 @@ impl Summary {
     }
 
     /// Records a value from a history row (null values are not summarised).
-    pub fn observe(&mut self, id: KeyId, value: &Leaf) {
-        if value.kind == Kind::Null {
+    pub fn observe(&mut self, id: KeyId, text: &[u8], kind: Kind) {
+        if kind == Kind::Null {
             return;
         }
         let leaf = self.leaf(id);
-        leaf.set_latest(value.text.as_str());
-        if let Some(x) = value.kind.number() {
+        leaf.set_latest(text);
+        if let Some(x) = kind.number() {
             if !x.is_nan() {
                 leaf.min = leaf.min.min(x);
                 leaf.max = leaf.max.max(x);
@@ -95,7 +95,7 @@ impl Summary {
     /// Sets a leaf without statistics (the service's own bookkeeping, such
     /// as `_wandb.runtime`).
     pub fn set_plain_value(&mut self, id: KeyId, text: &str) {
-        self.leaf(id).set_latest(text);
+        self.leaf(id).set_latest(text.as_bytes());
         self.mark(id);
     }
 
@@ -110,7 +110,7 @@ impl Summary {
                 }
                 Ok(v) => {
                     let leaf = self.leaf(id);
-                    leaf.set_latest(&v.to_json());
+                    leaf.set_latest(v.to_json().as_bytes());
                     leaf.plain = true;
                     self.mark(id);
                 }
@@ -176,14 +176,16 @@ fn item_id(keys: &mut Keys, key: &str, nested_key: &[String]) -> KeyId {
 }
 
 fn render(leaf: &SLeaf, def: Option<&MetricDef>) -> Option<String> {
+    // Texts come from validated strings.
+    let latest = || String::from_utf8_lossy(&leaf.latest).into_owned();
     let Some(flags) = def.map(|d| d.summary) else {
-        return Some(leaf.latest.clone());
+        return Some(latest());
     };
     if flags.none {
         return None;
     }
     if leaf.plain || !flags.aggregates() {
-        return Some(leaf.latest.clone());
+        return Some(latest());
     }
     let mut agg = Vec::new();
     let numeric = leaf.count > 0;
@@ -199,7 +201,7 @@ fn render(leaf: &SLeaf, def: Option<&MetricDef>) -> Option<String> {
             Value::Float(leaf.total / leaf.count as f64),
         ));
     }
-    let parsed = |text: &str| Value::parse(text).unwrap_or(Value::Null);
+    let parsed = |text: &[u8]| Value::parse(&String::from_utf8_lossy(text)).unwrap_or(Value::Null);
     if flags.last {
         agg.push(("last".to_string(), parsed(&leaf.latest)));
     }
@@ -209,7 +211,7 @@ fn render(leaf: &SLeaf, def: Option<&MetricDef>) -> Option<String> {
         agg.push(("first".to_string(), parsed(first)));
     }
     if agg.is_empty() {
-        return Some(leaf.latest.clone());
+        return Some(latest());
     }
     Some(Value::Object(agg).to_json())
 }
@@ -279,7 +281,7 @@ mod tests {
         let mut s = Summary::default();
         let loss = keys.top("loss");
         for x in [3.0, 1.0, 2.0] {
-            s.observe(loss, &Leaf::float(x));
+            s.observe(loss, x.to_string().as_bytes(), Kind::Float(x));
         }
         assert_eq!(s.value(loss, &keys, &metrics).as_deref(), Some("2"));
 
@@ -301,7 +303,7 @@ mod tests {
         );
 
         user(&mut s, &mut keys, "loss", "0.0001");
-        s.observe(loss, &Leaf::float(0.5));
+        s.observe(loss, b"0.5", Kind::Float(0.5));
         assert_eq!(s.value(loss, &keys, &metrics).as_deref(), Some("0.5"));
 
         define(
@@ -313,9 +315,9 @@ mod tests {
             },
         );
         let hide = keys.top("hide");
-        s.observe(hide, &Leaf::int(1));
+        s.observe(hide, b"1", Kind::Int(1));
         let null = keys.path_id(&["n", "a"]);
-        s.observe(null, &Leaf::from_value(&Value::Null));
+        s.observe(null, b"null", Kind::Null);
         assert!(s.value(hide, &keys, &metrics).is_none());
         assert!(s.value(null, &keys, &metrics).is_none());
         user(&mut s, &mut keys, "loss", "null");
@@ -330,9 +332,9 @@ mod tests {
         let ab = keys.path_id(&["a", "b"]);
         let ac = keys.path_id(&["a", "c"]);
         let rt = keys.path_id(&["_wandb", "runtime"]);
-        s.observe(ab, &Leaf::int(1));
-        s.observe(ab, &Leaf::int(2));
-        s.observe(ac, &Leaf::from_value(&Value::Str("x".into())));
+        s.observe(ab, b"1", Kind::Int(1));
+        s.observe(ab, b"2", Kind::Int(2));
+        s.observe(ac, b"\"x\"", Kind::Other);
         s.set_plain_value(rt, "3");
         assert_eq!(
             s.to_tree(&keys, &metrics).to_json(),
