@@ -7,19 +7,18 @@
 
 use bytes::Bytes;
 use prost::Message;
-use tokio::sync::mpsc;
 use wandb_proto::pb;
 use wandb_proto::pb::server_response::ServerResponseType;
 
 /// The outgoing queue of one connection (encoded `ServerResponse`s).
 #[derive(Debug, Clone)]
 pub struct Responder {
-    tx: mpsc::Sender<Bytes>,
+    tx: flume::Sender<Bytes>,
     conn_id: u64,
 }
 
 impl Responder {
-    pub fn new(tx: mpsc::Sender<Bytes>, conn_id: u64) -> Self {
+    pub fn new(tx: flume::Sender<Bytes>, conn_id: u64) -> Self {
         Self { tx, conn_id }
     }
 
@@ -33,13 +32,13 @@ impl Responder {
     pub fn send(&self, response: pb::ServerResponse) {
         match self.tx.try_send(Bytes::from(response.encode_to_vec())) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Closed(_)) => {
+            Err(flume::TrySendError::Disconnected(_)) => {
                 tracing::debug!(
                     conn = self.conn_id,
                     "answer for a closed connection dropped"
                 );
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(flume::TrySendError::Full(_)) => {
                 tracing::warn!(
                     conn = self.conn_id,
                     "connection does not read its answers; answer dropped"

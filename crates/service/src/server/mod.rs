@@ -175,13 +175,22 @@ impl Service {
                         let ctx = ctx.clone();
                         let stop = stop_connections.clone();
                         ctx.connections.fetch_add(1, Ordering::SeqCst);
-                        tokio::spawn(async move {
-                            match io {
-                                listener::Conn::Unix(s) => connection::serve(s, id, ctx.clone(), stop).await,
-                                listener::Conn::Tcp(s) => connection::serve(s, id, ctx.clone(), stop).await,
-                            }
-                            ctx.connections.fetch_sub(1, Ordering::SeqCst);
+                        let sock = match io {
+                            listener::Conn::Unix(s) => s.into_std().map(connection::Socket::Unix),
+                            listener::Conn::Tcp(s) => s.into_std().map(connection::Socket::Tcp),
+                        };
+                        let rt = tokio::runtime::Handle::current();
+                        let spawned = sock.and_then(|sock| {
+                            let ctx = ctx.clone();
+                            std::thread::Builder::new().name(format!("conn-{id}")).spawn(move || {
+                                connection::serve(sock, id, ctx.clone(), rt, stop);
+                                ctx.connections.fetch_sub(1, Ordering::SeqCst);
+                            })
                         });
+                        if let Err(e) = spawned {
+                            tracing::warn!(conn = id, "cannot serve a connection: {e}");
+                            ctx.connections.fetch_sub(1, Ordering::SeqCst);
+                        }
                     }
                     Err(e) => {
                         tracing::warn!("accept failed: {e}");

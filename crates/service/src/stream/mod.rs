@@ -38,7 +38,7 @@ use crate::settings::{Console, RunSettings};
 /// Batches of records (up to 256 each) waiting for the handler, per run:
 /// enough to keep it busy, few enough that memory stays small whatever the
 /// client's pace.
-const INPUT_QUEUE: usize = 8;
+const INPUT_QUEUE: usize = 4;
 /// Batches of work waiting for the writer.
 const WRITER_QUEUE: usize = 8;
 /// Inputs the handler takes in one go before handing work to the writer.
