@@ -245,7 +245,7 @@ pub fn run(binary: &Path, dir: &Path, frames: &[u8], rows: u64) -> anyhow::Resul
     std::fs::create_dir_all(dir.join("files"))?;
     let _ = std::fs::remove_file(dir.join(format!("run-{RUN_ID}.wandb")));
     let cache = dir.join("cache");
-    let service = Service::start(binary, dir, &[], &[("WANDB_CACHE_DIR", &cache)])?;
+    let service = Service::start(binary, dir, &[], &[("WANDB_CACHE_DIR", &cache)], None)?;
     let conn = service.connect()?;
     let mut reader = conn.try_clone()?;
     let answers =

@@ -50,12 +50,14 @@ pub struct Usage {
 }
 
 impl Service {
-    /// Starts `binary` with a port file in `dir`; extra flags after.
+    /// Starts `binary` with a port file in `dir`, extra flags after; only on
+    /// `cpu` when given.
     pub fn start(
         binary: &Path,
         dir: &Path,
         extra: &[&str],
         env: &[(&str, &Path)],
+        cpu: Option<usize>,
     ) -> anyhow::Result<Self> {
         let port_file = dir.join("port.txt");
         let _ = std::fs::remove_file(&port_file);
@@ -69,6 +71,9 @@ impl Service {
             .stderr(Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        if let Some(cpu) = cpu {
+            pin(&mut cmd, cpu);
         }
         let t0 = Instant::now();
         let child = cmd
@@ -166,6 +171,23 @@ impl Drop for Service {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// Runs the command's process on one CPU only.
+pub fn pin(cmd: &mut Command, cpu: usize) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: sched_setaffinity is async-signal-safe; the set is built on
+    // the child's own stack before exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 

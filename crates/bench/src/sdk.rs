@@ -43,24 +43,36 @@ impl SdkRun {
     }
 }
 
+/// With `pinned`, the service runs on CPU 1 and the clients on CPU 0, so
+/// neither's scheduling shapes the other's figures.
 pub fn run(
     binary: &Path,
     python: &Path,
     dir: &Path,
     rows: u64,
     processes: usize,
+    pinned: bool,
 ) -> anyhow::Result<SdkRun> {
     std::fs::create_dir_all(dir)?;
     let cache = dir.join("cache");
-    let service = Service::start(binary, dir, &[], &[("WANDB_CACHE_DIR", &cache)])?;
+    let service = Service::start(
+        binary,
+        dir,
+        &[],
+        &[("WANDB_CACHE_DIR", &cache)],
+        pinned.then_some(1),
+    )?;
     let token = service.token();
     let started = Instant::now();
     let children: Vec<_> = (0..processes)
         .map(|i| {
             let work = dir.join(format!("client{i}"));
             std::fs::create_dir_all(&work)?;
-            Command::new(python)
-                .args(["-c", WORKLOAD])
+            let mut cmd = Command::new(python);
+            if pinned {
+                crate::process::pin(&mut cmd, 0);
+            }
+            cmd.args(["-c", WORKLOAD])
                 .current_dir(&work)
                 .env("WANDB_SERVICE", &token)
                 .env("WANDB_DIR", &work)

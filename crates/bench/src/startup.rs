@@ -15,7 +15,7 @@ pub struct Startup {
 pub fn run(binary: &Path, dir: &Path) -> anyhow::Result<Startup> {
     std::fs::create_dir_all(dir)?;
     let cache = dir.join("cache");
-    let service = Service::start(binary, dir, &[], &[("WANDB_CACHE_DIR", &cache)])?;
+    let service = Service::start(binary, dir, &[], &[("WANDB_CACHE_DIR", &cache)], None)?;
     let spawn_to_port_file = service.startup;
     // Let it settle, then read what it holds while idle.
     std::thread::sleep(Duration::from_millis(500));

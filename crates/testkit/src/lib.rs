@@ -43,6 +43,16 @@ pub fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// The profile directory of the running test binary (`<target>/<profile>`),
+/// where the workspace's binaries are.
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    exe.ancestors()
+        .nth(2)
+        .expect("test binary lives in <target>/<profile>/deps")
+        .to_path_buf()
+}
+
 /// A Python interpreter with `wandb==0.31.0`, checked once.
 pub fn reference_python() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
