@@ -29,15 +29,6 @@ impl Mux {
         Self::default()
     }
 
-    /// Number of runs open now.
-    pub fn len(&self) -> usize {
-        self.streams.lock().unwrap().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     pub fn get(&self, stream_id: &str) -> Option<StreamHandle> {
         self.streams.lock().unwrap().get(stream_id).cloned()
     }

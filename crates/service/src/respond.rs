@@ -22,10 +22,6 @@ impl Responder {
         Self { tx, conn_id }
     }
 
-    pub fn conn_id(&self) -> u64 {
-        self.conn_id
-    }
-
     /// Queues a response without waiting. A connection that stopped reading
     /// its answers until its queue is full is dropped (its queue closes), so
     /// a stuck client can never stall a run that other clients share.

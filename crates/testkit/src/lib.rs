@@ -156,20 +156,6 @@ pub fn scratch_dir(what: &str) -> PathBuf {
     tempdir(what)
 }
 
-/// Path of W&B's own `wandb-core` binary inside the reference package.
-pub fn reference_wandb_core() -> PathBuf {
-    let out = Command::new(reference_python())
-        .args(["-c", "import wandb.util as u; print(u.get_core_path())"])
-        .output()
-        .expect("run reference python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
 /// Writes `script` to a file named `name` in `dir` and returns its path.
 fn write_script(dir: &Path, name: &str, script: &str) -> PathBuf {
     fs::create_dir_all(dir).expect("create script dir");

@@ -117,10 +117,6 @@ impl Row {
         self.entries.is_empty()
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
     pub fn contains(&self, id: KeyId) -> bool {
         self.pos.get(id as usize).is_some_and(|p| *p != 0)
     }

@@ -33,12 +33,9 @@ pub struct Keys {
 }
 
 impl Keys {
-    pub fn len(&self) -> usize {
+    /// Number of distinct keys seen.
+    pub fn count(&self) -> usize {
         self.infos.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.infos.is_empty()
     }
 
     pub fn info(&self, id: KeyId) -> &KeyInfo {
@@ -89,17 +86,6 @@ impl Keys {
         self.nested.insert(owned, id);
         id
     }
-
-    /// The id of a path if it was seen.
-    pub fn find<S: AsRef<str>>(&self, path: &[S]) -> Option<KeyId> {
-        match path {
-            [only] => self.top.get(only.as_ref()).copied(),
-            _ => {
-                let owned: Vec<String> = path.iter().map(|s| s.as_ref().to_string()).collect();
-                self.nested.get(&owned).copied()
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -116,7 +102,5 @@ mod tests {
         assert_eq!(keys.path_id(&["a".to_string(), "b".to_string()]), deep);
         assert_eq!(keys.info(deep).dotted, "a.b");
         assert_eq!(keys.info(deep).nested_key_field, b"\x12\x01a\x12\x01b");
-        assert_eq!(keys.find(&["a", "b"]), Some(deep));
-        assert_eq!(keys.find(&["c"]), None);
     }
 }

@@ -175,8 +175,8 @@ impl History {
                 Some(name) => 2 + self.keys.top(&name),
                 None => NO_STEP_METRIC,
             };
-            if self.step_sync.len() < self.keys.len() {
-                self.step_sync.resize(self.keys.len(), UNRESOLVED);
+            if self.step_sync.len() < self.keys.count() {
+                self.step_sync.resize(self.keys.count(), UNRESOLVED);
             }
         }
         match self.step_sync[i] {
