@@ -1,0 +1,482 @@
+//! A W&B backend stand-in for tests and for trying online mode without an
+//! account. Loopback only.
+//!
+//! It speaks the HTTP API the W&B service uses (see the project's backend
+//! notes): `POST /graphql` (Viewer, UpsertBucket, RunResumeStatus,
+//! CreateRunFiles, ServerFeaturesQuery, OrganizationCoreWeaveOrganizationID,
+//! NotifyScriptableRunAlert), `POST /files/<entity>/<project>/<run>/file_stream`
+//! (idempotent by offset, console lines overwritten at their offset, gzip
+//! bodies), and `PUT` to the upload URLs it hands out. Everything received
+//! is kept in a [`Store`] (SQLite) that tests query. Failures can be
+//! injected per operation ([`Inject`]); a run can be stopped from "the UI"
+//! ([`StandIn::stop_run`]).
+//!
+//! * [`graphql`]: operations, answered to the document's selection.
+//! * [`store`]: the SQLite store.
+
+pub mod graphql;
+pub mod store;
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{post, put};
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+pub use store::{FileRow, RequestRow, RunKey, RunRow, Store};
+
+/// The entity of the stand-in's only user.
+pub const DEFAULT_ENTITY: &str = "standin";
+/// Header the stand-in asks uploads to carry (through `uploadHeaders`).
+pub const UPLOAD_TOKEN_HEADER: &str = "X-Standin-Upload-Token";
+
+/// A failure to serve instead of the real answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inject {
+    /// A GraphQL operation name (`UpsertBucket`), `file_stream` or `upload`.
+    pub target: String,
+    pub status: u16,
+    /// How many matching requests fail (then they succeed).
+    pub times: u32,
+    /// A `Retry-After` header value.
+    pub retry_after: Option<String>,
+    /// With status 200: answer `{"errors": [{"message": …}]}` instead.
+    pub graphql_error: Option<String>,
+}
+
+impl std::str::FromStr for Inject {
+    type Err = String;
+
+    /// `target:status[:times[:retry_after]]`, e.g. `UpsertBucket:500:1`,
+    /// `file_stream:429:1:1`, `upload:403:100`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split(':').collect();
+        if parts.len() < 2 || parts.len() > 4 {
+            return Err(format!(
+                "{s:?}: expected target:status[:times[:retry_after]]"
+            ));
+        }
+        Ok(Inject {
+            target: parts[0].to_string(),
+            status: parts[1].parse().map_err(|_| format!("{s:?}: bad status"))?,
+            times: parts
+                .get(2)
+                .map_or(Ok(1), |t| t.parse())
+                .map_err(|_| format!("{s:?}: bad count"))?,
+            retry_after: parts.get(3).map(|r| r.to_string()),
+            graphql_error: None,
+        })
+    }
+}
+
+/// How the stand-in behaves.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Required API key (`Authorization: Basic api:<key>`); `None` accepts
+    /// anything.
+    pub api_key: Option<String>,
+    /// Server features reported by ServerFeaturesQuery.
+    pub features: Vec<(String, bool)>,
+    pub upload_token: String,
+    pub inject: Vec<Inject>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            api_key: None,
+            features: vec![
+                ("LARGE_FILENAMES".into(), true),
+                ("ARTIFACT_TAGS".into(), true),
+                ("EXPAND_DEFINED_METRIC_GLOBS".into(), false),
+                ("STRUCTURED_CONSOLE_LOGS".into(), false),
+                ("FILESTREAM_GZIP".into(), false),
+            ],
+            upload_token: "standin-token".into(),
+            inject: Vec::new(),
+        }
+    }
+}
+
+struct Shared {
+    store: Store,
+    config: Config,
+    base_url: String,
+    inject: Mutex<Vec<Inject>>,
+}
+
+/// A running stand-in; stops when dropped.
+pub struct StandIn {
+    pub base_url: String,
+    pub store: Store,
+    shared: Arc<Shared>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StandIn {
+    /// Starts on a loopback port of its own (`port` 0: any free port), on a
+    /// thread with its own runtime, so synchronous tests can use it.
+    pub fn spawn(config: Config, port: u16, store: Store) -> std::io::Result<Self> {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+        listener.set_nonblocking(true)?;
+        let addr: SocketAddr = listener.local_addr()?;
+        let base_url = format!("http://{addr}");
+        let shared = Arc::new(Shared {
+            inject: Mutex::new(config.inject.clone()),
+            store: store.clone(),
+            config,
+            base_url: base_url.clone(),
+        });
+        let app = router(shared.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("standin".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("stand-in runtime");
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(async {
+                            let _ = stopped.await;
+                        })
+                        .await;
+                });
+            })?;
+        Ok(Self {
+            base_url,
+            store,
+            shared,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Adds a failure to serve.
+    pub fn inject(&self, inject: Inject) {
+        self.shared.inject.lock().unwrap().push(inject);
+    }
+
+    /// Marks a run stopped from the UI: the next file stream answer says so.
+    pub fn stop_run(&self, key: &RunKey) {
+        self.store.set_flag(key, "stopped", 1);
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/graphql", post(graphql_handler))
+        .route(
+            "/files/{entity}/{project}/{run}/file_stream",
+            post(file_stream_handler),
+        )
+        .route(
+            "/storage/{entity}/{project}/{run}/{*path}",
+            put(upload_handler),
+        )
+        .with_state(shared)
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
+}
+
+fn auth_scheme(headers: &HeaderMap) -> Option<String> {
+    header(headers, "authorization").and_then(|a| a.split_whitespace().next().map(String::from))
+}
+
+fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
+    let Some(key) = &shared.config.api_key else {
+        return true;
+    };
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("api:{key}"))
+    );
+    header(headers, "authorization").as_deref() == Some(expected.as_str())
+}
+
+/// The injected failure for `target`, if one is due.
+fn injected(shared: &Shared, target: &str) -> Option<Response> {
+    let mut rules = shared.inject.lock().unwrap();
+    let rule = rules
+        .iter_mut()
+        .find(|r| r.target == target && r.times > 0)?;
+    rule.times -= 1;
+    let status = StatusCode::from_u16(rule.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = match &rule.graphql_error {
+        Some(message) => json!({"errors": [{"message": message}]}),
+        None => json!({"errors": [{"message": "the stand-in injected failure"}]}),
+    };
+    let mut resp = (status, axum::Json(body)).into_response();
+    if let Some(after) = &rule.retry_after
+        && let Ok(v) = HeaderValue::from_str(after)
+    {
+        resp.headers_mut().insert("retry-after", v);
+    }
+    Some(resp)
+}
+
+fn log(
+    shared: &Shared,
+    headers: &HeaderMap,
+    method: &str,
+    path: &str,
+    op: Option<String>,
+    status: u16,
+    len: usize,
+) {
+    shared.store.log_request(&RequestRow {
+        method: method.into(),
+        path: path.into(),
+        operation: op,
+        status,
+        user_agent: header(headers, "user-agent"),
+        auth: auth_scheme(headers),
+        gzip: header(headers, "content-encoding").as_deref() == Some("gzip"),
+        body_len: len,
+    });
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        axum::Json(json!({"errors": [{"message": "unauthorized"}]})),
+    )
+        .into_response()
+}
+
+fn decode_body(headers: &HeaderMap, body: &Bytes) -> Result<Vec<u8>, String> {
+    if header(headers, "content-encoding").as_deref() == Some("gzip") {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut out)
+            .map_err(|e| format!("bad gzip body: {e}"))?;
+        Ok(out)
+    } else {
+        Ok(body.to_vec())
+    }
+}
+
+async fn graphql_handler(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let req: graphql::Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            log(&shared, &headers, "POST", "/graphql", None, 400, body.len());
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"errors": [{"message": format!("bad request: {e}")}]})),
+            )
+                .into_response();
+        }
+    };
+    let op = graphql::operation_name(&req);
+    if !authorized(&shared, &headers) {
+        log(&shared, &headers, "POST", "/graphql", op, 401, body.len());
+        return unauthorized();
+    }
+    if let Some(resp) = op.as_deref().and_then(|o| injected(&shared, o)) {
+        log(
+            &shared,
+            &headers,
+            "POST",
+            "/graphql",
+            op,
+            resp.status().as_u16(),
+            body.len(),
+        );
+        return resp;
+    }
+    let shared2 = shared.clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        let variables = req
+            .variables
+            .as_ref()
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let ctx = graphql::Ctx {
+            store: &shared2.store,
+            config: &shared2.config,
+            base_url: &shared2.base_url,
+            variables,
+        };
+        graphql::execute(&req, &ctx)
+    })
+    .await
+    .unwrap_or_else(|e| json!({"errors": [{"message": format!("stand-in failure: {e}")}]}));
+    log(&shared, &headers, "POST", "/graphql", op, 200, body.len());
+    axum::Json(answer).into_response()
+}
+
+async fn file_stream_handler(
+    State(shared): State<Arc<Shared>>,
+    Path((entity, project, run)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = format!("/files/{entity}/{project}/{run}/file_stream");
+    let op = Some("file_stream".to_string());
+    if !authorized(&shared, &headers) {
+        log(&shared, &headers, "POST", &path, op, 401, body.len());
+        return unauthorized();
+    }
+    if let Some(resp) = injected(&shared, "file_stream") {
+        log(
+            &shared,
+            &headers,
+            "POST",
+            &path,
+            op,
+            resp.status().as_u16(),
+            body.len(),
+        );
+        return resp;
+    }
+    let parsed = decode_body(&headers, &body).and_then(|raw| {
+        serde_json::from_slice::<Value>(&raw)
+            .map_err(|e| format!("file stream body is not JSON: {e}"))
+    });
+    let request = match parsed {
+        Ok(v) => v,
+        Err(e) => {
+            log(&shared, &headers, "POST", &path, op, 400, body.len());
+            return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": e}))).into_response();
+        }
+    };
+    let key = RunKey::new(&entity, &project, &run);
+    let store = shared.store.clone();
+    let stopped = tokio::task::spawn_blocking(move || {
+        store.ensure_run(&key);
+        if let Some(files) = request.get("files").and_then(Value::as_object) {
+            for (name, file) in files {
+                let offset = file.get("offset").and_then(Value::as_i64).unwrap_or(0);
+                let content: Vec<String> = file
+                    .get("content")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|l| l.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if name == "wandb-summary.json" {
+                    if let Some(last) = content.last() {
+                        store.set_summary(&key, last);
+                    }
+                } else {
+                    store.put_lines(&key, name, offset, &content);
+                }
+            }
+        }
+        if let Some(uploaded) = request.get("uploaded").and_then(Value::as_array) {
+            let paths: Vec<String> = uploaded
+                .iter()
+                .filter_map(|p| p.as_str().map(String::from))
+                .collect();
+            store.add_uploaded(&key, &paths);
+        }
+        if request.get("preempting").and_then(Value::as_bool) == Some(true) {
+            store.set_flag(&key, "preempting", 1);
+        }
+        if request.get("complete").and_then(Value::as_bool) == Some(true) {
+            store.set_flag(&key, "complete", 1);
+            if let Some(code) = request.get("exitcode").and_then(Value::as_i64) {
+                store.set_flag(&key, "exitcode", code);
+            }
+        }
+        store.run(&key).is_some_and(|r| r.stopped)
+    })
+    .await
+    .unwrap_or(false);
+    log(&shared, &headers, "POST", &path, op, 200, body.len());
+    axum::Json(json!({"exitcode": null, "limits": {}, "stopped": stopped})).into_response()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len() + 1
+            && let Some(b) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn upload_handler(
+    State(shared): State<Arc<Shared>>,
+    Path((entity, project, run, path)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let url_path = format!("/storage/{entity}/{project}/{run}/{path}");
+    let op = Some("upload".to_string());
+    if header(&headers, UPLOAD_TOKEN_HEADER).as_deref() != Some(shared.config.upload_token.as_str())
+    {
+        log(&shared, &headers, "PUT", &url_path, op, 403, body.len());
+        return (StatusCode::FORBIDDEN, "missing or wrong upload token").into_response();
+    }
+    if let Some(resp) = injected(&shared, "upload") {
+        log(
+            &shared,
+            &headers,
+            "PUT",
+            &url_path,
+            op,
+            resp.status().as_u16(),
+            body.len(),
+        );
+        return resp;
+    }
+    let key = RunKey::new(
+        &percent_decode(&entity),
+        &percent_decode(&project),
+        &percent_decode(&run),
+    );
+    let file = percent_decode(&path);
+    let store = shared.store.clone();
+    let len = body.len();
+    let _ = tokio::task::spawn_blocking(move || store.put_file(&key, &file, &body)).await;
+    log(&shared, &headers, "PUT", &url_path, op, 200, len);
+    StatusCode::OK.into_response()
+}

@@ -1,0 +1,57 @@
+//! `wandb-standin`: a W&B backend on loopback, for trying online mode with
+//! no W&B account (and for the project's tests).
+//!
+//!     wandb-standin --port 8080 --api-key $(printf 'x%.0s' {1..40})
+//!     WANDB_BASE_URL=http://127.0.0.1:8080 WANDB_API_KEY=xxxx… python train.py
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use wandb_standin::{Config, Inject, StandIn, Store};
+
+#[derive(Parser)]
+#[command(about = "A W&B backend stand-in on loopback")]
+struct Args {
+    /// Port on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Require this API key.
+    #[arg(long)]
+    api_key: Option<String>,
+    /// Keep what is received in this SQLite file (default: in memory).
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// Serve failures: target:status[:times[:retry_after]], e.g.
+    /// UpsertBucket:500:1 or file_stream:429:1:1 (repeatable).
+    #[arg(long)]
+    inject: Vec<Inject>,
+    /// Report this server feature as enabled (e.g. FILESTREAM_GZIP).
+    #[arg(long)]
+    feature: Vec<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut config = Config {
+        api_key: args.api_key,
+        inject: args.inject,
+        ..Default::default()
+    };
+    for f in args.feature {
+        match config.features.iter_mut().find(|(n, _)| *n == f) {
+            Some((_, on)) => *on = true,
+            None => config.features.push((f, true)),
+        }
+    }
+    let store = Store::open(args.db.as_deref()).context("open the store")?;
+    let standin = StandIn::spawn(config, args.port, store).context("listen")?;
+    println!("W&B stand-in listening on {}", standin.base_url);
+    println!(
+        "  WANDB_BASE_URL={} WANDB_API_KEY=<40 characters> python your_script.py",
+        standin.base_url
+    );
+    loop {
+        std::thread::park();
+    }
+}

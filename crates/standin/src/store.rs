@@ -1,0 +1,577 @@
+//! What the stand-in received, in SQLite, for tests to query: runs with
+//! their parameters, config and summary; history, events and console lines
+//! by line number (the file stream is idempotent by offset); uploaded files
+//! with their bytes and SHA-256; alerts; and a log of every request.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+    entity TEXT NOT NULL, project TEXT NOT NULL, name TEXT NOT NULL,
+    storage_id TEXT NOT NULL, display_name TEXT, notes TEXT, tags TEXT,
+    group_name TEXT, job_type TEXT, host TEXT, program TEXT, sweep TEXT,
+    config TEXT, summary TEXT, complete INTEGER NOT NULL DEFAULT 0,
+    exitcode INTEGER, preempting INTEGER NOT NULL DEFAULT 0,
+    stopped INTEGER NOT NULL DEFAULT 0, upserts INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (entity, project, name));
+CREATE TABLE IF NOT EXISTS lines (
+    entity TEXT NOT NULL, project TEXT NOT NULL, run TEXT NOT NULL,
+    file TEXT NOT NULL, line INTEGER NOT NULL, content TEXT NOT NULL,
+    PRIMARY KEY (entity, project, run, file, line));
+CREATE TABLE IF NOT EXISTS files (
+    entity TEXT NOT NULL, project TEXT NOT NULL, run TEXT NOT NULL,
+    path TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
+    content BLOB NOT NULL, puts INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (entity, project, run, path));
+CREATE TABLE IF NOT EXISTS uploaded (
+    entity TEXT NOT NULL, project TEXT NOT NULL, run TEXT NOT NULL,
+    path TEXT NOT NULL, PRIMARY KEY (entity, project, run, path));
+CREATE TABLE IF NOT EXISTS alerts (
+    entity TEXT, project TEXT, run TEXT, title TEXT, text TEXT,
+    severity TEXT, wait_ms INTEGER);
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY, method TEXT NOT NULL, path TEXT NOT NULL,
+    operation TEXT, status INTEGER NOT NULL, user_agent TEXT,
+    auth TEXT, gzip INTEGER NOT NULL DEFAULT 0, body_len INTEGER NOT NULL);
+";
+
+/// A run as stored.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RunRow {
+    pub entity: String,
+    pub project: String,
+    pub name: String,
+    pub storage_id: String,
+    pub display_name: Option<String>,
+    pub notes: Option<String>,
+    pub tags: Vec<String>,
+    pub group_name: Option<String>,
+    pub job_type: Option<String>,
+    pub host: Option<String>,
+    pub program: Option<String>,
+    /// The config as last upserted (`{key: {"value": v}}`).
+    pub config: Value,
+    /// The summary as last streamed.
+    pub summary: Value,
+    pub complete: bool,
+    pub exitcode: Option<i64>,
+    pub preempting: bool,
+    pub stopped: bool,
+    pub upserts: i64,
+}
+
+/// A request the stand-in answered.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RequestRow {
+    pub method: String,
+    pub path: String,
+    /// GraphQL operation, or `file_stream` / `upload`.
+    pub operation: Option<String>,
+    pub status: u16,
+    pub user_agent: Option<String>,
+    /// `Basic`, `Bearer`, or none.
+    pub auth: Option<String>,
+    pub gzip: bool,
+    pub body_len: usize,
+}
+
+/// An uploaded file.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FileRow {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+    pub puts: u64,
+}
+
+/// Fields of an UpsertBucket, `None` meaning "leave as it is".
+#[derive(Debug, Clone, Default)]
+pub struct Upsert {
+    pub entity: String,
+    pub project: String,
+    pub name: String,
+    pub display_name: Option<String>,
+    pub notes: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub group_name: Option<String>,
+    pub job_type: Option<String>,
+    pub host: Option<String>,
+    pub program: Option<String>,
+    pub sweep: Option<String>,
+    pub config: Option<Value>,
+}
+
+/// Identifies a run.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RunKey {
+    pub entity: String,
+    pub project: String,
+    pub name: String,
+}
+
+impl RunKey {
+    pub fn new(entity: &str, project: &str, name: &str) -> Self {
+        Self {
+            entity: entity.into(),
+            project: project.into(),
+            name: name.into(),
+        }
+    }
+}
+
+/// The stand-in's storage. Cloning shares it.
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn json_or_null(text: Option<String>) -> Value {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null)
+}
+
+impl Store {
+    /// A store in memory, or in a file when `path` is given.
+    pub fn open(path: Option<&Path>) -> rusqlite::Result<Self> {
+        let conn = match path {
+            Some(p) => Connection::open(p)?,
+            None => Connection::open_in_memory()?,
+        };
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> T {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        f(&conn).expect("stand-in store query")
+    }
+
+    /// Creates or updates a run; returns it and whether it was created.
+    pub fn upsert(&self, u: &Upsert) -> (RunRow, bool) {
+        let key = RunKey::new(&u.entity, &u.project, &u.name);
+        let inserted = self.with(|c| {
+            let exists: bool = c
+                .query_row(
+                    "SELECT 1 FROM runs WHERE entity=?1 AND project=?2 AND name=?3",
+                    params![key.entity, key.project, key.name],
+                    |_| Ok(true),
+                )
+                .optional()?
+                .unwrap_or(false);
+            if !exists {
+                let storage_id = format!("UnVuOnYx{}", base64_id(&key));
+                c.execute(
+                    "INSERT INTO runs (entity, project, name, storage_id) VALUES (?1, ?2, ?3, ?4)",
+                    params![key.entity, key.project, key.name, storage_id],
+                )?;
+            }
+            let set = |col: &str, v: &Option<String>| -> rusqlite::Result<()> {
+                if let Some(v) = v {
+                    c.execute(
+                        &format!(
+                            "UPDATE runs SET {col}=?4 WHERE entity=?1 AND project=?2 AND name=?3"
+                        ),
+                        params![key.entity, key.project, key.name, v],
+                    )?;
+                }
+                Ok(())
+            };
+            set("display_name", &u.display_name)?;
+            set("notes", &u.notes)?;
+            set("group_name", &u.group_name)?;
+            set("job_type", &u.job_type)?;
+            set("host", &u.host)?;
+            set("program", &u.program)?;
+            set("sweep", &u.sweep)?;
+            set(
+                "tags",
+                &u.tags.as_ref().map(|t| serde_json::to_string(t).unwrap()),
+            )?;
+            set("config", &u.config.as_ref().map(|c| c.to_string()))?;
+            c.execute(
+                "UPDATE runs SET upserts = upserts + 1 WHERE entity=?1 AND project=?2 AND name=?3",
+                params![key.entity, key.project, key.name],
+            )?;
+            Ok(!exists)
+        });
+        (self.run(&key).expect("just upserted"), inserted)
+    }
+
+    pub fn run(&self, key: &RunKey) -> Option<RunRow> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT entity, project, name, storage_id, display_name, notes, tags, group_name, job_type,
+                        host, program, config, summary, complete, exitcode, preempting, stopped, upserts
+                 FROM runs WHERE entity=?1 AND project=?2 AND name=?3",
+                params![key.entity, key.project, key.name],
+                row_to_run,
+            )
+            .optional()
+        })
+    }
+
+    pub fn runs(&self) -> Vec<RunRow> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT entity, project, name, storage_id, display_name, notes, tags, group_name, job_type,
+                        host, program, config, summary, complete, exitcode, preempting, stopped, upserts
+                 FROM runs ORDER BY rowid",
+            )?;
+            st.query_map([], row_to_run)?.collect::<rusqlite::Result<Vec<_>>>()
+        })
+    }
+
+    /// Stores lines of a file-stream file at consecutive line numbers from
+    /// `offset` (replacing what was there: retries and console edits).
+    pub fn put_lines(&self, key: &RunKey, file: &str, offset: i64, content: &[String]) {
+        self.with(|c| {
+            let mut st = c.prepare_cached(
+                "INSERT OR REPLACE INTO lines (entity, project, run, file, line, content) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for (i, line) in content.iter().enumerate() {
+                st.execute(params![key.entity, key.project, key.name, file, offset + i as i64, line])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Lines of a file-stream file, in line order.
+    pub fn lines(&self, key: &RunKey, file: &str) -> Vec<(i64, String)> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT line, content FROM lines WHERE entity=?1 AND project=?2 AND run=?3 AND file=?4 ORDER BY line",
+            )?;
+            st
+                .query_map(params![key.entity, key.project, key.name, file], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+    }
+
+    pub fn line_count(&self, key: &RunKey, file: &str) -> i64 {
+        self.with(|c| {
+            c.query_row(
+                "SELECT COALESCE(MAX(line) + 1, 0) FROM lines WHERE entity=?1 AND project=?2 AND run=?3 AND file=?4",
+                params![key.entity, key.project, key.name, file],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    /// History rows as JSON objects.
+    pub fn history(&self, key: &RunKey) -> Vec<Value> {
+        self.json_lines(key, "wandb-history.jsonl")
+    }
+
+    /// System-metric events as JSON objects.
+    pub fn events(&self, key: &RunKey) -> Vec<Value> {
+        self.json_lines(key, "wandb-events.jsonl")
+    }
+
+    fn json_lines(&self, key: &RunKey, file: &str) -> Vec<Value> {
+        self.lines(key, file)
+            .into_iter()
+            .map(|(_, l)| serde_json::from_str(&wandb_json(&l)).unwrap_or(Value::String(l)))
+            .collect()
+    }
+
+    /// Console lines as stored.
+    pub fn console(&self, key: &RunKey) -> Vec<String> {
+        self.lines(key, "output.log")
+            .into_iter()
+            .map(|(_, l)| l)
+            .collect()
+    }
+
+    pub fn set_summary(&self, key: &RunKey, summary: &str) {
+        self.with(|c| {
+            c.execute(
+                "UPDATE runs SET summary=?4 WHERE entity=?1 AND project=?2 AND name=?3",
+                params![key.entity, key.project, key.name, wandb_json(summary)],
+            )
+        });
+    }
+
+    pub fn set_flag(&self, key: &RunKey, column: &str, value: i64) {
+        assert!(matches!(
+            column,
+            "complete" | "exitcode" | "preempting" | "stopped"
+        ));
+        self.with(|c| {
+            c.execute(
+                &format!("UPDATE runs SET {column}=?4 WHERE entity=?1 AND project=?2 AND name=?3"),
+                params![key.entity, key.project, key.name, value],
+            )
+        });
+    }
+
+    /// Makes sure a run exists (a file stream may arrive for a run created
+    /// elsewhere).
+    pub fn ensure_run(&self, key: &RunKey) {
+        if self.run(key).is_none() {
+            self.upsert(&Upsert {
+                entity: key.entity.clone(),
+                project: key.project.clone(),
+                name: key.name.clone(),
+                ..Default::default()
+            });
+        }
+    }
+
+    pub fn add_uploaded(&self, key: &RunKey, paths: &[String]) {
+        self.with(|c| {
+            for p in paths {
+                c.execute(
+                    "INSERT OR IGNORE INTO uploaded (entity, project, run, path) VALUES (?1, ?2, ?3, ?4)",
+                    params![key.entity, key.project, key.name, p],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Paths the client reported as uploaded (file stream `uploaded`).
+    pub fn uploaded(&self, key: &RunKey) -> Vec<String> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT path FROM uploaded WHERE entity=?1 AND project=?2 AND run=?3 ORDER BY path",
+            )?;
+            st.query_map(params![key.entity, key.project, key.name], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+    }
+
+    pub fn put_file(&self, key: &RunKey, path: &str, content: &[u8]) {
+        let sha = hex(&Sha256::digest(content));
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO files (entity, project, run, path, size, sha256, content) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (entity, project, run, path) DO UPDATE SET size=?5, sha256=?6, content=?7, puts=puts+1",
+                params![key.entity, key.project, key.name, path, content.len() as i64, sha, content],
+            )
+        });
+    }
+
+    /// Uploaded files (their last version).
+    pub fn files(&self, key: &RunKey) -> Vec<FileRow> {
+        self.with(|c| {
+            let mut st =
+                c.prepare("SELECT path, size, sha256, puts FROM files WHERE entity=?1 AND project=?2 AND run=?3 ORDER BY path")?;
+            st
+                .query_map(params![key.entity, key.project, key.name], |r| {
+                    Ok(FileRow {
+                        path: r.get(0)?,
+                        size: r.get::<_, i64>(1)? as u64,
+                        sha256: r.get(2)?,
+                        puts: r.get::<_, i64>(3)? as u64,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+    }
+
+    pub fn file_content(&self, key: &RunKey, path: &str) -> Option<Vec<u8>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT content FROM files WHERE entity=?1 AND project=?2 AND run=?3 AND path=?4",
+                params![key.entity, key.project, key.name, path],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    pub fn add_alert(&self, key: &RunKey, title: &str, text: &str, severity: &str, wait_ms: i64) {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO alerts (entity, project, run, title, text, severity, wait_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![key.entity, key.project, key.name, title, text, severity, wait_ms],
+            )
+        });
+    }
+
+    /// `(title, text, severity)` of a run's alerts.
+    pub fn alerts(&self, key: &RunKey) -> Vec<(String, String, String)> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT title, text, severity FROM alerts WHERE entity=?1 AND project=?2 AND run=?3")?;
+            st
+                .query_map(params![key.entity, key.project, key.name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+    }
+
+    pub fn log_request(&self, r: &RequestRow) {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO requests (method, path, operation, status, user_agent, auth, gzip, body_len)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![r.method, r.path, r.operation, r.status, r.user_agent, r.auth, r.gzip, r.body_len as i64],
+            )
+        });
+    }
+
+    /// Every request answered, in order.
+    pub fn requests(&self) -> Vec<RequestRow> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT method, path, operation, status, user_agent, auth, gzip, body_len FROM requests ORDER BY id",
+            )?;
+            st
+                .query_map([], |r| {
+                    Ok(RequestRow {
+                        method: r.get(0)?,
+                        path: r.get(1)?,
+                        operation: r.get(2)?,
+                        status: r.get::<_, i64>(3)? as u16,
+                        user_agent: r.get(4)?,
+                        auth: r.get(5)?,
+                        gzip: r.get::<_, i64>(6)? != 0,
+                        body_len: r.get::<_, i64>(7)? as usize,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+    }
+}
+
+fn row_to_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        entity: r.get(0)?,
+        project: r.get(1)?,
+        name: r.get(2)?,
+        storage_id: r.get(3)?,
+        display_name: r.get(4)?,
+        notes: r.get(5)?,
+        tags: r
+            .get::<_, Option<String>>(6)?
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default(),
+        group_name: r.get(7)?,
+        job_type: r.get(8)?,
+        host: r.get(9)?,
+        program: r.get(10)?,
+        config: json_or_null(r.get(11)?),
+        summary: json_or_null(r.get(12)?),
+        complete: r.get::<_, i64>(13)? != 0,
+        exitcode: r.get(14)?,
+        preempting: r.get::<_, i64>(15)? != 0,
+        stopped: r.get::<_, i64>(16)? != 0,
+        upserts: r.get(17)?,
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn base64_id(key: &RunKey) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .encode(format!("{}:{}:{}", key.entity, key.project, key.name))
+}
+
+/// W&B's JSON lines may hold `NaN`/`Infinity`; keep them parseable by
+/// quoting them (tests compare values, and these are rare).
+pub fn wandb_json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut rest = text;
+    while let Some(ch) = rest.chars().next() {
+        if !in_string
+            && let Some(lit) = ["-Infinity", "Infinity", "NaN"]
+                .iter()
+                .find(|l| rest.starts_with(**l))
+        {
+            out.push('"');
+            out.push_str(lit);
+            out.push('"');
+            rest = &rest[lit.len()..];
+            continue;
+        }
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if ch == '\\' {
+                escaped = true;
+            } else if ch == '"' {
+                in_string = false;
+            }
+        } else if ch == '"' {
+            in_string = true;
+        }
+        out.push(ch);
+        rest = &rest[ch.len_utf8()..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_lines_files_and_requests() {
+        let s = Store::open(None).unwrap();
+        let key = RunKey::new("e", "p", "r1");
+        let (run, inserted) = s.upsert(&Upsert {
+            entity: "e".into(),
+            project: "p".into(),
+            name: "r1".into(),
+            display_name: Some("first".into()),
+            tags: Some(vec!["a".into()]),
+            ..Default::default()
+        });
+        assert!(inserted && run.display_name.as_deref() == Some("first"));
+        let (run, inserted) = s.upsert(&Upsert {
+            entity: "e".into(),
+            project: "p".into(),
+            name: "r1".into(),
+            notes: Some("n".into()),
+            ..Default::default()
+        });
+        assert!(!inserted);
+        assert_eq!(
+            (
+                run.display_name.as_deref(),
+                run.notes.as_deref(),
+                run.upserts
+            ),
+            (Some("first"), Some("n"), 2)
+        );
+
+        s.put_lines(
+            &key,
+            "wandb-history.jsonl",
+            0,
+            &["{\"a\":1}".into(), "{\"a\":NaN}".into()],
+        );
+        s.put_lines(&key, "wandb-history.jsonl", 1, &["{\"a\":2}".into()]);
+        assert_eq!(
+            s.history(&key),
+            vec![serde_json::json!({"a": 1}), serde_json::json!({"a": 2})]
+        );
+        assert_eq!(s.line_count(&key, "wandb-history.jsonl"), 2);
+
+        s.put_file(&key, "config.yaml", b"x: 1\n");
+        s.put_file(&key, "config.yaml", b"x: 2\n");
+        let files = s.files(&key);
+        assert_eq!((files[0].size, files[0].puts), (5, 2));
+        assert_eq!(s.file_content(&key, "config.yaml").unwrap(), b"x: 2\n");
+    }
+
+    #[test]
+    fn non_finite_literals_become_strings() {
+        assert_eq!(
+            wandb_json(r#"{"a":NaN,"b":"NaN","c":-Infinity,"d":"é"}"#),
+            r#"{"a":"NaN","b":"NaN","c":"-Infinity","d":"é"}"#
+        );
+    }
+}
