@@ -11,8 +11,11 @@
 //!   run files in `stream::sender`.
 //! * [`settings`]: the typed view of a run's settings.
 //! * [`respond`]: how answers find their connection.
+//! * [`backend`]: the W&B backend over HTTP (GraphQL, file stream,
+//!   uploads), for online runs (`stream::online`) and the public API.
 //! * [`logging`] and [`runlog`]: the process-wide and per-run logs.
 
+pub mod backend;
 pub mod logging;
 pub mod mux;
 pub mod respond;

@@ -463,16 +463,33 @@ async fn dispatch(
                 ServerRequestType::RecordPublish(_) | ServerRequestType::RecordCommunicate(_) => {
                     unreachable!("records are routed from the envelope")
                 }
-                ServerRequestType::ApiInitRequest(_) => {
+                ServerRequestType::ApiInitRequest(init) => {
+                    let answer = ctx.api.open(init.settings);
                     if let Some(reply) = reply {
-                        reply.server(ServerResponseType::ApiInitResponse(pb::ServerApiInitResponse {
-                            error_message: "the public API through the service is not supported by wandb-core-rs yet"
-                                .into(),
-                            ..Default::default()
-                        }));
+                        reply.server(ServerResponseType::ApiInitResponse(answer));
                     }
                 }
-                ServerRequestType::ApiCleanupRequest(_) => {
+                ServerRequestType::ApiRequest(request) => {
+                    // On the runtime: the backend may be slow, and this
+                    // connection's thread must go on reading.
+                    let backend = ctx.api.get(&request.api_id);
+                    tokio::spawn(async move {
+                        let answer = super::api::execute(backend, request.request).await;
+                        if let Some(reply) = reply {
+                            reply.server(ServerResponseType::ApiResponse(answer));
+                        }
+                    });
+                }
+                ServerRequestType::Authenticate(request) => {
+                    tokio::spawn(async move {
+                        let answer = super::api::authenticate(request).await;
+                        if let Some(reply) = reply {
+                            reply.server(ServerResponseType::AuthenticateResponse(answer));
+                        }
+                    });
+                }
+                ServerRequestType::ApiCleanupRequest(cleanup) => {
+                    ctx.api.close(&cleanup.api_id);
                     if let Some(reply) = reply {
                         reply.empty();
                     }

@@ -6,6 +6,7 @@
 //! server stops accepting, finishes every run (writing all it accepted),
 //! closes connections and removes its socket.
 
+mod api;
 mod connection;
 mod lifetime;
 mod listener;
@@ -88,6 +89,8 @@ impl ShutdownReason {
 /// State shared by all connections.
 pub struct Ctx {
     pub mux: Mux,
+    /// Public-API sessions (`api_init_request`).
+    pub api: api::ApiSessions,
     pub max_frame_len: usize,
     shutdown: watch::Sender<Option<ShutdownReason>>,
     /// Open connections (the idle timer runs while there are none).
@@ -150,6 +153,7 @@ impl Service {
         let (shutdown_tx, mut shutdown_rx) = watch::channel(None);
         let ctx = Arc::new(Ctx {
             mux: Mux::new(),
+            api: api::ApiSessions::default(),
             max_frame_len: self.options.max_frame_len,
             shutdown: shutdown_tx,
             connections: AtomicUsize::new(0),

@@ -56,6 +56,21 @@ impl RunConfig {
         self.root = members;
     }
 
+    /// Sets every top-level key of `other` over this config and merges its
+    /// telemetry (a resumed run: the server's config under the new one).
+    pub fn merge_from(&mut self, other: &RunConfig) {
+        for (k, v) in &other.root {
+            match self.root.iter_mut().find(|(key, _)| key == k) {
+                Some((_, slot)) => *slot = v.clone(),
+                None => self.root.push((k.clone(), v.clone())),
+            }
+        }
+        let _ = self
+            .telemetry
+            .merge(other.telemetry.encode_to_vec().as_slice());
+        self.telemetry.core_version = super::handler::PRODUCER.to_string();
+    }
+
     /// Merges a telemetry record (the SDK sends cumulative ones). The
     /// service reports itself as the core version, as wandb-core does.
     pub fn merge_telemetry(&mut self, t: &pb::TelemetryRecord) {

@@ -27,9 +27,12 @@ struct Cursor {
 pub struct Console {
     /// Editable lines; `lines[0]` has global index `base`.
     lines: VecDeque<Vec<char>>,
+    /// Whether each editable line was started by stderr.
+    lines_stderr: VecDeque<bool>,
     base: u64,
     /// Lines that became final and were not written out yet.
     finished: Vec<String>,
+    finished_stderr: Vec<bool>,
     /// For each stream (stdout, stderr): cursor and its own recent lines.
     cursors: [Cursor; 2],
     own: [VecDeque<u64>; 2],
@@ -77,6 +80,7 @@ impl Console {
     fn new_line(&mut self, s: usize) -> u64 {
         let global = self.base + self.lines.len() as u64;
         self.lines.push_back(Vec::new());
+        self.lines_stderr.push_back(s == 1);
         self.own[s].push_back(global);
         if self.own[s].len() > EDITABLE_LINES {
             self.own[s].pop_front();
@@ -84,6 +88,8 @@ impl Console {
         while self.lines.len() > EDITABLE_LINES * 2 {
             let line = self.lines.pop_front().unwrap();
             self.finished.push(line.into_iter().collect());
+            let stderr = self.lines_stderr.pop_front().unwrap_or(false);
+            self.finished_stderr.push(stderr);
             self.base += 1;
         }
         global
@@ -190,7 +196,26 @@ impl Console {
 
     /// Lines that are final since the last call (to append to the file).
     pub fn drain_finished(&mut self) -> Vec<String> {
+        self.finished_stderr.clear();
         std::mem::take(&mut self.finished)
+    }
+
+    /// [`drain_finished`](Self::drain_finished), each line with whether
+    /// stderr wrote it (the file stream marks those).
+    pub fn drain_finished_with_stream(&mut self) -> Vec<(String, bool)> {
+        let stderr = std::mem::take(&mut self.finished_stderr);
+        std::mem::take(&mut self.finished)
+            .into_iter()
+            .zip(stderr)
+            .collect()
+    }
+
+    /// [`tail`](Self::tail), each line with whether stderr wrote it.
+    pub fn tail_with_stream(&self) -> Vec<(String, bool)> {
+        self.tail()
+            .into_iter()
+            .zip(self.lines_stderr.iter().copied())
+            .collect()
     }
 
     /// The editable tail as it looks now (to rewrite after the final lines).

@@ -26,6 +26,7 @@ use wandb_proto::view::PartialHistoryView;
 
 use super::config::RunConfig;
 use super::keys::KeyId;
+use super::online::{InitResult, OnlineCtl, OnlineHandle};
 use super::sender::{Answer, SenderMsg};
 use super::steps::{History, Rejected};
 use super::writer::WriterMsg;
@@ -76,6 +77,27 @@ pub struct Handler {
     warnings: Vec<String>,
     pending_messages: Option<Reply>,
     exited: bool,
+
+    /// Online runs: the sender that talks to the backend.
+    online: Option<OnlineHandle>,
+    /// Online was asked for but cannot work (no API key, bad base URL):
+    /// `wandb.init` fails with this.
+    online_error: Option<String>,
+    /// The run record waiting for the backend (answered by
+    /// [`init_done`](Self::init_done)).
+    pending_init: Option<PendingInit>,
+    /// The online sender finished (the run is complete on the backend, or
+    /// will never be).
+    online_done: bool,
+}
+
+/// `wandb.init` waiting for the run to be created on the backend.
+pub struct PendingInit {
+    reply: Option<Reply>,
+    answer: pb::RunRecord,
+    /// Taken by the stream's task, which awaits it.
+    pub wait:
+        Option<tokio::sync::oneshot::Receiver<Result<InitResult, crate::backend::BackendError>>>,
 }
 
 fn now_secs() -> f64 {
@@ -138,6 +160,109 @@ impl Handler {
             warnings: Vec::new(),
             pending_messages: None,
             exited: false,
+            online: None,
+            online_error: None,
+            pending_init: None,
+            online_done: false,
+        }
+    }
+
+    /// Makes this an online run: the run record goes to the backend first.
+    pub fn set_online(&mut self, online: Result<OnlineHandle, String>) {
+        match online {
+            Ok(handle) => self.online = Some(handle),
+            Err(e) => self.online_error = Some(e),
+        }
+    }
+
+    /// The backend's answer to the run record, for the stream's task to
+    /// await.
+    pub fn take_init_wait(
+        &mut self,
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<InitResult, crate::backend::BackendError>>>
+    {
+        self.pending_init.as_mut().and_then(|p| p.wait.take())
+    }
+
+    /// The run exists on the backend (or could not be created): answers
+    /// `wandb.init`.
+    pub fn init_done(&mut self, result: Result<InitResult, crate::backend::BackendError>) {
+        let Some(pending) = self.pending_init.take() else {
+            return;
+        };
+        let mut answer = pending.answer;
+        match result {
+            Ok(init) => {
+                answer.entity = init.entity;
+                answer.project = init.project;
+                answer.run_id = init.name;
+                if !init.display_name.is_empty() {
+                    answer.display_name = init.display_name;
+                }
+                answer.storage_id = init.storage_id;
+                if !init.sweep_name.is_empty() {
+                    answer.sweep_id = init.sweep_name;
+                }
+                if let Some(resumed) = init.resumed {
+                    answer.resumed = true;
+                    if let Some(step) = resumed.last_step {
+                        answer.starting_step = step + 1;
+                    }
+                    answer.runtime = resumed.runtime as i32;
+                    self.resumed_runtime = resumed.runtime.max(0.0);
+                    // The server's config, under what this session sets.
+                    let old = pb::ConfigRecord {
+                        update: resumed
+                            .config
+                            .iter()
+                            .filter(|(k, _)| k.as_str() != "_wandb")
+                            .map(|(k, v)| pb::ConfigItem {
+                                key: k.clone(),
+                                value_json: v.to_string(),
+                                ..Default::default()
+                            })
+                            .collect(),
+                        ..Default::default()
+                    };
+                    let mut merged = RunConfig::default();
+                    merged.apply(&old);
+                    merged.merge_from(&self.config);
+                    self.config = merged;
+                    if let Some(sum) = resumed.summary.get("_step").and_then(|v| v.as_i64()) {
+                        answer.starting_step = answer.starting_step.max(sum + 1);
+                    }
+                }
+                if let Some(run) = &mut self.run {
+                    run.entity = answer.entity.clone();
+                    run.project = answer.project.clone();
+                    run.display_name = answer.display_name.clone();
+                    run.storage_id = answer.storage_id.clone();
+                    run.starting_step = answer.starting_step;
+                    run.resumed = answer.resumed;
+                    run.runtime = answer.runtime;
+                }
+                answer.config = Some(pb::ConfigRecord {
+                    update: self.config.wrapped_items(&self.history.metrics),
+                    ..Default::default()
+                });
+                self.forward(SenderMsg::Config(
+                    self.config.to_yaml(&self.history.metrics),
+                ));
+                if let Some(reply) = pending.reply {
+                    reply.result(pb::result::ResultType::RunResult(pb::RunUpdateResult {
+                        run: Some(answer),
+                        ..Default::default()
+                    }));
+                }
+            }
+            Err(e) => {
+                self.log.error(&format!("wandb.init failed: {e}"));
+                if let Some(reply) = pending.reply {
+                    reply.result(pb::result::ResultType::RunResult(init_error(
+                        &e.to_string(),
+                    )));
+                }
+            }
         }
     }
 
@@ -304,6 +429,7 @@ impl Handler {
     }
 
     fn run_record(&mut self, mut run: pb::RunRecord, raw: Bytes, reply: Option<Reply>) {
+        let first = self.run.is_none();
         if let Some(config) = &run.config {
             self.config.apply(config);
         }
@@ -322,6 +448,39 @@ impl Handler {
         self.forward(SenderMsg::Config(
             self.config.to_yaml(&self.history.metrics),
         ));
+        if first && let Some(message) = &self.online_error {
+            if let Some(reply) = reply {
+                reply.result(pb::result::ResultType::RunResult(init_error(message)));
+            }
+            self.run = Some(run);
+            return;
+        }
+        if first && let Some(online) = &self.online {
+            // Online: answer once the backend has the run.
+            let (done, wait) = tokio::sync::oneshot::channel();
+            let ctl = OnlineCtl::Init {
+                run: Box::new(run.clone()),
+                done,
+            };
+            if online.ctl.try_send(ctl).is_err() {
+                if let Some(reply) = reply {
+                    reply.result(pb::result::ResultType::RunResult(init_error(
+                        "the online sender is not running",
+                    )));
+                }
+            } else {
+                let mut answer = run.clone();
+                answer.summary = Some(pb::SummaryRecord::default());
+                answer.git.get_or_insert_with(Default::default);
+                self.pending_init = Some(PendingInit {
+                    reply,
+                    answer,
+                    wait: Some(wait),
+                });
+            }
+            self.run = Some(run);
+            return;
+        }
         if let Some(reply) = &reply {
             let mut answer = run.clone();
             answer.config = Some(pb::ConfigRecord {
@@ -393,7 +552,7 @@ impl Handler {
             }
             RequestType::InternalMessages(_) => {
                 if let Some(reply) = reply {
-                    if !self.warnings.is_empty() || self.exited {
+                    if !self.warnings.is_empty() || self.messages_closed() {
                         self.answer_messages(&reply);
                     } else if let Some(old) = self.pending_messages.replace(reply) {
                         old.response(Some(ResponseType::InternalMessagesResponse(
@@ -454,7 +613,16 @@ impl Handler {
                 );
             }
             RequestType::PollExit(_) => {
-                if let Some(reply) = reply {
+                if let (Some(reply), Some(online)) = (&reply, &self.online) {
+                    // Online: done once the backend has everything.
+                    reply.response(Some(ResponseType::PollExitResponse(pb::PollExitResponse {
+                        done: self.exited && self.online_done,
+                        pusher_stats: Some(online.stats.pusher_stats()),
+                        file_counts: Some(online.stats.file_counts()),
+                        operation_stats: Some(Default::default()),
+                        ..Default::default()
+                    })));
+                } else if let Some(reply) = reply {
                     let done = self.exited;
                     self.forward(SenderMsg::Answer(reply, Answer::PollExit { done }));
                 }
@@ -484,14 +652,38 @@ impl Handler {
                 reply,
                 Some(ResponseType::StatusResponse(Default::default())),
             ),
-            RequestType::StopStatus(_) => self.ack_response(
-                reply,
-                Some(ResponseType::StopStatusResponse(Default::default())),
-            ),
-            RequestType::NetworkStatus(_) => self.ack_response(
-                reply,
-                Some(ResponseType::NetworkStatusResponse(Default::default())),
-            ),
+            RequestType::StopStatus(_) => {
+                let run_should_stop = self
+                    .online
+                    .as_ref()
+                    .is_some_and(|o| o.stopped.load(std::sync::atomic::Ordering::SeqCst));
+                self.ack_response(
+                    reply,
+                    Some(ResponseType::StopStatusResponse(pb::StopStatusResponse {
+                        run_should_stop,
+                    })),
+                )
+            }
+            RequestType::NetworkStatus(_) => {
+                // Failed requests being retried, for the SDK to print.
+                let network_responses = self
+                    .online
+                    .as_ref()
+                    .map(|o| o.backend.events.take())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(status, text)| pb::HttpResponse {
+                        http_status_code: i32::from(status),
+                        http_response_text: text,
+                    })
+                    .collect();
+                self.ack_response(
+                    reply,
+                    Some(ResponseType::NetworkStatusResponse(
+                        pb::NetworkStatusResponse { network_responses },
+                    )),
+                )
+            }
             RequestType::RunStatus(_) => self.ack_response(
                 reply,
                 Some(ResponseType::RunStatusResponse(Default::default())),
@@ -584,7 +776,24 @@ impl Handler {
         )));
     }
 
-    fn warn_user(&mut self, message: String) {
+    /// The SDK's message loop ends (an empty answer) once the run exited and
+    /// nothing more can go wrong on its way to the backend.
+    fn messages_closed(&self) -> bool {
+        self.exited && (self.online.is_none() || self.online_done)
+    }
+
+    /// The online sender is done: answers a waiting message request.
+    pub fn online_finished(&mut self) {
+        self.online_done = true;
+        if self.messages_closed()
+            && let Some(pending) = self.pending_messages.take()
+        {
+            self.answer_messages(&pending);
+        }
+    }
+
+    /// Tells the user something went wrong (printed by the SDK).
+    pub fn warn_user(&mut self, message: String) {
         self.log.warn(&message);
         self.warnings.push(message);
         if let Some(reply) = self.pending_messages.take() {
@@ -706,6 +915,22 @@ impl Handler {
         let _ = std::io::stdout().lock().write_all(out.as_bytes());
     }
 
+    /// Online, the exit is answered once the run is complete on the
+    /// backend; returns the reply if the files sender should answer it.
+    fn online_exit(&mut self, reply: Reply) -> Option<Reply> {
+        let Some(online) = &self.online else {
+            return Some(reply);
+        };
+        match online.ctl.try_send(OnlineCtl::Exit { reply: Some(reply) }) {
+            Ok(()) => None,
+            Err(tokio::sync::mpsc::error::TrySendError::Full(OnlineCtl::Exit { reply }))
+            | Err(tokio::sync::mpsc::error::TrySendError::Closed(OnlineCtl::Exit { reply })) => {
+                reply
+            }
+            Err(_) => None,
+        }
+    }
+
     /// Ends the run: flushes the pending row, writes the final summary and
     /// the exit record, makes the log durable, finalises the run files, then
     /// answers the exit (from the sender, after all of that).
@@ -713,7 +938,8 @@ impl Handler {
         if self.exited {
             // A second exit (or a teardown after the exit): answer, write nothing.
             if let Ending::Exit(_, Some(reply)) = ending {
-                self.queue(WriterMsg::Sync(SenderMsg::Exit { reply: Some(reply) }));
+                let reply = self.online_exit(reply);
+                self.queue(WriterMsg::Sync(SenderMsg::Exit { reply }));
             }
             return;
         }
@@ -756,13 +982,30 @@ impl Handler {
         let h = &self.history;
         let tree = h.summary.to_tree(&h.keys, &h.metrics).to_json();
         self.forward(SenderMsg::Summary(tree));
+        let reply = match reply {
+            Some(reply) => self.online_exit(reply),
+            None => None,
+        };
         self.queue(WriterMsg::Sync(SenderMsg::Exit { reply }));
         self.log.info(&format!(
             "run exited with code {exit_code} after {runtime}s"
         ));
 
-        if let Some(pending) = self.pending_messages.take() {
+        if self.messages_closed()
+            && let Some(pending) = self.pending_messages.take()
+        {
             self.answer_messages(&pending);
         }
+    }
+}
+
+/// A failed `wandb.init`, as the SDK raises it (`CommError`).
+fn init_error(message: &str) -> pb::RunUpdateResult {
+    pb::RunUpdateResult {
+        error: Some(pb::ErrorInfo {
+            message: message.to_string(),
+            code: pb::error_info::ErrorCode::Communication as i32,
+        }),
+        ..Default::default()
     }
 }

@@ -3,8 +3,10 @@
 //! * [`handler`] (an async task) owns the run's state: history rows,
 //!   summary, config, metric definitions; it answers requests about them.
 //! * [`writer`] (a thread) appends records to the transaction log.
-//! * [`sender`] (a thread) finishes the run's files offline and answers what
-//!   must wait for everything before it.
+//! * [`sender`] (a thread) finishes the run's files and answers what must
+//!   wait for everything before it.
+//! * [`online`] (tasks, online runs only) follows the log as it is written
+//!   and sends the run to the W&B backend.
 //!
 //! Every channel is bounded, so a slow stage slows the one before it, back
 //! to the client's socket, instead of growing memory. The stream ends when
@@ -17,6 +19,7 @@ pub mod handler;
 pub mod history;
 pub mod keys;
 pub mod metrics;
+pub mod online;
 pub mod sampler;
 pub mod sender;
 pub mod steps;
@@ -56,6 +59,11 @@ pub enum StreamInput {
     Records(Vec<(Bytes, Option<Reply>)>),
     /// Finish the run if it has not exited (with this exit code), then close.
     Teardown { exit_code: i32 },
+    /// Something the user should know (printed by the SDK): a failure of
+    /// the online sender.
+    Warn(String),
+    /// The online sender is done: no more warnings will come.
+    OnlineFinished,
 }
 
 /// The mux's handle on a running stream.
@@ -86,6 +94,19 @@ pub fn spawn(settings: RunSettings) -> (StreamHandle, JoinHandle<()>) {
 
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
     let (to_writer, writer_rx) = flume::bounded(WRITER_QUEUE);
+    // Online runs: the online sender follows what the writer commits and
+    // finishes once the files sender has written the final run files.
+    let (committed_tx, committed_rx) = tokio::sync::watch::channel(0u64);
+    let (files_done_tx, files_done_rx) = tokio::sync::watch::channel(false);
+    let online = (!settings.offline).then(|| {
+        online::spawn(
+            settings.clone(),
+            log.clone(),
+            committed_rx,
+            files_done_rx,
+            tx.downgrade(),
+        )
+    });
     let (to_sender, sender_rx) = flume::bounded(SENDER_QUEUE);
 
     let mut policy = FlushPolicy::default();
@@ -98,12 +119,14 @@ pub fn spawn(settings: RunSettings) -> (StreamHandle, JoinHandle<()>) {
         skip: settings.skip_transaction_log,
         rx: writer_rx,
         to_sender,
+        committed: online.is_some().then_some(committed_tx),
         log: log.clone(),
     };
     let sender = sender::Sender {
         files_dir: settings.files_dir(),
         output_name: (settings.console == Console::On).then(|| settings.output_file_name.clone()),
         rx: sender_rx,
+        done: files_done_tx,
         log: log.clone(),
     };
     let run_id = settings.run_id.clone();
@@ -116,7 +139,19 @@ pub fn spawn(settings: RunSettings) -> (StreamHandle, JoinHandle<()>) {
         .spawn(move || sender.run())
         .expect("spawn sender thread");
 
-    let handler = Handler::new(settings.clone(), log.clone());
+    let mut handler = Handler::new(settings.clone(), log.clone());
+    let mut online_task = None;
+    match online {
+        Some(Ok((handle, task))) => {
+            handler.set_online(Ok(handle));
+            online_task = Some(task);
+        }
+        Some(Err(e)) => {
+            log.error(&format!("online mode unavailable: {e}"));
+            handler.set_online(Err(e.to_string()));
+        }
+        None => {}
+    }
     let task = tokio::spawn(async move {
         run_handler(handler, rx, to_writer).await;
         // The handler dropped its writer channel: the writer drains and
@@ -126,6 +161,10 @@ pub fn spawn(settings: RunSettings) -> (StreamHandle, JoinHandle<()>) {
             let _ = sender_thread.join();
         })
         .await;
+        // The online sender sends what is left in the log.
+        if let Some(task) = online_task {
+            let _ = task.await;
+        }
         log.info("stream: finished");
     });
     (StreamHandle { tx, settings }, task)
@@ -143,10 +182,20 @@ async fn run_handler(
     let mut tick = tokio::time::interval(SUMMARY_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut linger_until: Option<tokio::time::Instant> = None;
+    let mut init_wait = None;
     let mut done = false;
     while !done {
+        if init_wait.is_none() {
+            init_wait = handler.take_init_wait();
+        }
         let first = tokio::select! {
             input = rx.recv() => input,
+            result = wait_init(&mut init_wait), if init_wait.is_some() => {
+                init_wait = None;
+                handler.init_done(result);
+                send(&mut handler, &to_writer).await;
+                continue;
+            }
             _ = tick.tick() => {
                 handler.emit_summary();
                 send(&mut handler, &to_writer).await;
@@ -167,6 +216,8 @@ async fn run_handler(
                         handler.record(raw, reply);
                     }
                 }
+                Some(StreamInput::Warn(message)) => handler.warn_user(message),
+                Some(StreamInput::OnlineFinished) => handler.online_finished(),
                 Some(StreamInput::Teardown { exit_code }) => {
                     let print_footer = !handler.exited();
                     handler.finish(Ending::Synthesized(exit_code));
@@ -200,6 +251,22 @@ async fn run_handler(
         } else if handler.has_output() && linger_until.is_none() {
             linger_until = Some(tokio::time::Instant::now() + LINGER);
         }
+    }
+}
+
+/// The backend's answer to `wandb.init` (a lost sender is an error).
+async fn wait_init(
+    wait: &mut Option<
+        tokio::sync::oneshot::Receiver<Result<online::InitResult, crate::backend::BackendError>>,
+    >,
+) -> Result<online::InitResult, crate::backend::BackendError> {
+    match wait {
+        Some(rx) => rx.await.unwrap_or_else(|_| {
+            Err(crate::backend::BackendError::Config(
+                "the online sender stopped before the run was created".into(),
+            ))
+        }),
+        None => std::future::pending().await,
     }
 }
 

@@ -1,4 +1,4 @@
-//! The sender stage. Offline it finishes the run's files in `files/`:
+//! The files sender. It finishes the run's files in `files/`:
 //! `output.log` (console output through the emulator), `requirements.txt`,
 //! `config.yaml` and `wandb-summary.json`. It also answers the requests that
 //! must wait for everything before them (exit, poll_exit, shutdown).
@@ -48,6 +48,9 @@ pub struct Sender {
     pub files_dir: PathBuf,
     pub output_name: Option<String>,
     pub rx: flume::Receiver<SenderMsg>,
+    /// Set once the run exited and its files are final (the online sender
+    /// uploads them then).
+    pub done: tokio::sync::watch::Sender<bool>,
     pub log: RunLog,
 }
 
@@ -84,6 +87,7 @@ impl Sender {
                 }
                 Some(SenderMsg::Exit { reply }) => {
                     self.flush_console(&mut console, &mut output);
+                    self.done.send_replace(true);
                     if let Some(reply) = reply {
                         reply.result(pb::result::ResultType::ExitResult(
                             pb::RunExitResult::default(),

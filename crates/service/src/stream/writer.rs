@@ -32,6 +32,9 @@ pub struct Writer {
     pub skip: bool,
     pub rx: flume::Receiver<Vec<WriterMsg>>,
     pub to_sender: flume::Sender<SenderMsg>,
+    /// Online runs: how much of the log is in the file, for the online
+    /// sender that follows it.
+    pub committed: Option<tokio::sync::watch::Sender<u64>>,
     pub log: RunLog,
 }
 
@@ -60,6 +63,7 @@ impl Writer {
                     if let Some(w) = &mut log {
                         self.check(w.flush_if_due().map(|_| ()), &mut log);
                     }
+                    self.publish(&log);
                     continue;
                 }
                 Err(flume::RecvTimeoutError::Disconnected) => break,
@@ -78,10 +82,12 @@ impl Writer {
                             let result = w.sync();
                             self.check(result, &mut log);
                         }
+                        self.publish(&log);
                         self.forward(then);
                     }
                 }
             }
+            self.publish(&log);
         }
         if let Some(w) = log {
             match w.close() {
@@ -92,6 +98,18 @@ impl Writer {
                     .log
                     .error(&format!("closing the transaction log: {}", chain(&e))),
             }
+        }
+    }
+
+    /// Tells the online sender how far the file goes.
+    fn publish(&self, log: &Option<LogWriter>) {
+        if let (Some(tx), Some(w)) = (&self.committed, log) {
+            let len = w.flushed_len();
+            tx.send_if_modified(|v| {
+                let changed = *v != len;
+                *v = len;
+                changed
+            });
         }
     }
 

@@ -163,6 +163,11 @@ impl LogWriter {
         self.framer.offset
     }
 
+    /// Length of the log in the file now (what a reader can see).
+    pub fn flushed_len(&self) -> u64 {
+        self.framer.offset - self.buf.len() as u64
+    }
+
     /// Whether no record was appended yet.
     pub fn is_empty(&self) -> bool {
         self.next_num == 1 && self.framer.offset == FILE_HEADER.len() as u64

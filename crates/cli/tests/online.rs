@@ -1,0 +1,584 @@
+//! Online runs: the real SDK with W&B's wandb-core, and with ours, each
+//! against a fresh backend stand-in; what the two stand-ins stored must be
+//! the same run (run fields, config, every history row, summary, console
+//! lines, uploaded files and their bytes, completion and exit code).
+//!
+//! System metrics (`wandb-events.jsonl`, the hardware in
+//! `wandb-metadata.json`) are left out: they are the system-monitor issue.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::{Map, Value, json};
+use testkit::{ours_python, reference_python, scratch_dir};
+use wandb_standin::{Config, Inject, RunKey, StandIn, Store};
+
+const KEY: &str = "onlinekeyonlinekeyonlinekeyonlinekey0123";
+
+fn ours() -> &'static str {
+    env!("CARGO_BIN_EXE_wandb-core")
+}
+
+/// Puts the binary under test into the `.venv-ours` wandb package, once.
+fn install_ours() -> &'static Path {
+    static DONE: OnceLock<PathBuf> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let python = ours_python();
+        let out = Command::new(ours())
+            .args(["install", "--python"])
+            .arg(python)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "install: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        python.to_path_buf()
+    })
+}
+
+fn standin(inject: &[&str]) -> StandIn {
+    let config = Config {
+        api_key: Some(KEY.into()),
+        inject: inject
+            .iter()
+            .map(|i| i.parse::<Inject>().unwrap())
+            .collect(),
+        ..Default::default()
+    };
+    StandIn::spawn(config, 0, Store::open(None).unwrap()).unwrap()
+}
+
+/// One run of a script: its output and working directory.
+struct Ran {
+    out: Output,
+    work: PathBuf,
+}
+
+impl Ran {
+    fn text(&self) -> String {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&self.out.stdout),
+            String::from_utf8_lossy(&self.out.stderr)
+        )
+    }
+}
+
+fn run_script(python: &Path, standin: &StandIn, script: &str, key: &str, what: &str) -> Ran {
+    let work = scratch_dir(what);
+    let out = Command::new(python)
+        .args(["-c", script])
+        .current_dir(&work)
+        .env_remove("WANDB_SERVICE")
+        .env("WANDB_BASE_URL", &standin.base_url)
+        .env("WANDB_API_KEY", key)
+        .env("WANDB_MODE", "online")
+        .env("WANDB_ERROR_REPORTING", "false")
+        .env("WANDB_DISABLE_GIT", "true")
+        .env("HOME", &work)
+        .env("WANDB_DIR", &work)
+        .env("WANDB_CONFIG_DIR", work.join(".config"))
+        .output()
+        .unwrap();
+    Ran { out, work }
+}
+
+/// The same script through both services, each with its own stand-in.
+struct Pair {
+    reference: (StandIn, Ran),
+    ours: (StandIn, Ran),
+}
+
+fn both(name: &str, script: &str, inject: &[&str], key: &str) -> Pair {
+    let python = install_ours();
+    let theirs = standin(inject);
+    let ran_theirs = run_script(
+        reference_python(),
+        &theirs,
+        script,
+        key,
+        &format!("online-{name}-ref"),
+    );
+    let mine = standin(inject);
+    let ran_mine = run_script(python, &mine, script, key, &format!("online-{name}-ours"));
+    eprintln!(
+        "{name}: requests reference {} / ours {} ({})",
+        theirs.store.requests().len(),
+        mine.store.requests().len(),
+        request_summary(&mine)
+    );
+    Pair {
+        reference: (theirs, ran_theirs),
+        ours: (mine, ran_mine),
+    }
+}
+
+fn request_summary(s: &StandIn) -> String {
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for r in s.store.requests() {
+        *counts.entry(r.operation.unwrap_or(r.path)).or_default() += 1;
+    }
+    counts
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn volatile(key: &str) -> bool {
+    key == "_runtime" || key == "_timestamp" || key.starts_with("_wandb")
+}
+
+/// Values with volatile keys removed and numbers compared as numbers
+/// (wandb-core writes `1` for the SDK's `1.0`; the value is the same).
+fn stable(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| !volatile(k))
+                .map(|(k, v)| (k.clone(), stable(v)))
+                .collect::<Map<_, _>>(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(stable).collect()),
+        Value::Number(n) => n
+            .as_f64()
+            .and_then(serde_json::Number::from_f64)
+            .map_or_else(|| v.clone(), Value::Number),
+        other => other.clone(),
+    }
+}
+
+/// Lines the SDK prints about itself (retries, progress) land in the
+/// captured console too; when they appear depends on timing.
+fn sdk_message(text: &str) -> bool {
+    text.starts_with("wandb:") || text.contains("\u{1b}[34mwandb")
+}
+
+/// A console line without its time stamp (`[ERROR ]<time> <text>`).
+fn console_text(line: &str) -> String {
+    let (prefix, rest) = match line.strip_prefix("ERROR ") {
+        Some(rest) => ("ERROR ", rest),
+        None => ("", line),
+    };
+    let text = rest.split_once(' ').map_or("", |(_, t)| t);
+    format!("{prefix}{text}")
+}
+
+/// Files whose bytes legitimately differ between the services (they hold
+/// times, versions, the machine description).
+fn bytes_may_differ(path: &str) -> bool {
+    matches!(
+        path,
+        "wandb-metadata.json" | "config.yaml" | "wandb-summary.json" | "requirements.txt"
+    )
+}
+
+/// Everything the reference's stand-in stored that ours did not store the
+/// same way.
+fn differences(pair: &Pair) -> Vec<String> {
+    let (theirs, mine) = (&pair.reference.0.store, &pair.ours.0.store);
+    let mut problems = Vec::new();
+    let keys = |s: &Store| {
+        let mut k: Vec<RunKey> = s
+            .runs()
+            .into_iter()
+            .map(|r| RunKey::new(&r.entity, &r.project, &r.name))
+            .collect();
+        k.sort_by(|a, b| a.name.cmp(&b.name));
+        k
+    };
+    let (their_keys, my_keys) = (keys(theirs), keys(mine));
+    if their_keys != my_keys {
+        problems.push(format!("runs: reference {their_keys:?}, ours {my_keys:?}"));
+        return problems;
+    }
+    for key in &their_keys {
+        let (t, m) = (theirs.run(key).unwrap(), mine.run(key).unwrap());
+        let mut check = |what: &str, a: Value, b: Value| {
+            if a != b {
+                problems.push(format!(
+                    "{}: {what} differs\n  reference: {a}\n  ours:      {b}",
+                    key.name
+                ));
+            }
+        };
+        check("display name", json!(t.display_name), json!(m.display_name));
+        check("notes", json!(t.notes), json!(m.notes));
+        let sorted = |mut v: Vec<String>| {
+            v.sort();
+            v
+        };
+        check(
+            "tags",
+            json!(sorted(t.tags.clone())),
+            json!(sorted(m.tags.clone())),
+        );
+        check("group", json!(t.group_name), json!(m.group_name));
+        check("job type", json!(t.job_type), json!(m.job_type));
+        check("complete", json!(t.complete), json!(m.complete));
+        check("exit code", json!(t.exitcode), json!(m.exitcode));
+        check("preempting", json!(t.preempting), json!(m.preempting));
+        check("config", stable(&t.config), stable(&m.config));
+        check("summary", stable(&t.summary), stable(&m.summary));
+        let rows = |s: &Store| Value::Array(s.history(key).iter().map(stable).collect());
+        check("history", rows(theirs), rows(mine));
+        let console = |s: &Store| {
+            Value::from(
+                s.console(key)
+                    .iter()
+                    .map(|l| console_text(l))
+                    .filter(|l| !sdk_message(l.trim_start_matches("ERROR ")))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        check("console lines", console(theirs), console(mine));
+        let files = |s: &Store| {
+            let mut f: Vec<(String, String)> = s
+                .files(key)
+                .into_iter()
+                .map(|f| {
+                    let sha = if bytes_may_differ(&f.path) {
+                        String::new()
+                    } else if f.path == "output.log" {
+                        // Compared without the SDK's own messages.
+                        let text = s.file_content(key, &f.path).unwrap_or_default();
+                        String::from_utf8_lossy(&text)
+                            .lines()
+                            .filter(|l| !sdk_message(l))
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    } else {
+                        f.sha256
+                    };
+                    (f.path, sha)
+                })
+                .collect();
+            f.sort();
+            json!(f)
+        };
+        check("uploaded files (path, sha256)", files(theirs), files(mine));
+        let uploaded = |s: &Store| {
+            let mut u = s.uploaded(key);
+            u.sort();
+            json!(u)
+        };
+        check("`uploaded` notices", uploaded(theirs), uploaded(mine));
+    }
+    problems
+}
+
+fn assert_same(name: &str, pair: &Pair) {
+    let problems = differences(pair);
+    assert!(
+        problems.is_empty(),
+        "{name}: the stored runs differ:\n{}\n--- reference output:\n{}\n--- our output:\n{}",
+        problems.join("\n"),
+        pair.reference.1.text(),
+        pair.ours.1.text()
+    );
+}
+
+fn assert_succeeded(pair: &Pair) {
+    for (who, ran) in [("reference", &pair.reference.1), ("ours", &pair.ours.1)] {
+        assert!(ran.out.status.success(), "{who} failed:\n{}", ran.text());
+    }
+}
+
+/// The API key must not appear in anything the run left on disk.
+fn assert_key_not_on_disk(dir: &Path, key: &str) {
+    fn walk(dir: &Path, key: &[u8], found: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            // The SDK's own settings (`.config`) and netrc are the user's.
+            let meta = std::fs::metadata(&path);
+            if meta.as_ref().is_ok_and(|m| m.is_dir()) {
+                walk(&path, key, found);
+            } else if let Ok(bytes) = std::fs::read(&path)
+                && bytes.windows(key.len()).any(|w| w == key)
+            {
+                found.push(path);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(&dir.join("wandb"), key.as_bytes(), &mut found);
+    assert!(found.is_empty(), "the API key is in {found:?}");
+}
+
+const BASIC: &str = r#"
+import wandb
+run = wandb.init(project="online", id="basic1", config={"lr": 0.1, "opt": {"name": "adam"}}, notes="first", tags=["a"], group="g", job_type="train")
+for i in range(50):
+    run.log({"loss": 1 / (i + 1), "i": i, "nested": {"x": i * 2}})
+print("hello console")
+run.summary["best"] = 0.02
+run.finish()
+"#;
+
+#[test]
+fn basic_run() {
+    let pair = both("basic", BASIC, &[], KEY);
+    assert_succeeded(&pair);
+    assert_same("basic", &pair);
+    let key = RunKey::new("standin", "online", "basic1");
+    assert_eq!(pair.ours.0.store.history(&key).len(), 50);
+    for (_, ran) in [&pair.reference, &pair.ours] {
+        assert_key_not_on_disk(&ran.work, KEY);
+    }
+    // Credentials go under the base URL only.
+    for r in pair.ours.0.store.requests() {
+        match r.operation.as_deref() {
+            Some("upload") => assert_eq!(r.auth, None, "{r:?}"),
+            _ => assert_eq!(r.auth.as_deref(), Some("Basic"), "{r:?}"),
+        }
+    }
+}
+
+#[test]
+fn config_tags_and_name_changed_mid_run() {
+    let script = r#"
+import wandb
+run = wandb.init(project="online", id="changes1", config={"a": 1})
+run.log({"x": 1})
+run.config.update({"b": {"c": 2}})
+run.config.update({"a": 3}, allow_val_change=True)
+run.tags = ("t1", "t2")
+run.notes = "changed"
+run.name = "renamed"
+run.log({"x": 2})
+run.finish()
+"#;
+    let pair = both("changes", script, &[], KEY);
+    assert_succeeded(&pair);
+    assert_same("changes", &pair);
+    let run = pair
+        .ours
+        .0
+        .store
+        .run(&RunKey::new("standin", "online", "changes1"))
+        .unwrap();
+    assert_eq!(run.display_name.as_deref(), Some("renamed"));
+    assert_eq!(run.config["b"], json!({"value": {"c": 2}}));
+}
+
+#[test]
+fn saved_files_with_each_policy() {
+    let script = r#"
+import os, wandb
+run = wandb.init(project="online", id="save1")
+for name, policy in [("now.txt", "now"), ("live.txt", "live"), ("end.txt", "end")]:
+    with open(name, "w") as f:
+        f.write(policy + " v1\n")
+    wandb.save(name, policy=policy)
+os.makedirs("sub", exist_ok=True)
+with open("sub/deep.txt", "w") as f:
+    f.write("deep\n")
+wandb.save("sub/deep.txt", policy="now")
+run.log({"x": 1})
+with open("live.txt", "w") as f:
+    f.write("live v2\n")
+with open("end.txt", "w") as f:
+    f.write("end v2\n")
+run.finish()
+"#;
+    let pair = both("save", script, &[], KEY);
+    assert_succeeded(&pair);
+    assert_same("save", &pair);
+    let key = RunKey::new("standin", "online", "save1");
+    let store = &pair.ours.0.store;
+    assert_eq!(store.file_content(&key, "end.txt").unwrap(), b"end v2\n");
+    assert_eq!(store.file_content(&key, "live.txt").unwrap(), b"live v2\n");
+    assert!(store.file_content(&key, "sub/deep.txt").is_some());
+}
+
+#[test]
+fn console_output() {
+    let script = r#"
+import sys, wandb
+run = wandb.init(project="online", id="console1")
+print("to stdout 1")
+print("to stderr 1", file=sys.stderr)
+for p in range(0, 101, 25):
+    sys.stdout.write(f"\rprogress {p}%")
+    sys.stdout.flush()
+print()
+for i in range(200):
+    print(f"line {i}")
+run.finish()
+"#;
+    let pair = both("console", script, &[], KEY);
+    assert_succeeded(&pair);
+    assert_same("console", &pair);
+    let key = RunKey::new("standin", "online", "console1");
+    let lines = pair.ours.0.store.console(&key);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("ERROR ") && l.ends_with("to stderr 1"))
+    );
+    assert!(lines.iter().any(|l| l.ends_with(" progress 100%")));
+    let file = pair.ours.0.store.file_content(&key, "output.log").unwrap();
+    assert!(String::from_utf8_lossy(&file).contains("line 199"));
+}
+
+#[test]
+fn resume_an_existing_run() {
+    let script = r#"
+import wandb
+run = wandb.init(project="online", id="resume1", config={"a": 1})
+for i in range(5):
+    run.log({"x": i})
+print("first session")
+run.finish()
+run = wandb.init(project="online", id="resume1", resume="must")
+assert run.resumed, "not resumed"
+for i in range(5, 8):
+    run.log({"x": i})
+print("second session")
+run.finish()
+try:
+    wandb.init(project="online", id="resume1", resume="never")
+    print("resume=never did not fail")
+except Exception as e:
+    print("never failed as it should:", type(e).__name__)
+"#;
+    let pair = both("resume", script, &[], KEY);
+    assert_succeeded(&pair);
+    assert_same("resume", &pair);
+    let key = RunKey::new("standin", "online", "resume1");
+    let rows = pair.ours.0.store.history(&key);
+    let steps: Vec<i64> = rows.iter().map(|r| r["_step"].as_i64().unwrap()).collect();
+    assert_eq!(steps, (0..8).collect::<Vec<_>>());
+    for ran in [&pair.reference.1, &pair.ours.1] {
+        assert!(
+            ran.text().contains("never failed as it should"),
+            "{}",
+            ran.text()
+        );
+    }
+}
+
+#[test]
+fn images() {
+    let script = r#"
+import numpy as np, wandb
+run = wandb.init(project="online", id="media1")
+for i in range(3):
+    pixels = (np.arange(16 * 16 * 3).reshape(16, 16, 3) * (i + 1) % 256).astype(np.uint8)
+    run.log({"img": wandb.Image(pixels, caption=f"step {i}")})
+run.finish()
+"#;
+    let pair = both("media", script, &[], KEY);
+    assert_succeeded(&pair);
+    assert_same("media", &pair);
+    let key = RunKey::new("standin", "online", "media1");
+    let files = pair.ours.0.store.files(&key);
+    assert_eq!(
+        files
+            .iter()
+            .filter(|f| f.path.starts_with("media/images/"))
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn uncaught_exception() {
+    let script = r#"
+import wandb
+run = wandb.init(project="online", id="crash1")
+run.log({"x": 1})
+raise ValueError("boom")
+"#;
+    let pair = both("crash", script, &[], KEY);
+    for ran in [&pair.reference.1, &pair.ours.1] {
+        assert!(!ran.out.status.success());
+    }
+    assert_same("crash", &pair);
+    let run = pair
+        .ours
+        .0
+        .store
+        .run(&RunKey::new("standin", "online", "crash1"))
+        .unwrap();
+    assert!(run.complete);
+    assert_eq!(run.exitcode, Some(1));
+}
+
+#[test]
+fn failures_that_the_backend_recovers_from() {
+    let inject = [
+        "UpsertBucket:500:1",
+        "CreateRunFiles:502:1",
+        "file_stream:429:1:1",
+        "upload:500:1",
+    ];
+    let pair = both("retried", BASIC, &inject, KEY);
+    assert_succeeded(&pair);
+    assert_same("retried", &pair);
+    let statuses: Vec<(String, u16)> = pair
+        .ours
+        .0
+        .store
+        .requests()
+        .into_iter()
+        .map(|r| (r.operation.unwrap_or_default(), r.status))
+        .collect();
+    for failed in [
+        ("UpsertBucket", 500),
+        ("CreateRunFiles", 502),
+        ("file_stream", 429),
+        ("upload", 500),
+    ] {
+        assert!(
+            statuses.contains(&(failed.0.to_string(), failed.1)),
+            "{failed:?} served: {statuses:?}"
+        );
+    }
+    // The SDK printed the retried failure (network status).
+    assert!(pair.ours.1.text().contains("500"), "{}", pair.ours.1.text());
+}
+
+#[test]
+fn a_fatal_file_stream_error_reaches_the_user() {
+    let pair = both("fatal", BASIC, &["file_stream:400:1000"], KEY);
+    assert_succeeded(&pair);
+    for (who, (standin, ran)) in [("reference", &pair.reference), ("ours", &pair.ours)] {
+        let run = standin
+            .store
+            .run(&RunKey::new("standin", "online", "basic1"))
+            .unwrap();
+        assert!(!run.complete, "{who}: completed despite the fatal error");
+        let fs = standin
+            .store
+            .requests()
+            .into_iter()
+            .filter(|r| r.operation.as_deref() == Some("file_stream"))
+            .count();
+        assert_eq!(fs, 1, "{who}: file stream requests after a fatal error");
+        let _ = ran;
+    }
+    let text = pair.ours.1.text();
+    assert!(text.contains("Fatal error while uploading data"), "{text}");
+}
+
+#[test]
+fn a_bad_api_key_fails_init_with_the_servers_message() {
+    let pair = both(
+        "badkey",
+        BASIC,
+        &[],
+        "wrongkeywrongkeywrongkeywrongkeywrongkey",
+    );
+    for (who, ran) in [("reference", &pair.reference.1), ("ours", &pair.ours.1)] {
+        assert!(!ran.out.status.success(), "{who} succeeded");
+        assert!(ran.text().contains("unauthorized"), "{who}: {}", ran.text());
+    }
+    assert!(pair.ours.0.store.runs().is_empty());
+}

@@ -1,0 +1,351 @@
+//! The GraphQL operations the service sends, and what it reads from their
+//! answers. Operation names, arguments and fields are those of the W&B API.
+
+use serde_json::{Value, json};
+
+use super::http::RetryClass;
+use super::{Backend, BackendError};
+
+const VIEWER: &str =
+    "query Viewer { viewer { id entity username email flags teams { edges { node { name } } } } }";
+
+const UPSERT_BUCKET: &str = "mutation UpsertBucket($id: String, $name: String, $project: String, $entity: String, \
+$groupName: String, $description: String, $displayName: String, $notes: String, $commit: String, \
+$config: JSONString, $host: String, $debug: Boolean, $program: String, $repo: String, $jobType: String, \
+$state: String, $sweep: String, $tags: [String!], $summaryMetrics: JSONString) { \
+upsertBucket(input: {id: $id, name: $name, groupName: $groupName, modelName: $project, entityName: $entity, \
+description: $description, displayName: $displayName, notes: $notes, config: $config, commit: $commit, \
+host: $host, debug: $debug, jobProgram: $program, jobRepo: $repo, jobType: $jobType, state: $state, \
+sweep: $sweep, tags: $tags, summaryMetrics: $summaryMetrics}) { \
+bucket { id name displayName description config sweepName historyLineCount \
+project { id name entity { id name } } } inserted } }";
+
+const RUN_RESUME_STATUS: &str = "query RunResumeStatus($project: String, $entity: String, $name: String!) { \
+model(name: $project, entityName: $entity) { id name entity { id name } \
+bucket(name: $name, missingOk: true) { id name summaryMetrics displayName logLineCount historyLineCount \
+eventsLineCount historyTail eventsTail config tags notes wandbConfig(keys: [\"t\"]) } } }";
+
+const CREATE_RUN_FILES: &str = "mutation CreateRunFiles($entity: String!, $project: String!, $run: String!, $files: [String!]!) { \
+createRunFiles(input: {entityName: $entity, projectName: $project, runName: $run, files: $files}) { \
+runID uploadHeaders files { name uploadUrl } } }";
+
+const SERVER_FEATURES: &str =
+    "query ServerFeaturesQuery { serverInfo { features { name isEnabled } } }";
+
+const NOTIFY_ALERT: &str = "mutation NotifyScriptableRunAlert($entityName: String!, $projectName: String!, \
+$runName: String!, $title: String!, $text: String!, $severity: AlertSeverity = INFO, $waitDuration: Duration) { \
+notifyScriptableRunAlert(input: {entityName: $entityName, projectName: $projectName, runName: $runName, \
+title: $title, text: $text, severity: $severity, waitDuration: $waitDuration}) { success } }";
+
+/// Who the API key belongs to.
+#[derive(Debug, Clone, Default)]
+pub struct Viewer {
+    pub entity: String,
+    pub username: String,
+    pub email: String,
+    pub teams: Vec<String>,
+    pub flags_json: String,
+}
+
+/// What an UpsertBucket answer tells about the run.
+#[derive(Debug, Clone, Default)]
+pub struct Bucket {
+    pub storage_id: String,
+    pub name: String,
+    pub display_name: String,
+    pub sweep_name: String,
+    pub history_line_count: i64,
+    pub project: String,
+    pub entity: String,
+}
+
+/// A run that exists on the server, for resuming.
+#[derive(Debug, Clone, Default)]
+pub struct ResumeState {
+    pub storage_id: String,
+    pub history_line_count: i64,
+    pub events_line_count: i64,
+    pub log_line_count: i64,
+    /// `{key: value}` (unwrapped from `{"value": …}`).
+    pub config: serde_json::Map<String, Value>,
+    pub summary: serde_json::Map<String, Value>,
+    pub last_step: Option<i64>,
+    pub runtime: f64,
+    pub tags: Vec<String>,
+    pub notes: String,
+    pub display_name: String,
+}
+
+/// Upload instructions for run files.
+#[derive(Debug, Clone, Default)]
+pub struct RunFileUrls {
+    pub headers: Vec<(String, String)>,
+    /// `(name, upload URL)`; `None`: the server does not want the file.
+    pub files: Vec<(String, Option<String>)>,
+}
+
+fn str_of(v: &Value, path: &[&str]) -> String {
+    let mut cur = v;
+    for p in path {
+        cur = &cur[*p];
+    }
+    cur.as_str().unwrap_or_default().to_string()
+}
+
+/// A JSON string field holding JSON.
+fn json_field(v: &Value) -> Option<Value> {
+    match v {
+        Value::String(s) => serde_json::from_str(&wandb_json_safe(s)).ok(),
+        Value::Null => None,
+        other => Some(other.clone()),
+    }
+}
+
+/// `NaN`/`Infinity` literals quoted, so `serde_json` can read W&B's JSON.
+fn wandb_json_safe(s: &str) -> String {
+    wandb_proto::json::Value::parse(s)
+        .map(|v| to_serde(&v).to_string())
+        .unwrap_or_else(|_| s.to_string())
+}
+
+fn to_serde(v: &wandb_proto::json::Value) -> Value {
+    use wandb_proto::json::Value as W;
+    match v {
+        W::Null => Value::Null,
+        W::Bool(b) => json!(b),
+        W::Int(i) => json!(i),
+        W::Float(f) if f.is_finite() => json!(f),
+        W::Float(f) => json!(f.to_string()),
+        W::Str(s) => json!(s),
+        W::Array(a) => Value::Array(a.iter().map(to_serde).collect()),
+        W::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), to_serde(v))).collect()),
+    }
+}
+
+impl Backend {
+    pub async fn viewer(&self) -> Result<Viewer, BackendError> {
+        let data = self
+            .graphql("Viewer", VIEWER, json!({}), RetryClass::MostFailures, None)
+            .await?;
+        let v = &data["viewer"];
+        if v.is_null() {
+            return Err(BackendError::GraphQL {
+                what: "Viewer".into(),
+                message: "invalid credentials (no viewer)".into(),
+            });
+        }
+        Ok(Viewer {
+            entity: str_of(v, &["entity"]),
+            username: str_of(v, &["username"]),
+            email: str_of(v, &["email"]),
+            teams: v["teams"]["edges"]
+                .as_array()
+                .map(|e| e.iter().map(|n| str_of(n, &["node", "name"])).collect())
+                .unwrap_or_default(),
+            flags_json: match &v["flags"] {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            },
+        })
+    }
+
+    /// UpsertBucket with these variables (unset ones as null).
+    pub async fn upsert_bucket(
+        &self,
+        variables: Value,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Bucket, BackendError> {
+        let data = self
+            .graphql(
+                "UpsertBucket",
+                UPSERT_BUCKET,
+                variables,
+                RetryClass::UpsertBucket,
+                deadline,
+            )
+            .await?;
+        let b = &data["upsertBucket"]["bucket"];
+        if b.is_null() {
+            return Err(BackendError::GraphQL {
+                what: "UpsertBucket".into(),
+                message: "the server returned no run".into(),
+            });
+        }
+        Ok(Bucket {
+            storage_id: str_of(b, &["id"]),
+            name: str_of(b, &["name"]),
+            display_name: str_of(b, &["displayName"]),
+            sweep_name: str_of(b, &["sweepName"]),
+            history_line_count: b["historyLineCount"].as_i64().unwrap_or(0),
+            project: str_of(b, &["project", "name"]),
+            entity: str_of(b, &["project", "entity", "name"]),
+        })
+    }
+
+    /// The run on the server, if it exists (and is a real run: its config
+    /// has telemetry).
+    pub async fn run_resume_status(
+        &self,
+        entity: &str,
+        project: &str,
+        name: &str,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<Option<ResumeState>, BackendError> {
+        let vars = json!({"entity": (!entity.is_empty()).then_some(entity), "project": project, "name": name});
+        let data = self
+            .graphql(
+                "RunResumeStatus",
+                RUN_RESUME_STATUS,
+                vars,
+                RetryClass::MostFailures,
+                deadline,
+            )
+            .await?;
+        let b = &data["model"]["bucket"];
+        if b.is_null() {
+            return Ok(None);
+        }
+        let has_t = json_field(&b["wandbConfig"]).is_some_and(|c| c.get("t").is_some());
+        if !has_t {
+            return Ok(None);
+        }
+        let missing = |f: &str| BackendError::GraphQL {
+            what: "RunResumeStatus".into(),
+            message: format!("the server's answer lacks {f}"),
+        };
+        let int = |f: &str| b[f].as_i64().ok_or_else(|| missing(f));
+        let config: serde_json::Map<String, Value> = json_field(&b["config"])
+            .and_then(|c| c.as_object().cloned())
+            .ok_or_else(|| missing("config"))?
+            .into_iter()
+            .map(|(k, v)| {
+                let inner = v.get("value").cloned().unwrap_or(v);
+                (k, inner)
+            })
+            .collect();
+        let summary = json_field(&b["summaryMetrics"])
+            .and_then(|s| s.as_object().cloned())
+            .ok_or_else(|| missing("summaryMetrics"))?;
+        let history_tail = json_field(&b["historyTail"]).ok_or_else(|| missing("historyTail"))?;
+        let last_row = history_tail
+            .as_array()
+            .and_then(|a| a.last())
+            .and_then(|l| l.as_str())
+            .and_then(|l| serde_json::from_str::<Value>(&wandb_json_safe(l)).ok());
+        let last_step = last_row
+            .as_ref()
+            .and_then(|r| r["_step"].as_i64())
+            .or_else(|| summary.get("_step").and_then(Value::as_i64));
+        let runtime = summary
+            .get("_wandb")
+            .and_then(|w| w.get("runtime"))
+            .and_then(Value::as_f64)
+            .or_else(|| summary.get("_runtime").and_then(Value::as_f64))
+            .unwrap_or(0.0);
+        Ok(Some(ResumeState {
+            storage_id: str_of(b, &["id"]),
+            history_line_count: int("historyLineCount")?,
+            events_line_count: int("eventsLineCount")?,
+            log_line_count: int("logLineCount")?,
+            config,
+            summary,
+            last_step,
+            runtime,
+            tags: b["tags"]
+                .as_array()
+                .map(|t| {
+                    t.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            notes: str_of(b, &["notes"]),
+            display_name: str_of(b, &["displayName"]),
+        }))
+    }
+
+    pub async fn create_run_files(
+        &self,
+        entity: &str,
+        project: &str,
+        run: &str,
+        files: &[String],
+    ) -> Result<RunFileUrls, BackendError> {
+        let vars = json!({"entity": entity, "project": project, "run": run, "files": files});
+        let data = self
+            .graphql(
+                "CreateRunFiles",
+                CREATE_RUN_FILES,
+                vars,
+                RetryClass::MostFailures,
+                None,
+            )
+            .await?;
+        let c = &data["createRunFiles"];
+        let headers = c["uploadHeaders"]
+            .as_array()
+            .map(|h| {
+                h.iter()
+                    .filter_map(|x| x.as_str())
+                    .filter_map(|x| x.split_once(':'))
+                    .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let files = c["files"]
+            .as_array()
+            .map(|f| {
+                f.iter()
+                    .map(|x| {
+                        (
+                            str_of(x, &["name"]),
+                            x["uploadUrl"].as_str().map(String::from),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(RunFileUrls { headers, files })
+    }
+
+    /// Enabled server features (unknown on error: none).
+    pub async fn server_features(&self) -> Vec<String> {
+        match self
+            .graphql(
+                "ServerFeaturesQuery",
+                SERVER_FEATURES,
+                json!({}),
+                RetryClass::MostFailures,
+                None,
+            )
+            .await
+        {
+            Ok(data) => data["serverInfo"]["features"]
+                .as_array()
+                .map(|f| {
+                    f.iter()
+                        .filter(|x| x["isEnabled"].as_bool() == Some(true))
+                        .map(|x| str_of(x, &["name"]))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!("server features unknown: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    pub async fn notify_alert(&self, vars: Value) -> Result<(), BackendError> {
+        self.graphql(
+            "NotifyScriptableRunAlert",
+            NOTIFY_ALERT,
+            vars,
+            RetryClass::MostFailures,
+            None,
+        )
+        .await
+        .map(|_| ())
+    }
+}

@@ -1,0 +1,334 @@
+//! The W&B backend as the service sees it: GraphQL, the file stream and
+//! file transfers over HTTP, with credentials only on URLs under the base
+//! URL (never on upload URLs), and the retry policies of [`http`].
+//!
+//! * [`http`]: retries, backoff, `Retry-After`, network status for the SDK.
+//! * [`graphql`]: the operations the service sends, with our documents.
+//! * [`compat`]: rewrites of the public API's documents for older servers.
+
+pub mod compat;
+pub mod graphql;
+pub mod http;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use wandb_proto::pb;
+
+use self::http::{NetworkEvents, RetryClass, RetryConfig};
+
+/// What the service says to the backend about itself.
+pub const USER_AGENT: &str = concat!(
+    "wandb-core/0.31.0 wandb-core-rs/",
+    env!("CARGO_PKG_VERSION")
+);
+
+/// A failed exchange with the backend, with the server's message.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    #[error("{what}: HTTP {status}: {message}")]
+    Http {
+        what: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{what}: {message}")]
+    Transport { what: String, message: String },
+    #[error("{what}: {message}")]
+    GraphQL { what: String, message: String },
+    #[error("{0} (retries exhausted)")]
+    RetriesExhausted(Box<BackendError>),
+    #[error("timed out while retrying: {0}")]
+    TimedOut(Box<BackendError>),
+    #[error("{0}")]
+    Config(String),
+}
+
+impl BackendError {
+    /// The HTTP status behind the error, if any.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            BackendError::Http { status, .. } => Some(*status),
+            BackendError::RetriesExhausted(e) | BackendError::TimedOut(e) => e.status(),
+            _ => None,
+        }
+    }
+}
+
+/// An error with its sources.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// Connection settings from a run's (or API session's) settings.
+#[derive(Debug, Clone)]
+pub struct BackendConfig {
+    /// Without a trailing slash.
+    pub base_url: String,
+    pub api_key: String,
+    pub extra_headers: Vec<(String, String)>,
+    pub username: String,
+    pub email: String,
+    pub server_side_derived_summary: bool,
+    pub graphql: RetryConfig,
+    pub filestream: RetryConfig,
+    pub transfer: RetryConfig,
+}
+
+fn secs(v: Option<f64>, default: f64) -> Duration {
+    Duration::from_secs_f64(v.filter(|s| s.is_finite() && *s >= 0.0).unwrap_or(default))
+}
+
+impl BackendConfig {
+    pub fn from_settings(s: &pb::Settings) -> Result<Self, BackendError> {
+        let base_url = s
+            .base_url
+            .clone()
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| "https://api.wandb.ai".to_string())
+            .trim_end_matches('/')
+            .to_string();
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(BackendError::Config(format!(
+                "base_url {base_url:?} is not an http(s) URL"
+            )));
+        }
+        let api_key = s.api_key.clone().filter(|k| !k.is_empty()).ok_or_else(|| {
+            BackendError::Config("no API key: set WANDB_API_KEY or run `wandb login`".into())
+        })?;
+        let extra_headers = s
+            .x_extra_http_headers
+            .as_ref()
+            .map(|m| {
+                m.value
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let retry = |max: Option<i32>,
+                     min: Option<f64>,
+                     max_wait: Option<f64>,
+                     timeout: Option<f64>,
+                     d: (u32, f64, f64, Option<f64>)| RetryConfig {
+            max_retries: max.map(|m| m.max(0) as u32).unwrap_or(d.0),
+            wait_min: secs(min, d.1),
+            wait_max: secs(max_wait, d.2),
+            timeout: timeout
+                .or(d.3)
+                .filter(|t| *t > 0.0)
+                .map(Duration::from_secs_f64),
+        };
+        Ok(Self {
+            base_url,
+            api_key,
+            extra_headers,
+            username: s.username.clone().unwrap_or_default(),
+            email: s.email.clone().unwrap_or_default(),
+            server_side_derived_summary: s.x_server_side_derived_summary.unwrap_or(false),
+            graphql: retry(
+                s.x_graphql_retry_max,
+                s.x_graphql_retry_wait_min_seconds,
+                s.x_graphql_retry_wait_max_seconds,
+                s.x_graphql_timeout_seconds,
+                (20, 2.0, 60.0, Some(30.0)),
+            ),
+            filestream: retry(
+                s.x_file_stream_retry_max,
+                s.x_file_stream_retry_wait_min_seconds,
+                s.x_file_stream_retry_wait_max_seconds,
+                s.x_file_stream_timeout_seconds,
+                (10085, 2.0, 60.0, Some(180.0)),
+            ),
+            transfer: retry(
+                s.x_file_transfer_retry_max,
+                s.x_file_transfer_retry_wait_min_seconds,
+                s.x_file_transfer_retry_wait_max_seconds,
+                s.x_file_transfer_timeout_seconds,
+                (20, 2.0, 60.0, None),
+            ),
+        })
+    }
+}
+
+/// A connection to one backend. Cheap to clone.
+#[derive(Clone)]
+pub struct Backend {
+    pub config: Arc<BackendConfig>,
+    client: reqwest::Client,
+    pub events: NetworkEvents,
+}
+
+impl Backend {
+    pub fn new(config: BackendConfig) -> Result<Self, BackendError> {
+        let client = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .build()
+            .map_err(|e| BackendError::Config(format!("HTTP client: {}", chain(&e))))?;
+        Ok(Self {
+            config: Arc::new(config),
+            client,
+            events: NetworkEvents::default(),
+        })
+    }
+
+    fn auth(&self) -> String {
+        let token = base64::engine::general_purpose::STANDARD
+            .encode(format!("api:{}", self.config.api_key));
+        format!("Basic {token}")
+    }
+
+    /// A request to a path under the base URL, with credentials and the
+    /// configured extra headers.
+    fn api_request(&self, path: &str, headers: &HeaderMap) -> reqwest::RequestBuilder {
+        let mut req = self
+            .client
+            .post(format!("{}{path}", self.config.base_url))
+            .header("Authorization", self.auth())
+            .header("Content-Type", "application/json");
+        for (k, v) in &self.config.extra_headers {
+            req = req.header(k, v);
+        }
+        if self.config.server_side_derived_summary {
+            req = req.header("X-WANDB-SERVER-SIDE-DERIVED-SUMMARY", "true");
+        }
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req
+    }
+
+    /// Posts a GraphQL document; returns `data` (GraphQL errors in a 200
+    /// answer are failures, not retried).
+    pub async fn graphql(
+        &self,
+        operation: &str,
+        query: &str,
+        variables: serde_json::Value,
+        class: RetryClass,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<serde_json::Value, BackendError> {
+        let body =
+            serde_json::json!({"query": query, "variables": variables, "operationName": operation})
+                .to_string();
+        let mut headers = HeaderMap::new();
+        headers.insert("X-WANDB-USERNAME", header_value(&self.config.username));
+        headers.insert("X-WANDB-USER-EMAIL", header_value(&self.config.email));
+        let (_, bytes) = http::send(
+            || self.api_request("/graphql", &headers).body(body.clone()),
+            class,
+            &self.config.graphql,
+            deadline,
+            &self.events,
+            operation,
+        )
+        .await?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| BackendError::GraphQL {
+                what: operation.to_string(),
+                message: format!("answer is not JSON: {e}"),
+            })?;
+        if v.get("errors")
+            .and_then(|e| e.as_array())
+            .is_some_and(|e| !e.is_empty())
+            && v.get("data").is_none_or(|d| d.is_null())
+        {
+            return Err(BackendError::GraphQL {
+                what: operation.to_string(),
+                message: http::error_message(&bytes),
+            });
+        }
+        Ok(v.get("data").cloned().unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Forwards a GraphQL request as given (the Python public API's), with
+    /// its headers; returns the raw answer body.
+    pub async fn graphql_raw(
+        &self,
+        body: String,
+        headers: HeaderMap,
+    ) -> Result<Bytes, BackendError> {
+        let (_, bytes) = http::send(
+            || self.api_request("/graphql", &headers).body(body.clone()),
+            RetryClass::MostFailures,
+            &self.config.graphql,
+            None,
+            &self.events,
+            "GraphQL (public API)",
+        )
+        .await?;
+        Ok(bytes)
+    }
+
+    /// Posts a file stream body to `path` (gzip-compressed when asked);
+    /// returns the answer's JSON.
+    pub async fn file_stream(
+        &self,
+        path: &str,
+        body: Bytes,
+        gzip: bool,
+    ) -> Result<serde_json::Value, BackendError> {
+        let mut headers = HeaderMap::new();
+        if gzip {
+            headers.insert("Content-Encoding", HeaderValue::from_static("gzip"));
+        }
+        let (_, bytes) = http::send(
+            || self.api_request(path, &headers).body(body.clone()),
+            RetryClass::MostFailures,
+            &self.config.filestream,
+            None,
+            &self.events,
+            "file stream",
+        )
+        .await?;
+        Ok(serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// PUTs bytes to an upload URL with the server's upload headers (never
+    /// our credentials).
+    pub async fn upload(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        content: Bytes,
+        what: &str,
+    ) -> Result<(), BackendError> {
+        http::send(
+            || {
+                let mut req = self.client.put(url).body(content.clone());
+                for (k, v) in headers {
+                    if let (Ok(k), Ok(v)) =
+                        (HeaderName::try_from(k.as_str()), HeaderValue::from_str(v))
+                    {
+                        req = req.header(k, v);
+                    }
+                }
+                req
+            },
+            RetryClass::FileTransfer,
+            &self.config.transfer,
+            None,
+            &self.events,
+            what,
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
