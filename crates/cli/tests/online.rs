@@ -582,3 +582,215 @@ fn a_bad_api_key_fails_init_with_the_servers_message() {
     }
     assert!(pair.ours.0.store.runs().is_empty());
 }
+
+#[test]
+fn alerts_metrics_and_preemption() {
+    let script = r#"
+import wandb
+run = wandb.init(project="online", id="extras1")
+run.define_metric("acc", summary="max")
+run.define_metric("val/*", step_metric="epoch")
+for i in range(5):
+    run.log({"acc": i / 10, "epoch": i, "val/loss": 1 - i / 10})
+run.alert(title="heads up", text="acc is rising", level=wandb.AlertLevel.WARN)
+run.mark_preempting()
+run.finish(exit_code=3)
+"#;
+    let pair = both("extras", script, &[], KEY);
+    assert_same("extras", &pair);
+    let key = RunKey::new("standin", "online", "extras1");
+    for (who, (standin, _)) in [("reference", &pair.reference), ("ours", &pair.ours)] {
+        let alerts = standin.store.alerts(&key);
+        assert_eq!(
+            alerts,
+            vec![("heads up".into(), "acc is rising".into(), "WARN".into())],
+            "{who}"
+        );
+    }
+    let run = pair.ours.0.store.run(&key).unwrap();
+    assert!(run.preempting && run.complete);
+    assert_eq!(run.exitcode, Some(3));
+}
+
+#[test]
+fn gzip_file_stream_when_the_server_offers_it() {
+    let script = r#"
+import wandb
+run = wandb.init(project="online", id="gzip1", settings=wandb.Settings(x_file_stream_no_gzip=False))
+for i in range(20):
+    run.log({"x": i})
+run.finish()
+"#;
+    let python = install_ours();
+    let mut config = Config {
+        api_key: Some(KEY.into()),
+        ..Default::default()
+    };
+    for (name, on) in &mut config.features {
+        if name == "FILESTREAM_GZIP" {
+            *on = true;
+        }
+    }
+    let s = StandIn::spawn(config, 0, Store::open(None).unwrap()).unwrap();
+    let ran = run_script(python, &s, script, KEY, "online-gzip-ours");
+    assert!(ran.out.status.success(), "{}", ran.text());
+    let key = RunKey::new("standin", "online", "gzip1");
+    assert_eq!(s.store.history(&key).len(), 20);
+    assert!(s.store.run(&key).unwrap().complete);
+    let fs: Vec<_> = s
+        .store
+        .requests()
+        .into_iter()
+        .filter(|r| r.operation.as_deref() == Some("file_stream"))
+        .collect();
+    assert!(!fs.is_empty() && fs.iter().all(|r| r.gzip), "{fs:?}");
+}
+
+#[test]
+fn the_public_api_goes_through_the_service() {
+    let script = r#"
+import wandb
+api = wandb.Api()
+print("viewer:", api.viewer.username)
+run = wandb.init(project="online", id="api1")
+run.log({"x": 1})
+run.finish()
+"#;
+    let pair = both("api", script, &[], KEY);
+    assert_succeeded(&pair);
+    assert_same("api", &pair);
+    for (who, (standin, ran)) in [("reference", &pair.reference), ("ours", &pair.ours)] {
+        assert!(
+            ran.text().contains("viewer: standin"),
+            "{who}: {}",
+            ran.text()
+        );
+        assert!(
+            standin.store.requests().iter().any(|r| r
+                .user_agent
+                .as_deref()
+                .is_some_and(|u| u.starts_with("W&B Public Client"))),
+            "{who}: no request with the public client's user agent"
+        );
+    }
+}
+
+/// The check the offline issue deferred: W&B's own `wandb sync` (through
+/// W&B's wandb-core) uploads an offline run that our service wrote.
+#[test]
+fn wandb_sync_uploads_an_offline_run_written_by_our_service() {
+    let python = install_ours();
+    let work = scratch_dir("online-sync");
+    let script = r#"
+import wandb
+run = wandb.init(project="synced", id="offline1", mode="offline", config={"lr": 0.5})
+for i in range(300):
+    run.log({"loss": 1 / (i + 1), "i": i})
+print("offline console line")
+run.summary["final"] = "yes"
+run.finish()
+"#;
+    let out = Command::new(python)
+        .args(["-c", script])
+        .current_dir(&work)
+        .env_remove("WANDB_SERVICE")
+        .env("WANDB_MODE", "offline")
+        .env("WANDB_ERROR_REPORTING", "false")
+        .env("HOME", &work)
+        .env("WANDB_DIR", &work)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run_dir = std::fs::read_dir(work.join("wandb"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("offline-run-")
+        })
+        .expect("the offline run directory");
+
+    let s = standin(&[]);
+    let wandb_cli = reference_python().parent().unwrap().join("wandb");
+    let out = Command::new(&wandb_cli)
+        .arg("sync")
+        .arg(&run_dir)
+        .current_dir(&work)
+        .env_remove("WANDB_SERVICE")
+        .env("WANDB_BASE_URL", &s.base_url)
+        .env("WANDB_API_KEY", KEY)
+        .env("WANDB_ERROR_REPORTING", "false")
+        .env("HOME", &work)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    let key = RunKey::new("standin", "synced", "offline1");
+    let run = s
+        .store
+        .run(&key)
+        .unwrap_or_else(|| panic!("no synced run: {text}"));
+    assert!(run.complete, "{text}");
+    assert_eq!(run.exitcode, Some(0));
+    assert_eq!(run.config["lr"], json!({"value": 0.5}));
+    assert_eq!(run.summary["final"], json!("yes"));
+    let history = s.store.history(&key);
+    assert_eq!(history.len(), 300);
+    for (i, row) in history.iter().enumerate() {
+        assert_eq!(row["_step"], json!(i));
+        assert_eq!(row["i"], json!(i));
+    }
+    assert!(
+        s.store
+            .console(&key)
+            .iter()
+            .any(|l| l.ends_with("offline console line"))
+    );
+}
+
+/// A run stopped from the UI: the file stream's answer says `stopped`, the
+/// SDK learns it from `stop_status` and interrupts the script.
+#[test]
+fn a_run_stopped_on_the_server_stops_the_script() {
+    let script = r#"
+import time, wandb
+run = wandb.init(project="online", id="stopme1", settings=wandb.Settings(x_file_stream_transmit_interval=0.5))
+try:
+    for i in range(900):
+        run.log({"x": i})
+        time.sleep(0.1)
+    print("never stopped")
+except KeyboardInterrupt:
+    print("stopped by the server")
+run.finish()
+"#;
+    let python = install_ours().to_path_buf();
+    let s = standin(&[]);
+    let key = RunKey::new("standin", "online", "stopme1");
+    std::thread::scope(|scope| {
+        let ran = scope.spawn(|| run_script(&python, &s, script, KEY, "online-stop-ours"));
+        let started = std::time::Instant::now();
+        while s.store.run(&key).is_none() && started.elapsed().as_secs() < 60 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        s.stop_run(&key);
+        let ran = ran.join().unwrap();
+        assert!(
+            ran.text().contains("stopped by the server"),
+            "{}",
+            ran.text()
+        );
+    });
+    assert!(s.store.run(&key).unwrap().complete);
+}

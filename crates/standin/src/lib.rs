@@ -185,6 +185,9 @@ impl Drop for StandIn {
     }
 }
 
+/// Largest GraphQL or file stream body accepted.
+const MAX_BODY: usize = 256 << 20;
+
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/graphql", post(graphql_handler))
@@ -194,8 +197,11 @@ fn router(shared: Arc<Shared>) -> Router {
         )
         .route(
             "/storage/{entity}/{project}/{run}/{*path}",
-            put(upload_handler),
+            put(upload_handler).layer(axum::extract::DefaultBodyLimit::disable()),
         )
+        // W&B's service sends file stream requests of about 10 MiB (axum's
+        // default limit is 2 MiB).
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(shared)
 }
 

@@ -160,8 +160,18 @@ pub async fn run(
     }
 }
 
+/// History and events lines longer than this are dropped (the backend
+/// would refuse them), as wandb-core does.
+const MAX_LINE: usize = (10 << 20) - (100 << 10);
+
 fn merge(p: &mut Pending, m: FsMsg) {
     match m {
+        FsMsg::History(l) | FsMsg::Events(l) if l.len() > MAX_LINE => {
+            tracing::warn!(
+                "filestream: dropped a line of {} bytes (over the {MAX_LINE}-byte limit)",
+                l.len()
+            );
+        }
         FsMsg::History(l) => {
             p.bytes += l.len();
             p.history.push(l);
@@ -189,19 +199,34 @@ fn merge(p: &mut Pending, m: FsMsg) {
 /// one contiguous run per request; the rest waits for the next one).
 fn build(cfg: &mut FileStreamConfig, p: &mut Pending, complete: Option<i32>) -> Value {
     let mut files = Map::new();
-    if !p.history.is_empty() {
-        let n = p.history.len() as i64;
+    // About `max_bytes` of lines per request; the rest goes in the next.
+    let mut budget = cfg.max_bytes;
+    let mut take = |pending: &mut Vec<String>| {
+        let mut n = 0;
+        for line in pending.iter() {
+            if n > 0 && line.len() > budget {
+                break;
+            }
+            budget = budget.saturating_sub(line.len());
+            n += 1;
+        }
+        pending.drain(..n).collect::<Vec<_>>()
+    };
+    let history = take(&mut p.history);
+    if !history.is_empty() {
+        let n = history.len() as i64;
         files.insert(
             "wandb-history.jsonl".into(),
-            lines(cfg.history_offset, std::mem::take(&mut p.history)),
+            lines(cfg.history_offset, history),
         );
         cfg.history_offset += n;
     }
-    if !p.events.is_empty() {
-        let n = p.events.len() as i64;
+    let events = take(&mut p.events);
+    if !events.is_empty() {
+        let n = events.len() as i64;
         files.insert(
             "wandb-events.jsonl".into(),
-            lines(cfg.events_offset, std::mem::take(&mut p.events)),
+            lines(cfg.events_offset, events),
         );
         cfg.events_offset += n;
     }
@@ -220,7 +245,13 @@ fn build(cfg: &mut FileStreamConfig, p: &mut Pending, complete: Option<i32>) -> 
             lines((cfg.console_offset + first) as i64, run),
         );
     }
-    p.bytes = p.history.len() + p.console.values().map(String::len).sum::<usize>();
+    p.bytes = p
+        .history
+        .iter()
+        .chain(&p.events)
+        .map(String::len)
+        .sum::<usize>()
+        + p.console.values().map(String::len).sum::<usize>();
     let mut body = Map::new();
     if !files.is_empty() {
         body.insert("files".into(), Value::Object(files));
@@ -300,6 +331,28 @@ mod tests {
             })
         );
         assert!(p.is_empty());
+        // A request carries about `max_bytes` of lines; the rest waits.
+        let mut small = cfg();
+        small.max_bytes = 21;
+        let mut q = Pending::default();
+        for i in 0..5 {
+            merge(&mut q, FsMsg::History(format!("{{\"a\":{i}}}")));
+        }
+        let body = build(&mut small, &mut q, Some(0));
+        assert_eq!(
+            body["files"]["wandb-history.jsonl"]["content"]
+                .as_array()
+                .unwrap()
+                .len(),
+            3
+        );
+        assert!(
+            body.get("complete").is_none(),
+            "complete before all lines went"
+        );
+        let body = build(&mut small, &mut q, Some(0));
+        assert_eq!(body["files"]["wandb-history.jsonl"]["offset"], 13);
+        assert_eq!(body["complete"], json!(true));
         // An edited console line goes again at its offset; history moves on.
         merge(&mut p, FsMsg::Console(1, "t line1 edited".into()));
         merge(&mut p, FsMsg::History("{\"a\":3}".into()));

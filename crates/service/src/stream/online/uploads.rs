@@ -190,30 +190,28 @@ impl Uploader {
         let backend = self.backend.clone();
         let headers = urls.headers;
         let dir = self.files_dir.clone();
-        let results: Vec<(String, Stamp, Result<(), String>)> =
-            futures::stream::iter(jobs)
-                .map(|(name, url, path, stamp)| {
-                    let (backend, headers, file) =
-                        (backend.clone(), headers.clone(), dir.join(&path));
-                    async move {
-                        let result = match tokio::fs::read(&file).await {
-                            Ok(content) => backend
-                                .upload(
-                                    &url,
-                                    &headers,
-                                    Bytes::from(content),
-                                    &format!("upload of {name}"),
-                                )
-                                .await
-                                .map_err(|e| e.to_string()),
-                            Err(e) => Err(format!("cannot read {}: {e}", file.display())),
-                        };
-                        (path, stamp, result)
-                    }
-                })
-                .buffer_unordered(PARALLEL_UPLOADS)
-                .collect()
-                .await;
+        let results: Vec<(String, Stamp, Result<(), String>)> = futures::stream::iter(jobs)
+            .map(|(name, url, path, stamp)| {
+                let (backend, headers, file) = (backend.clone(), headers.clone(), dir.join(&path));
+                async move {
+                    let result = match tokio::fs::read(&file).await {
+                        Ok(content) => backend
+                            .upload(
+                                &url,
+                                &headers,
+                                Bytes::from(content),
+                                &format!("upload of {name}"),
+                            )
+                            .await
+                            .map_err(|e| e.to_string()),
+                        Err(e) => Err(format!("cannot read {}: {e}", file.display())),
+                    };
+                    (path, stamp, result)
+                }
+            })
+            .buffer_unordered(PARALLEL_UPLOADS)
+            .collect()
+            .await;
         for (path, stamp, result) in results {
             match result {
                 Ok(()) => {
