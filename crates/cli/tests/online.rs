@@ -794,3 +794,49 @@ run.finish()
     });
     assert!(s.store.run(&key).unwrap().complete);
 }
+
+/// A final upload failure is not silent (wandb-core only logs it).
+#[test]
+fn a_refused_upload_is_reported_to_the_user() {
+    let python = install_ours();
+    let s = standin(&["upload:403:1"]);
+    let ran = run_script(python, &s, BASIC, KEY, "online-upload403-ours");
+    assert!(ran.out.status.success(), "{}", ran.text());
+    let key = RunKey::new("standin", "online", "basic1");
+    assert!(s.store.run(&key).unwrap().complete);
+    assert_eq!(s.store.files(&key).len(), 4, "one of five files refused");
+    let text = ran.text();
+    assert!(
+        text.contains("file not uploaded") && text.contains("403"),
+        "{text}"
+    );
+}
+
+/// `x_skip_transaction_log` online: the run is sent all the same (the log
+/// is the sender's queue) and the log is gone afterwards.
+#[test]
+fn skipping_the_transaction_log_online() {
+    let script = r#"
+import wandb
+run = wandb.init(project="online", id="nolog1", settings=wandb.Settings(x_skip_transaction_log=True))
+for i in range(100):
+    run.log({"x": i})
+run.finish()
+"#;
+    let python = install_ours();
+    let s = standin(&[]);
+    let ran = run_script(python, &s, script, KEY, "online-nolog-ours");
+    assert!(ran.out.status.success(), "{}", ran.text());
+    let key = RunKey::new("standin", "online", "nolog1");
+    assert_eq!(s.store.history(&key).len(), 100);
+    assert!(s.store.run(&key).unwrap().complete);
+    let logs: Vec<PathBuf> = std::fs::read_dir(ran.work.join("wandb"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wandb"))
+        .collect();
+    assert!(logs.is_empty(), "{logs:?}");
+}

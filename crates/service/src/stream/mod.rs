@@ -116,7 +116,9 @@ pub fn spawn(settings: RunSettings) -> (StreamHandle, JoinHandle<()>) {
     let writer = writer::Writer {
         path: settings.sync_file.clone(),
         policy,
-        skip: settings.skip_transaction_log,
+        // Online, the log is the sender's queue: kept while the run is
+        // sent even when asked to skip it, removed once it is sent.
+        skip: settings.skip_transaction_log && settings.offline,
         rx: writer_rx,
         to_sender,
         committed: online.is_some().then_some(committed_tx),
@@ -152,7 +154,9 @@ pub fn spawn(settings: RunSettings) -> (StreamHandle, JoinHandle<()>) {
         }
         None => {}
     }
+    let stream_settings = settings.clone();
     let task = tokio::spawn(async move {
+        let settings = stream_settings;
         run_handler(handler, rx, to_writer).await;
         // The handler dropped its writer channel: the writer drains and
         // closes the log, then the sender finishes the files.
@@ -164,6 +168,9 @@ pub fn spawn(settings: RunSettings) -> (StreamHandle, JoinHandle<()>) {
         // The online sender sends what is left in the log.
         if let Some(task) = online_task {
             let _ = task.await;
+            if settings.skip_transaction_log {
+                let _ = std::fs::remove_file(&settings.sync_file);
+            }
         }
         log.info("stream: finished");
     });

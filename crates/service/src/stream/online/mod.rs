@@ -39,6 +39,9 @@ use crate::respond::Reply;
 use crate::runlog::RunLog;
 use crate::settings::RunSettings;
 
+/// Reports a failure to the user (the SDK prints it as a warning).
+pub type Warn = Arc<dyn Fn(String) + Send + Sync>;
+
 /// Changes to the run wait this long for company before an UpsertBucket.
 const UPSERT_DEBOUNCE: Duration = Duration::from_secs(5);
 
@@ -524,15 +527,17 @@ impl Sender {
             move |m| warn_user(&warn, m),
         ));
         let (up_tx, up_rx) = mpsc::channel(1024);
-        let up_task = tokio::spawn(uploads::run(
+        let warn = self.warn.clone();
+        let uploader = uploads::Uploader::new(
             self.backend.clone(),
             path.clone(),
             self.settings.files_dir(),
-            up_rx,
             fs_tx.clone(),
             self.log.clone(),
             self.stats.clone(),
-        ));
+            Arc::new(move |m| warn_user(&warn, m)),
+        );
+        let up_task = tokio::spawn(uploads::run(uploader, up_rx));
 
         let mut state = FollowState {
             run: first_run,
@@ -839,7 +844,9 @@ impl Sender {
         s.params_dirty = false;
         s.config_dirty = false;
         if let Err(e) = self.backend.upsert_bucket(vars, None).await {
-            self.log.error(&format!("run update not sent: {e}"));
+            let message = format!("run update not sent: {e}");
+            self.log.error(&message);
+            warn_user(&self.warn, message);
         }
     }
 

@@ -123,18 +123,47 @@ pub fn safe_relative(path: &str) -> Option<String> {
 /// A file's size and modification time when it was uploaded.
 type Stamp = (u64, Option<SystemTime>);
 
-struct Uploader {
+/// Uploads the files of one run.
+pub struct Uploader {
     backend: Backend,
     run: RunPath,
     files_dir: PathBuf,
     fs: mpsc::Sender<FsMsg>,
     log: RunLog,
     stats: Arc<UploadStats>,
+    warn: super::Warn,
     /// What was uploaded, by path: (size, modified) at that time.
     done: BTreeMap<String, Stamp>,
 }
 
 impl Uploader {
+    pub fn new(
+        backend: Backend,
+        run: RunPath,
+        files_dir: PathBuf,
+        fs: mpsc::Sender<FsMsg>,
+        log: RunLog,
+        stats: Arc<UploadStats>,
+        warn: super::Warn,
+    ) -> Self {
+        Self {
+            backend,
+            run,
+            files_dir,
+            fs,
+            log,
+            stats,
+            warn,
+            done: BTreeMap::new(),
+        }
+    }
+
+    /// A failure the user must hear of (after retries): logged and shown.
+    fn fail(&self, message: String) {
+        self.log.error(&message);
+        (self.warn)(message);
+    }
+
     fn stamp(&self, path: &str) -> Option<Stamp> {
         let meta = std::fs::metadata(self.files_dir.join(path)).ok()?;
         meta.is_file().then(|| (meta.len(), meta.modified().ok()))
@@ -162,13 +191,12 @@ impl Uploader {
         {
             Ok(u) => u,
             Err(e) => {
-                self.log
-                    .error(&format!("cannot upload {} run file(s): {e}", names.len()));
+                self.fail(format!("cannot upload {} run file(s): {e}", names.len()));
                 return;
             }
         };
         if urls.files.len() != names.len() {
-            self.log.error(&format!(
+            self.fail(format!(
                 "CreateRunFiles answered {} URLs for {} files; nothing uploaded",
                 urls.files.len(),
                 names.len()
@@ -219,30 +247,15 @@ impl Uploader {
                     self.stats.uploaded(&path, first_time, stamp.0);
                     let _ = self.fs.send(FsMsg::Uploaded(path)).await;
                 }
-                Err(e) => self.log.error(&format!("file not uploaded: {e}")),
+                Err(e) => self.fail(format!("file not uploaded: {e}")),
             }
         }
     }
 }
 
-pub async fn run(
-    backend: Backend,
-    run: RunPath,
-    files_dir: PathBuf,
-    mut rx: mpsc::Receiver<UpMsg>,
-    fs: mpsc::Sender<FsMsg>,
-    log: RunLog,
-    stats: Arc<UploadStats>,
-) {
-    let mut up = Uploader {
-        backend,
-        run,
-        files_dir,
-        fs,
-        log,
-        stats,
-        done: BTreeMap::new(),
-    };
+/// Uploads what `rx` asks for, batching paths for [`BATCH_DELAY`], until
+/// `Finish`.
+pub async fn run(mut up: Uploader, mut rx: mpsc::Receiver<UpMsg>) {
     let mut batch: BTreeSet<String> = BTreeSet::new();
     let mut later: BTreeSet<String> = BTreeSet::new();
     let mut live: BTreeSet<String> = BTreeSet::new();
