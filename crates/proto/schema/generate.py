@@ -5,7 +5,8 @@ The schema must stay wire-compatible with the wandb SDK we serve (same
 package, message names, field numbers, types and labels), so rather than
 typing ~300 messages by hand we derive them from the descriptors that the
 installed package itself uses on the wire.  Only names, numbers, types,
-labels, oneofs, maps and reserved ranges are carried over.
+labels, oneofs, maps, explicit JSON names and reserved ranges are carried
+over.
 
 Usage (from the repository root, with a Python that has wandb installed):
 
@@ -70,13 +71,21 @@ def field_line(field, entries):
         entry_name = field.type_name.rsplit(".", 1)[-1]
         if entry_name in entries:
             k, v = entries[entry_name].field
-            return f"map<{type_name(k)}, {type_name(v)}> {field.name} = {field.number};"
+            return f"map<{type_name(k)}, {type_name(v)}> {field.name} = {field.number}{json_option(field)};"
     prefix = ""
     if field.label == F.LABEL_REPEATED:
         prefix = "repeated "
     elif field.proto3_optional:
         prefix = "optional "
-    return f"{prefix}{type_name(field)} {field.name} = {field.number};"
+    return f"{prefix}{type_name(field)} {field.name} = {field.number}{json_option(field)};"
+
+
+def json_option(field):
+    # Explicit JSON names (e.g. `gpu_type` is "gpu" in wandb-metadata.json)
+    # change the JSON mapping, so they are part of what we must match.
+    if field.HasField("json_name"):
+        return f' [json_name = "{field.json_name}"]'
+    return ""
 
 
 def ranges(rs):

@@ -47,13 +47,36 @@ fn index(fds: &FileDescriptorSet) -> Index {
     idx
 }
 
+/// protoc's default JSON name: underscores dropped, the next letter upper-cased.
+fn default_json_name(name: &str) -> String {
+    let mut out = String::new();
+    let mut upper = false;
+    for c in name.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn describe(f: &FieldDescriptorProto, msg: &DescriptorProto) -> String {
     let oneof = f
         .oneof_index
         .filter(|_| !f.proto3_optional())
         .map(|i| msg.oneof_decl[i as usize].name().to_string());
+    // The effective JSON name (explicit ones such as `gpu_type` → "gpu"
+    // shape wandb-metadata.json).
+    let json_name = f
+        .json_name
+        .clone()
+        .unwrap_or_else(|| default_json_name(f.name()));
     format!(
-        "number {} type {:?} label {:?} type_name {:?} proto3_optional {} oneof {:?}",
+        "number {} type {:?} label {:?} type_name {:?} proto3_optional {} oneof {:?} json_name {json_name}",
         f.number(),
         Type::try_from(f.r#type.unwrap_or_default()),
         Label::try_from(f.label.unwrap_or_default()),
