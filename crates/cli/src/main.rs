@@ -7,6 +7,7 @@
 
 mod inspect;
 mod install;
+mod monitor;
 mod service;
 
 use std::process::ExitCode;
@@ -38,6 +39,8 @@ enum Command {
     Install(install::Args),
     /// Restore the wandb package's own wandb-core.
     Uninstall(install::Args),
+    /// Print the system metrics a run records on this machine, live.
+    Monitor(monitor::Args),
 }
 
 /// Go's flag package takes `-name` for long flags; clap wants `--name`.
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Some(Command::Stop(args)) => service::stop(&args),
         Some(Command::Install(args)) => install::install(&args),
         Some(Command::Uninstall(args)) => install::uninstall(&args),
+        Some(Command::Monitor(args)) => monitor::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -105,7 +105,8 @@ fn compare(reference: &Value, ours: &Value, exit_codes_from_teardown: &[&str]) -
                     ));
                 }
             };
-            // The system monitor (stats) is a later issue.
+            // Whether a short run gets a stats sample depends on timing (the
+            // monitor is compared in tests/system_metrics.rs).
             let kinds = |r: &Value| {
                 let mut k: Vec<String> = r["counts"]
                     .as_object()

@@ -26,6 +26,7 @@ use wandb_proto::view::PartialHistoryView;
 
 use super::config::RunConfig;
 use super::keys::KeyId;
+use super::monitor::{Monitor, MonitorOutput};
 use super::online::{InitResult, OnlineCtl, OnlineHandle};
 use super::sender::{Answer, SenderMsg};
 use super::steps::{History, Rejected};
@@ -89,6 +90,14 @@ pub struct Handler {
     /// The online sender finished (the run is complete on the backend, or
     /// will never be).
     online_done: bool,
+
+    /// The system monitor (stopped at exit).
+    monitor: Option<Monitor>,
+    /// This stream's writer id, in its environment records.
+    writer_id: String,
+    /// Recent samples per metric for `get_system_metrics`.
+    system_metrics:
+        std::collections::HashMap<String, std::collections::VecDeque<pb::SystemMetricSample>>,
 }
 
 /// `wandb.init` waiting for the run to be created on the backend.
@@ -164,6 +173,61 @@ impl Handler {
             online_error: None,
             pending_init: None,
             online_done: false,
+            monitor: None,
+            writer_id: uuid::Uuid::now_v7().to_string(),
+            system_metrics: Default::default(),
+        }
+    }
+
+    /// Gives the handler its system monitor.
+    pub fn set_monitor(&mut self, monitor: Monitor) {
+        self.monitor = Some(monitor);
+    }
+
+    /// A sample or the machine's description from the monitor.
+    pub fn monitor_output(&mut self, out: MonitorOutput) {
+        if self.exited {
+            return; // nothing is written after the exit record
+        }
+        match out {
+            MonitorOutput::Stats(stats) => {
+                self.buffer_system_metrics(&stats);
+                self.emit(RecordType::Stats(stats));
+            }
+            MonitorOutput::Environment(env) => self.emit(RecordType::Environment(*env)),
+        }
+    }
+
+    /// Keeps the last `x_stats_buffer_size` samples of each metric (none
+    /// for 0, all for a negative size), under keys without the label.
+    fn buffer_system_metrics(&mut self, stats: &pb::StatsRecord) {
+        let size = self.settings.raw.x_stats_buffer_size.unwrap_or(0);
+        if size == 0 {
+            return;
+        }
+        let suffix = self
+            .settings
+            .raw
+            .x_label
+            .as_ref()
+            .filter(|l| !l.is_empty())
+            .map(|l| format!("/l:{l}"));
+        for item in &stats.item {
+            let Ok(value) = item.value_json.parse::<f64>() else {
+                continue;
+            };
+            let key = match &suffix {
+                Some(s) => item.key.strip_suffix(s.as_str()).unwrap_or(&item.key),
+                None => &item.key,
+            };
+            let samples = self.system_metrics.entry(key.to_string()).or_default();
+            samples.push_back(pb::SystemMetricSample {
+                timestamp: stats.timestamp,
+                value: value as f32,
+            });
+            if size > 0 && samples.len() > size as usize {
+                samples.pop_front();
+            }
         }
     }
 
@@ -523,12 +587,36 @@ impl Handler {
                 if self.start.is_none() {
                     self.start = Some(now_secs());
                 }
+                if let Some(m) = &self.monitor {
+                    m.start();
+                }
                 if let Some(reply) = reply {
                     reply.response(None);
                 }
             }
             RequestType::ProbeSystemInfo(_) => {
-                self.environment();
+                let s = &self.settings.raw;
+                let describe = self.settings.primary
+                    && !s.x_disable_meta.unwrap_or(false)
+                    && !s.x_disable_machine_info.unwrap_or(false);
+                if describe {
+                    self.environment();
+                    if let Some(m) = &self.monitor {
+                        m.probe(self.writer_id.clone());
+                    }
+                }
+                self.ack_response(reply, None);
+            }
+            RequestType::Pause(_) => {
+                if let Some(m) = &self.monitor {
+                    m.pause();
+                }
+                self.ack_response(reply, None);
+            }
+            RequestType::Resume(_) => {
+                if let Some(m) = &self.monitor {
+                    m.resume();
+                }
                 self.ack_response(reply, None);
             }
             RequestType::PythonPackages(p) => {
@@ -700,10 +788,26 @@ impl Handler {
                 reply,
                 Some(ResponseType::ServerInfoResponse(Default::default())),
             ),
-            RequestType::GetSystemMetrics(_) => self.ack_response(
-                reply,
-                Some(ResponseType::GetSystemMetricsResponse(Default::default())),
-            ),
+            RequestType::GetSystemMetrics(_) => {
+                let system_metrics = self
+                    .system_metrics
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            pb::SystemMetricsBuffer {
+                                record: v.iter().cloned().collect(),
+                            },
+                        )
+                    })
+                    .collect();
+                self.ack_response(
+                    reply,
+                    Some(ResponseType::GetSystemMetricsResponse(
+                        pb::GetSystemMetricsResponse { system_metrics },
+                    )),
+                )
+            }
             RequestType::JobInfo(_) => self.ack_response(
                 reply,
                 Some(ResponseType::JobInfoResponse(Default::default())),
@@ -750,8 +854,6 @@ impl Handler {
             // Requests that change nothing offline (pause/resume the system
             // monitor, legacy flow-control and job requests): acknowledged.
             RequestType::Defer(_)
-            | RequestType::Pause(_)
-            | RequestType::Resume(_)
             | RequestType::SenderMark(_)
             | RequestType::SenderRead(_)
             | RequestType::StatusReport(_)
@@ -870,10 +972,24 @@ impl Handler {
     }
 
     /// The environment record of `probe_system_info`: what the settings
-    /// say about the process (the system monitor adds hardware later).
+    /// say about the process (the system monitor adds hardware after it).
     fn environment(&mut self) {
         let s = &self.settings.raw;
+        let git = self
+            .run
+            .as_ref()
+            .and_then(|r| r.git.clone())
+            .filter(|g| !g.remote_url.is_empty() || !g.commit.is_empty());
+        let slurm = std::env::vars()
+            .filter_map(|(k, v)| Some((k.strip_prefix("SLURM_")?.to_lowercase(), v)))
+            .collect();
         let env = pb::EnvironmentRecord {
+            docker: s.docker.clone().unwrap_or_default(),
+            code_path: s.program_relpath.clone().unwrap_or_default(),
+            code_path_local: s.program_relpath.clone().unwrap_or_default(),
+            git,
+            colab: s.colab_url.clone().unwrap_or_default(),
+            slurm,
             os: s.os.clone().unwrap_or_default(),
             python: s.python.clone().unwrap_or_default(),
             started_at: Some(match self.start {
@@ -890,7 +1006,7 @@ impl Handler {
             username: s.username.clone().unwrap_or_default(),
             email: s.email.clone().unwrap_or_default(),
             executable: s.x_executable.clone().unwrap_or_default(),
-            writer_id: uuid::Uuid::now_v7().to_string(),
+            writer_id: self.writer_id.clone(),
             ..Default::default()
         };
         self.emit(RecordType::Environment(env));
@@ -954,6 +1070,8 @@ impl Handler {
         }
         self.emit_summary();
         self.exited = true;
+        // No samples after the exit record.
+        self.monitor = None;
 
         let (mut record, reply) = match ending {
             Ending::Exit(record, reply) => (*record, reply),

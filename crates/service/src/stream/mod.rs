@@ -5,6 +5,7 @@
 //! * [`writer`] (a thread) appends records to the transaction log.
 //! * [`sender`] (a thread) finishes the run's files and answers what must
 //!   wait for everything before it.
+//! * [`monitor`] (a thread) samples the machine into `stats` records.
 //! * [`online`] (tasks, online runs only) follows the log as it is written
 //!   and sends the run to the W&B backend.
 //!
@@ -19,6 +20,7 @@ pub mod handler;
 pub mod history;
 pub mod keys;
 pub mod metrics;
+pub mod monitor;
 pub mod online;
 pub mod sampler;
 pub mod sender;
@@ -64,6 +66,8 @@ pub enum StreamInput {
     Warn(String),
     /// The online sender is done: no more warnings will come.
     OnlineFinished,
+    /// A sample or the machine's description from the system monitor.
+    Monitor(monitor::MonitorOutput),
 }
 
 /// The mux's handle on a running stream.
@@ -142,6 +146,7 @@ pub fn spawn(settings: RunSettings) -> (StreamHandle, JoinHandle<()>) {
         .expect("spawn sender thread");
 
     let mut handler = Handler::new(settings.clone(), log.clone());
+    handler.set_monitor(monitor::Monitor::spawn(&settings, tx.downgrade()));
     let mut online_task = None;
     match online {
         Some(Ok((handle, task))) => {
@@ -225,6 +230,7 @@ async fn run_handler(
                 }
                 Some(StreamInput::Warn(message)) => handler.warn_user(message),
                 Some(StreamInput::OnlineFinished) => handler.online_finished(),
+                Some(StreamInput::Monitor(out)) => handler.monitor_output(out),
                 Some(StreamInput::Teardown { exit_code }) => {
                     let print_footer = !handler.exited();
                     handler.finish(Ending::Synthesized(exit_code));

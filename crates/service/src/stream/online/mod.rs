@@ -261,12 +261,18 @@ fn history_line(items: &[pb::HistoryItem]) -> String {
     out
 }
 
-/// A system-metrics sample as an events line.
-fn events_line(stats: &pb::StatsRecord) -> String {
+/// A system-metrics sample as an events line (`_runtime` counts from the
+/// run's start).
+fn events_line(stats: &pb::StatsRecord, start: Option<&prost_types::Timestamp>) -> String {
+    let secs = |t: &prost_types::Timestamp| t.seconds as f64 + f64::from(t.nanos) / 1e9;
     let mut out = String::from("{\"_wandb\":true");
     if let Some(ts) = &stats.timestamp {
         out.push_str(",\"_timestamp\":");
-        wandb_proto::json::write_float(ts.seconds as f64 + f64::from(ts.nanos) / 1e9, &mut out);
+        wandb_proto::json::write_float(secs(ts), &mut out);
+        if let Some(start) = start {
+            out.push_str(",\"_runtime\":");
+            wandb_proto::json::write_float((secs(ts) - secs(start)).max(0.0), &mut out);
+        }
     }
     for item in &stats.item {
         out.push(',');
@@ -782,7 +788,8 @@ impl Sender {
                 }
             }
             RecordType::Stats(stats) => {
-                let _ = fs.send(FsMsg::Events(events_line(&stats))).await;
+                let line = events_line(&stats, s.run.start_time.as_ref());
+                let _ = fs.send(FsMsg::Events(line)).await;
             }
             RecordType::Alert(a) => {
                 let severity = match a.level.to_uppercase().as_str() {
