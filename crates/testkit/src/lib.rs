@@ -313,3 +313,20 @@ fn generate(root: &Path, key: &str) {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// W&B's own `wandb-core` binary from the reference environment.
+pub fn reference_core() -> &'static Path {
+    static CORE: OnceLock<PathBuf> = OnceLock::new();
+    CORE.get_or_init(|| {
+        let out = Command::new(reference_python())
+            .args(["-c", "import wandb.util as u; print(u.get_core_path())"])
+            .output()
+            .expect("run the reference python");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+}

@@ -14,7 +14,11 @@ const POLL: Duration = Duration::from_millis(100);
 
 pub fn watch(ctx: &Arc<Ctx>, options: &ServiceOptions) {
     let signals = ctx.clone();
+    let signals_wanted = options.handle_signals;
     tokio::spawn(async move {
+        if !signals_wanted {
+            return;
+        }
         let (Ok(mut int), Ok(mut term)) = (
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),

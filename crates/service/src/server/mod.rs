@@ -40,6 +40,10 @@ pub struct ServiceOptions {
     /// Ask the kernel to signal us when the parent dies (Linux).
     pub os_pid_shutdown: bool,
     pub max_frame_len: usize,
+    /// End on SIGINT/SIGTERM. Off for a service running inside a user's
+    /// program (the Rust SDK's in-process service): those signals are the
+    /// program's.
+    pub handle_signals: bool,
 }
 
 impl Default for ServiceOptions {
@@ -52,6 +56,7 @@ impl Default for ServiceOptions {
             listen_on_localhost: false,
             os_pid_shutdown: false,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            handle_signals: true,
         }
     }
 }
