@@ -9,6 +9,7 @@ mod inspect;
 mod install;
 mod monitor;
 mod service;
+mod sync;
 
 use std::process::ExitCode;
 
@@ -41,6 +42,8 @@ enum Command {
     Uninstall(install::Args),
     /// Print the system metrics a run records on this machine, live.
     Monitor(monitor::Args),
+    /// Send offline runs (or runs still being written, with --live) to W&B.
+    Sync(sync::Args),
 }
 
 /// Go's flag package takes `-name` for long flags; clap wants `--name`.
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Some(Command::Install(args)) => install::install(&args),
         Some(Command::Uninstall(args)) => install::uninstall(&args),
         Some(Command::Monitor(args)) => monitor::run(&args),
+        Some(Command::Sync(args)) => sync::run(&args),
     };
     match result {
         Ok(code) => code,

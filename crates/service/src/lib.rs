@@ -23,5 +23,6 @@ pub mod runlog;
 pub mod server;
 pub mod settings;
 pub mod stream;
+pub mod sync;
 
 pub use server::{Service, ServiceOptions, ShutdownReason};

@@ -494,6 +494,34 @@ async fn dispatch(
                         reply.empty();
                     }
                 }
+                ServerRequestType::InitSync(init) => {
+                    let id = ctx.syncs.init(init);
+                    if let Some(reply) = reply {
+                        reply.server(ServerResponseType::InitSyncResponse(
+                            pb::ServerInitSyncResponse { id },
+                        ));
+                    }
+                }
+                ServerRequestType::Sync(sync) => {
+                    // Answered when the sync is done; status polls go on
+                    // meanwhile.
+                    let syncs = ctx.syncs.clone();
+                    tokio::spawn(async move {
+                        let messages = syncs.sync(&sync.id, sync.parallelism).await;
+                        if let Some(reply) = reply {
+                            reply.server(ServerResponseType::SyncResponse(
+                                pb::ServerSyncResponse { messages },
+                            ));
+                        }
+                    });
+                }
+                ServerRequestType::SyncStatus(status) => {
+                    if let Some(reply) = reply {
+                        reply.server(ServerResponseType::SyncStatusResponse(
+                            ctx.syncs.status(&status.id),
+                        ));
+                    }
+                }
                 other => {
                     if let Some(reply) = reply {
                         reply.error(format!(

@@ -96,6 +96,8 @@ pub struct Ctx {
     pub mux: Mux,
     /// Public-API sessions (`api_init_request`).
     pub api: api::ApiSessions,
+    /// `wandb sync` operations.
+    pub syncs: Arc<crate::sync::Registry>,
     pub max_frame_len: usize,
     shutdown: watch::Sender<Option<ShutdownReason>>,
     /// Open connections (the idle timer runs while there are none).
@@ -159,6 +161,7 @@ impl Service {
         let ctx = Arc::new(Ctx {
             mux: Mux::new(),
             api: api::ApiSessions::default(),
+            syncs: Arc::default(),
             max_frame_len: self.options.max_frame_len,
             shutdown: shutdown_tx,
             connections: AtomicUsize::new(0),

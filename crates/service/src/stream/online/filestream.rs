@@ -35,6 +35,8 @@ pub enum FsMsg {
     /// Send everything, then `complete` with this exit code; answer when
     /// done (whether the stream is still healthy).
     Complete(i32, oneshot::Sender<bool>),
+    /// Send everything pending now (no `complete`); answer when done.
+    Flush(oneshot::Sender<bool>),
 }
 
 /// Where and how the stream posts.
@@ -89,7 +91,18 @@ pub async fn run(
     let mut last_send: Option<Instant> = None;
     let mut fatal = false;
     let mut complete: Option<(i32, oneshot::Sender<bool>)> = None;
+    let mut flush: Vec<oneshot::Sender<bool>> = Vec::new();
+    // The sending side is gone: send what is pending, then stop.
+    let mut closing = false;
     loop {
+        if (closing || !flush.is_empty()) && pending.is_empty() && complete.is_none() {
+            for done in flush.drain(..) {
+                let _ = done.send(!fatal);
+            }
+            if closing {
+                return !fatal;
+            }
+        }
         // When may (or must) the next request go out?
         let now = Instant::now();
         let due = match last_send {
@@ -98,7 +111,12 @@ pub async fn run(
             Some(t) => t + cfg.transmit_interval,
         };
         let urgent = pending.preempting || pending.bytes >= cfg.max_bytes;
-        let wait = if complete.is_some() || urgent || (!pending.is_empty() && now >= due) {
+        let wait = if complete.is_some()
+            || urgent
+            || !flush.is_empty()
+            || closing
+            || (!pending.is_empty() && now >= due)
+        {
             Duration::ZERO
         } else if pending.is_empty() && last_send.is_none() {
             Duration::from_secs(3600)
@@ -109,8 +127,14 @@ pub async fn run(
             tokio::select! {
                 msg = rx.recv() => match msg {
                     Some(FsMsg::Complete(code, done)) => complete = Some((code, done)),
+                    Some(FsMsg::Flush(done)) => flush.push(done),
                     Some(m) => merge(&mut pending, m),
-                    None => return !fatal,
+                    None => {
+                        if pending.is_empty() {
+                            return !fatal;
+                        }
+                        closing = true;
+                    }
                 },
                 _ = tokio::time::sleep(wait) => {}
             }
@@ -118,10 +142,19 @@ pub async fn run(
             while let Ok(m) = rx.try_recv() {
                 match m {
                     FsMsg::Complete(code, done) => complete = Some((code, done)),
+                    FsMsg::Flush(done) => flush.push(done),
                     m => merge(&mut pending, m),
                 }
             }
-            if complete.is_none() && !pending.preempting && pending.bytes < cfg.max_bytes {
+            if (!flush.is_empty() || closing) && pending.is_empty() && complete.is_none() {
+                continue;
+            }
+            if complete.is_none()
+                && flush.is_empty()
+                && !closing
+                && !pending.preempting
+                && pending.bytes < cfg.max_bytes
+            {
                 let now = Instant::now();
                 let due_now = match last_send {
                     None => !pending.is_empty(),
@@ -191,7 +224,7 @@ fn merge(p: &mut Pending, m: FsMsg) {
             }
         }
         FsMsg::Preempting => p.preempting = true,
-        FsMsg::Complete(..) => unreachable!("handled by the loop"),
+        FsMsg::Complete(..) | FsMsg::Flush(_) => unreachable!("handled by the loop"),
     }
 }
 
@@ -280,7 +313,10 @@ async fn post(
 ) -> Result<Value, crate::backend::BackendError> {
     let raw = body.to_string().into_bytes();
     let bytes = if cfg.gzip {
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        // Level 1: history lines compress well at any level, and level 6
+        // cost 8.3 CPU-s to sync 1M rows (12.2 s wall, vs 7.8 s without
+        // gzip) in `wandb-bench --sync`.
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         let _ = enc.write_all(&raw);
         enc.finish().unwrap_or(raw)
     } else {

@@ -99,6 +99,7 @@ pub fn spawn(
         files_done,
         warn,
         stopped: stopped.clone(),
+        progress: None,
     };
     let task = tokio::spawn(sender.run(ctl_rx));
     Ok((
@@ -121,6 +122,150 @@ struct Sender {
     warn: mpsc::WeakSender<super::StreamInput>,
     stopped: Arc<AtomicBool>,
     stats: Arc<UploadStats>,
+    /// Set when replaying a finished log (sync): how far it has been read.
+    progress: Option<Arc<ReplayProgress>>,
+}
+
+/// How far a replay has read its log (for progress bars).
+#[derive(Debug, Default)]
+pub struct ReplayProgress {
+    pub bytes_read: std::sync::atomic::AtomicU64,
+    pub records: std::sync::atomic::AtomicU64,
+    pub history_sent: std::sync::atomic::AtomicU64,
+    /// History rows the server already had (a continued sync).
+    pub history_skipped: std::sync::atomic::AtomicU64,
+}
+
+/// A run to send from an existing transaction log (`sync`).
+pub struct Replay {
+    /// Settings with `sync_file`/`sync_dir` of the run and the backend's
+    /// address and key.
+    pub settings: Arc<RunSettings>,
+    /// The log's first run record, with any overrides applied.
+    pub run: pb::RunRecord,
+    /// Follow the log while it grows, until its exit record.
+    pub live: bool,
+    pub progress: Arc<ReplayProgress>,
+    pub log: RunLog,
+    /// Warnings for the user.
+    pub warn: Warn,
+    /// Called once the run exists on the server.
+    pub ready: Box<dyn FnOnce(&InitResult) + Send>,
+}
+
+/// How a replay ended.
+#[derive(Debug, Clone)]
+pub struct ReplayOutcome {
+    pub entity: String,
+    pub project: String,
+    pub name: String,
+    pub display_name: String,
+    /// The exit code the run was finished with.
+    pub exit_code: Option<i32>,
+    /// The log has no exit record (its process crashed): the run was
+    /// finished with exit code 1, as wandb-core's sync does.
+    pub exit_synthesized: bool,
+    /// The log ends in the middle of a record.
+    pub torn: bool,
+    /// Every file stream request went through.
+    pub file_stream_ok: bool,
+}
+
+/// Sends a run from its transaction log, with the same code that sends live
+/// runs. Continues where the server's data ends: history, events and
+/// console lines the server already has are skipped, so a sync interrupted
+/// at any point and run again neither loses nor duplicates rows.
+pub async fn replay(r: Replay) -> Result<ReplayOutcome, BackendError> {
+    let backend = Backend::new(BackendConfig::from_settings(&r.settings.raw)?)?;
+    let (committed_tx, committed) = watch::channel(0u64);
+    let (_files_tx, files_done) = watch::channel(true);
+    // Warnings arrive as stream inputs; forward them to the caller.
+    let (warn_tx, mut warn_rx) = mpsc::channel::<super::StreamInput>(64);
+    let forward = {
+        let warn = r.warn.clone();
+        tokio::spawn(async move {
+            while let Some(input) = warn_rx.recv().await {
+                if let super::StreamInput::Warn(m) = input {
+                    warn(m);
+                }
+            }
+        })
+    };
+    // Live: tell the follower whenever the log grows; otherwise the log is
+    // complete as it is (the sender dropped = "writer gone").
+    let poller = if r.live {
+        let path = r.settings.sync_file.clone();
+        Some(tokio::spawn(async move {
+            let mut last = 0;
+            loop {
+                let len = tokio::fs::metadata(&path)
+                    .await
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                if len != last {
+                    last = len;
+                    if committed_tx.send(len).is_err() {
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }))
+    } else {
+        drop(committed_tx);
+        None
+    };
+    let sender = Sender {
+        stats: Arc::new(UploadStats::default()),
+        settings: r.settings.clone(),
+        backend,
+        log: r.log.clone(),
+        committed,
+        files_done,
+        warn: warn_tx.downgrade(),
+        stopped: Arc::new(AtomicBool::new(false)),
+        progress: Some(r.progress.clone()),
+    };
+    let result = match sender.init(&r.run).await {
+        Ok(init) => {
+            (r.ready)(&init);
+            // No handler: nobody sends control messages.
+            let (ctl_tx, ctl_rx) = mpsc::channel(1);
+            drop(ctl_tx);
+            let (entity, project, name, display_name) = (
+                init.entity.clone(),
+                init.project.clone(),
+                init.name.clone(),
+                init.display_name.clone(),
+            );
+            let followed = sender.follow(init, r.run, ctl_rx, Vec::new()).await;
+            Ok(ReplayOutcome {
+                entity,
+                project,
+                name,
+                display_name,
+                exit_code: followed.exit_code,
+                exit_synthesized: followed.exit_synthesized,
+                torn: followed.torn,
+                file_stream_ok: followed.file_stream_ok,
+            })
+        }
+        Err(e) => Err(e),
+    };
+    if let Some(p) = poller {
+        p.abort();
+    }
+    drop(warn_tx);
+    let _ = forward.await;
+    result
+}
+
+/// What following a log ended with.
+struct Followed {
+    exit_code: Option<i32>,
+    exit_synthesized: bool,
+    torn: bool,
+    file_stream_ok: bool,
 }
 
 fn warn_user(warn: &mpsc::WeakSender<super::StreamInput>, message: String) {
@@ -482,7 +627,7 @@ impl Sender {
         first_run: pb::RunRecord,
         mut ctl: mpsc::Receiver<OnlineCtl>,
         mut exit_replies: Vec<Option<Reply>>,
-    ) {
+    ) -> Followed {
         let path = RunPath {
             entity: init.entity.clone(),
             project: init.project.clone(),
@@ -507,7 +652,12 @@ impl Sender {
             ),
             history_offset: resumed.history_line_count,
             events_offset: resumed.events_line_count,
-            console_offset: resumed.log_line_count.max(0) as u64,
+            // Replaying skips the console lines the server has instead.
+            console_offset: if self.progress.is_some() {
+                0
+            } else {
+                resumed.log_line_count.max(0) as u64
+            },
             transmit_interval: Duration::from_secs_f64(
                 self.settings
                     .raw
@@ -564,7 +714,18 @@ impl Sender {
             environment: Vec::new(),
             seen_run: false,
             exit_code: None,
+            exit_synthesized: false,
+            torn: false,
+            skip: Skip::default(),
         };
+        if self.progress.is_some() {
+            // Replaying: what the server has is already sent.
+            state.skip = Skip {
+                history: resumed.history_line_count.max(0),
+                events: resumed.events_line_count.max(0),
+                console: resumed.log_line_count.max(0) as u64,
+            };
+        }
         // A resumed run keeps the server's config under what is set now.
         state.config.apply(&pb::ConfigRecord {
             update: resumed
@@ -597,7 +758,12 @@ impl Sender {
             if let Some(r) = &mut reader {
                 loop {
                     match r.next_into(&mut buf) {
-                        Ok(Some(_)) => {
+                        Ok(Some(pos)) => {
+                            if let Some(p) = &self.progress {
+                                use std::sync::atomic::Ordering::Relaxed;
+                                p.bytes_read.store(pos.end, Relaxed);
+                                p.records.fetch_add(1, Relaxed);
+                            }
                             let record = match pb::Record::decode(&buf[..]) {
                                 Ok(rec) => rec,
                                 Err(e) => {
@@ -609,11 +775,20 @@ impl Sender {
                             self.on_record(record, &mut state, &fs_tx, &up_tx, &path)
                                 .await;
                         }
-                        Ok(None) | Err(ReadError::Truncated { .. }) => break,
+                        Ok(None) => {
+                            state.torn = false;
+                            break;
+                        }
+                        Err(ReadError::Truncated { .. }) => {
+                            state.torn = true;
+                            break;
+                        }
                         Err(ReadError::Corrupt { offset, kind }) => {
-                            self.log.error(&format!(
-                                "transaction log corrupt at byte {offset}: {kind}; skipping ahead"
-                            ));
+                            let message = format!(
+                                "transaction log corrupt at byte {offset} ({kind}); skipped to the next good block"
+                            );
+                            self.log.error(&message);
+                            warn_user(&self.warn, message);
                             r.recover();
                         }
                         Err(e) => {
@@ -648,7 +823,12 @@ impl Sender {
                         answer_exit(reply);
                     }
                 }
-                return;
+                return Followed {
+                    exit_code: Some(code),
+                    exit_synthesized: state.exit_synthesized,
+                    torn: state.torn,
+                    file_stream_ok: healthy,
+                };
             }
             // Wait for more of the log, an exit answer to hold, or a
             // debounced upsert.
@@ -666,19 +846,35 @@ impl Sender {
                                 }
                             }
                         }
+                        if state.exit_code.is_none() && self.progress.is_some() {
+                            // A replayed log without an exit record: its
+                            // process crashed. Finish the run as failed
+                            // (exit code 1), as wandb-core's sync does.
+                            state.exit_code = Some(1);
+                            state.exit_synthesized = true;
+                            continue;
+                        }
                         if state.exit_code.is_none() {
                             // Closed without an exit (the service stopped):
                             // send what there is; the run stays unfinished.
                             self.flush_batch(&mut state, &fs_tx).await;
                             drop(up_tx);
                             let _ = up_task.await;
+                            let (done_tx, done_rx) = oneshot::channel();
+                            let _ = fs_tx.send(FsMsg::Flush(done_tx)).await;
+                            let healthy = done_rx.await.unwrap_or(false);
                             drop(fs_tx);
                             let _ = fs_task.await;
                             self.announce_finished().await;
                             for reply in exit_replies.drain(..) {
                                 answer_exit(reply);
                             }
-                            return;
+                            return Followed {
+                                exit_code: None,
+                                exit_synthesized: false,
+                                torn: state.torn,
+                                file_stream_ok: healthy,
+                            };
                         }
                     }
                 }
@@ -710,7 +906,19 @@ impl Sender {
         };
         match kind {
             RecordType::History(h) => {
+                if s.skip.history > 0 {
+                    s.skip.history -= 1;
+                    if let Some(p) = &self.progress {
+                        p.history_skipped
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    return;
+                }
                 let _ = fs.send(FsMsg::History(history_line(&h.item))).await;
+                if let Some(p) = &self.progress {
+                    p.history_sent
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
             }
             RecordType::Summary(sum) => {
                 for item in &sum.update {
@@ -788,6 +996,10 @@ impl Sender {
                 }
             }
             RecordType::Stats(stats) => {
+                if s.skip.events > 0 {
+                    s.skip.events -= 1;
+                    return;
+                }
                 let line = events_line(&stats, s.run.start_time.as_ref());
                 let _ = fs.send(FsMsg::Events(line)).await;
             }
@@ -824,6 +1036,9 @@ impl Sender {
             let _ = fs.send(FsMsg::Summary(s.summary.to_json())).await;
         }
         for (n, line) in s.console.changed() {
+            if n < s.skip.console {
+                continue;
+            }
             let _ = fs.send(FsMsg::Console(n, line)).await;
         }
     }
@@ -882,6 +1097,22 @@ impl Sender {
     ) {
         self.flush_batch(s, fs).await;
         let _ = self.files_done.wait_for(|d| *d).await;
+        if self.progress.is_some() {
+            // Replaying: no run-files sender wrote these (W&B's service
+            // writes none offline); make them from the log, as it does.
+            let dir = self.settings.files_dir();
+            let files = [
+                ("config.yaml", s.config.to_yaml(&s.metrics)),
+                ("wandb-summary.json", s.summary.to_json()),
+            ];
+            for (name, content) in files {
+                if let Err(e) =
+                    crate::stream::sender::write_atomically(&dir.join(name), content.as_bytes())
+                {
+                    self.log.error(&format!("writing {name}: {e}"));
+                }
+            }
+        }
         if s.params_dirty || s.config_dirty {
             self.upsert(s, path).await;
         }
@@ -915,6 +1146,17 @@ struct FollowState {
     environment: Vec<pb::EnvironmentRecord>,
     seen_run: bool,
     exit_code: Option<i32>,
+    exit_synthesized: bool,
+    torn: bool,
+    skip: Skip,
+}
+
+/// Lines the server already has (a continued sync): not sent again.
+#[derive(Debug, Default)]
+struct Skip {
+    history: i64,
+    events: i64,
+    console: u64,
 }
 
 impl FollowState {
