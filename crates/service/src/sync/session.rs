@@ -181,7 +181,15 @@ impl SyncSession {
 
     /// Syncs every run, `parallelism` at a time; returns when all are done.
     pub async fn run(self: &Arc<Self>) {
-        let limit = Arc::new(tokio::sync::Semaphore::new(self.options.parallelism.max(1)));
+        // Several logs sent as one run (`--id`, resumed fragments) go one
+        // after another, oldest first (directories are named by time, and
+        // the runs are sorted by path), as wandb-core does.
+        let parallelism = if self.options.new_run_id.is_some() {
+            1
+        } else {
+            self.options.parallelism.max(1)
+        };
+        let limit = Arc::new(tokio::sync::Semaphore::new(parallelism));
         let mut tasks = Vec::new();
         for entry in &self.runs {
             if self.options.skip_synced && entry.target.is_synced() {
