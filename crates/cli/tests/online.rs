@@ -6,50 +6,17 @@
 //! System metrics (`wandb-events.jsonl`, the hardware in
 //! `wandb-metadata.json`) are left out: they are the system-monitor issue.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
+use common::{install_ours, standin};
 use serde_json::{Map, Value, json};
-use testkit::{ours_python, reference_python, scratch_dir};
-use wandb_standin::{Config, Inject, RunKey, StandIn, Store};
+use testkit::{reference_python, scratch_dir};
+use wandb_standin::{Config, RunKey, StandIn, Store};
 
 const KEY: &str = "onlinekeyonlinekeyonlinekeyonlinekey0123";
-
-fn ours() -> &'static str {
-    env!("CARGO_BIN_EXE_wandb-core")
-}
-
-/// Puts the binary under test into the `.venv-ours` wandb package, once.
-fn install_ours() -> &'static Path {
-    static DONE: OnceLock<PathBuf> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let python = ours_python();
-        let out = Command::new(ours())
-            .args(["install", "--python"])
-            .arg(python)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "install: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        python.to_path_buf()
-    })
-}
-
-fn standin(inject: &[&str]) -> StandIn {
-    let config = Config {
-        api_key: Some(KEY.into()),
-        inject: inject
-            .iter()
-            .map(|i| i.parse::<Inject>().unwrap())
-            .collect(),
-        ..Default::default()
-    };
-    StandIn::spawn(config, 0, Store::open(None).unwrap()).unwrap()
-}
 
 /// One run of a script: its output and working directory.
 struct Ran {
@@ -94,7 +61,7 @@ struct Pair {
 
 fn both(name: &str, script: &str, inject: &[&str], key: &str) -> Pair {
     let python = install_ours();
-    let theirs = standin(inject);
+    let theirs = standin(KEY, inject);
     let ran_theirs = run_script(
         reference_python(),
         &theirs,
@@ -102,7 +69,7 @@ fn both(name: &str, script: &str, inject: &[&str], key: &str) -> Pair {
         key,
         &format!("online-{name}-ref"),
     );
-    let mine = standin(inject);
+    let mine = standin(KEY, inject);
     let ran_mine = run_script(python, &mine, script, key, &format!("online-{name}-ours"));
     eprintln!(
         "{name}: requests reference {} / ours {} ({})",
@@ -717,7 +684,7 @@ run.finish()
         })
         .expect("the offline run directory");
 
-    let s = standin(&[]);
+    let s = standin(KEY, &[]);
     let wandb_cli = reference_python().parent().unwrap().join("wandb");
     let out = Command::new(&wandb_cli)
         .arg("sync")
@@ -776,7 +743,7 @@ except KeyboardInterrupt:
 run.finish()
 "#;
     let python = install_ours().to_path_buf();
-    let s = standin(&[]);
+    let s = standin(KEY, &[]);
     let key = RunKey::new("standin", "online", "stopme1");
     std::thread::scope(|scope| {
         let ran = scope.spawn(|| run_script(&python, &s, script, KEY, "online-stop-ours"));
@@ -799,7 +766,7 @@ run.finish()
 #[test]
 fn a_refused_upload_is_reported_to_the_user() {
     let python = install_ours();
-    let s = standin(&["upload:403:1"]);
+    let s = standin(KEY, &["upload:403:1"]);
     let ran = run_script(python, &s, BASIC, KEY, "online-upload403-ours");
     assert!(ran.out.status.success(), "{}", ran.text());
     let key = RunKey::new("standin", "online", "basic1");
@@ -824,7 +791,7 @@ for i in range(100):
 run.finish()
 "#;
     let python = install_ours();
-    let s = standin(&[]);
+    let s = standin(KEY, &[]);
     let ran = run_script(python, &s, script, KEY, "online-nolog-ours");
     assert!(ran.out.status.success(), "{}", ran.text());
     let key = RunKey::new("standin", "online", "nolog1");

@@ -5,35 +5,14 @@
 //! run through W&B's own wandb-core: the same kinds of records, equal
 //! history rows, final summary, config, console output and exit codes.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 
+use common::{install_ours, ours};
 use serde_json::{Map, Value};
-use testkit::{ours_python, reference_manifest, reference_python, run_scenarios, scratch_dir};
-
-fn ours() -> &'static str {
-    env!("CARGO_BIN_EXE_wandb-core")
-}
-
-/// Puts the binary under test into the `.venv-ours` wandb package, once.
-fn install_ours() -> &'static Path {
-    static DONE: OnceLock<PathBuf> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let python = ours_python();
-        let out = Command::new(ours())
-            .args(["install", "--python"])
-            .arg(python)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "install: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        python.to_path_buf()
-    })
-}
+use testkit::{reference_manifest, reference_python, run_scenarios, scratch_dir};
 
 /// Keys whose values differ between any two runs of the same script.
 fn volatile(key: &str) -> bool {

@@ -4,58 +4,18 @@
 //! a torn log, a corrupt block, bad input, an interrupted sync continued,
 //! and a backend that fails now and then.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::{install_ours, ours, python_script, standin, text};
 use serde_json::Value;
-use testkit::{ours_python, reference_python, scratch_dir};
-use wandb_standin::{Config, Inject, RunKey, StandIn, Store};
+use testkit::{reference_python, scratch_dir};
+use wandb_standin::{RunKey, StandIn};
 
 const KEY: &str = "sync-test-key-0123456789012345678901234567890";
-
-fn ours() -> &'static str {
-    env!("CARGO_BIN_EXE_wandb-core")
-}
-
-fn install_ours() -> &'static Path {
-    static DONE: OnceLock<PathBuf> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let python = ours_python();
-        let out = Command::new(ours())
-            .args(["install", "--python"])
-            .arg(python)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        python.to_path_buf()
-    })
-}
-
-fn standin(inject: &[&str]) -> StandIn {
-    let config = Config {
-        api_key: Some(KEY.into()),
-        inject: inject
-            .iter()
-            .map(|i| i.parse::<Inject>().unwrap())
-            .collect(),
-        ..Default::default()
-    };
-    StandIn::spawn(config, 0, Store::open(None).unwrap()).unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// An offline run made by `python` (its package's service): returns its
 /// run directory.
@@ -76,16 +36,9 @@ run.summary["best"] = 7
 run.finish()
 "#
     );
-    let mut cmd = Command::new(python);
-    cmd.args(["-c", &script])
-        .current_dir(&work)
-        .env_remove("WANDB_SERVICE")
-        .env("WANDB_MODE", "offline")
-        .env("WANDB_ERROR_REPORTING", "false")
-        .env("WANDB_DISABLE_GIT", "true")
-        .env("HOME", &work)
-        .env("WANDB_DIR", &work)
-        .env("WANDB_CONFIG_DIR", work.join(".config"));
+    let mut cmd = python_script(python, &script, &work);
+    cmd.env("WANDB_MODE", "offline")
+        .env("WANDB_DISABLE_GIT", "true");
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
@@ -265,7 +218,7 @@ fn wandb_sync_through_our_service_matches_wandb_core() {
         let id = run_id(&dir);
         // The real SDK's `wandb sync`, through our service and through
         // W&B's, each to a stand-in of its own.
-        let (mine, theirs) = (standin(&[]), standin(&[]));
+        let (mine, theirs) = (standin(KEY, &[]), standin(KEY, &[]));
         let d1 = copy_run(&dir, "sync-ours");
         let out = wandb_sync(ours_py, &mine, &d1, &[]);
         assert!(out.status.success(), "{what}: {}", text(&out));
@@ -323,7 +276,7 @@ fn wandb_sync_through_our_service_matches_wandb_core() {
 
         // `wandb-core sync`: the same result.
         let d3 = copy_run(&dir, "sync-cli");
-        let cli = standin(&[]);
+        let cli = standin(KEY, &[]);
         let out = core_sync(&cli, &[d3.to_str().unwrap()], &[]);
         assert!(out.status.success(), "{what}: {}", text(&out));
         assert_eq!(
@@ -358,7 +311,7 @@ fn several_runs_at_once_bad_input_a_corrupt_block_and_a_torn_log() {
     let bad = root.join("offline-run-20260101_000000-badlog");
     std::fs::create_dir_all(&bad).unwrap();
     std::fs::write(bad.join("run-badlog.wandb"), "hello, not a log").unwrap();
-    let s = standin(&[]);
+    let s = standin(KEY, &[]);
     let out = core_sync(&s, &["-j", "3", root.to_str().unwrap()], &[]);
     let t = text(&out);
     assert!(!out.status.success(), "a bad log fails the command: {t}");
@@ -388,7 +341,7 @@ fn several_runs_at_once_bad_input_a_corrupt_block_and_a_torn_log() {
     assert!(bytes.len() > 3 * 32768, "{}", bytes.len());
     bytes[32768 + 100] ^= 0xff;
     std::fs::write(&log, &bytes).unwrap();
-    let s = standin(&[]);
+    let s = standin(KEY, &[]);
     let out = core_sync(&s, &[dir.to_str().unwrap()], &[]);
     let t = text(&out);
     assert!(t.contains("corrupt at byte"), "{t}");
@@ -408,7 +361,7 @@ fn several_runs_at_once_bad_input_a_corrupt_block_and_a_torn_log() {
     let f = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
     f.set_len(len * 2 / 3).unwrap();
     drop(f);
-    let s = standin(&[]);
+    let s = standin(KEY, &[]);
     let out = core_sync(&s, &[dir.to_str().unwrap()], &[]);
     let t = text(&out);
     assert!(t.contains("incomplete record"), "{t}");
@@ -437,7 +390,7 @@ fn an_interrupted_sync_continues_without_duplicates_despite_failures() {
     let key = RunKey::new("standin", "syncp", &id);
     // Small file stream requests, so the kill lands mid-way; a backend
     // that fails now and then (500s, a 429 with Retry-After).
-    let s = standin(&["file_stream:500:2", "UpsertBucket:429:1:1"]);
+    let s = standin(KEY, &["file_stream:500:2", "UpsertBucket:429:1:1"]);
     let env = [("WANDB_X_FILE_STREAM_MAX_BYTES", "2000")];
     let mut child = Command::new(ours())
         .args(["sync", dir.to_str().unwrap()])
@@ -487,14 +440,8 @@ for i in range(40):
     time.sleep(0.05)
 run.finish()
 "#;
-    let mut writer = Command::new(py)
-        .args(["-c", script])
-        .current_dir(&work)
-        .env_remove("WANDB_SERVICE")
+    let mut writer = python_script(py, script, &work)
         .env("WANDB_MODE", "offline")
-        .env("WANDB_ERROR_REPORTING", "false")
-        .env("HOME", &work)
-        .env("WANDB_DIR", &work)
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -522,7 +469,7 @@ run.finish()
         assert!(Instant::now() < deadline, "no run directory");
         std::thread::sleep(Duration::from_millis(20));
     };
-    let s = standin(&[]);
+    let s = standin(KEY, &[]);
     let out = core_sync(&s, &["--live", dir.to_str().unwrap()], &[]);
     assert!(writer.wait().unwrap().success());
     assert!(out.status.success(), "{}", text(&out));

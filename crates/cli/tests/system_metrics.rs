@@ -4,35 +4,15 @@
 //! the machine in the second environment record, pauses and resumes, and
 //! (online) sends samples as `wandb-events.jsonl` lines.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
+use common::{install_ours, ours, python_script, text};
 use serde_json::Value;
-use testkit::{ours_python, reference_python, scratch_dir};
-
-fn ours() -> &'static str {
-    env!("CARGO_BIN_EXE_wandb-core")
-}
-
-fn install_ours() -> &'static Path {
-    static DONE: OnceLock<PathBuf> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let python = ours_python();
-        let out = Command::new(ours())
-            .args(["install", "--python"])
-            .arg(python)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        python.to_path_buf()
-    })
-}
+use testkit::{reference_python, scratch_dir};
 
 const SCRIPT: &str = r#"
 import json, time, wandb
@@ -57,11 +37,7 @@ struct Ran {
 
 impl Ran {
     fn text(&self) -> String {
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&self.out.stdout),
-            String::from_utf8_lossy(&self.out.stderr)
-        )
+        text(&self.out)
     }
 
     fn run_dir(&self) -> PathBuf {
@@ -101,14 +77,8 @@ impl Ran {
 
 fn run(python: &Path, what: &str) -> Ran {
     let work = scratch_dir(what);
-    let out = Command::new(python)
-        .args(["-c", SCRIPT])
-        .current_dir(&work)
-        .env_remove("WANDB_SERVICE")
+    let out = python_script(python, SCRIPT, &work)
         .env("WANDB_MODE", "offline")
-        .env("WANDB_ERROR_REPORTING", "false")
-        .env("HOME", &work)
-        .env("WANDB_DIR", &work)
         .output()
         .unwrap();
     let ran = Ran { out, work };

@@ -156,10 +156,7 @@ impl SyncSession {
     }
 
     pub fn say(&self, severity: Severity, content: String) {
-        self.messages
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Message { severity, content });
+        push(&self.messages, severity, content);
     }
 
     /// Every message so far.
@@ -420,13 +417,7 @@ impl SyncSession {
                     .unwrap_or_else(|e| e.into_inner())
                     .clone();
                 Arc::new(move |m: String| {
-                    messages
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(Message {
-                            severity: Severity::Warning,
-                            content: format!("[{label}] {m}"),
-                        });
+                    push(&messages, Severity::Warning, format!("[{label}] {m}"));
                 })
             },
             ready: {
@@ -444,17 +435,18 @@ impl SyncSession {
                     } else {
                         format!("[{label}] View run {} at {url}", init.display_name)
                     };
-                    messages
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(Message {
-                            severity: Severity::Info,
-                            content,
-                        });
+                    push(&messages, Severity::Info, content);
                 })
             },
         })
     }
+}
+
+fn push(messages: &Mutex<Vec<Message>>, severity: Severity, content: String) {
+    messages
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Message { severity, content });
 }
 
 /// The run directory if its name has the run ID of `run-<id>.wandb`, else

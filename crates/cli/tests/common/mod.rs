@@ -1,0 +1,73 @@
+//! Helpers shared by the integration tests: our binary, installed into the
+//! `.venv-ours` wandb package; a backend stand-in; command output.
+
+#![allow(dead_code)] // each test file uses some of these
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use wandb_standin::{Config, Inject, StandIn, Store};
+
+/// The `wandb-core` binary under test.
+pub fn ours() -> &'static str {
+    env!("CARGO_BIN_EXE_wandb-core")
+}
+
+/// Puts the binary under test into the `.venv-ours` wandb package, once;
+/// returns that environment's python.
+pub fn install_ours() -> &'static Path {
+    static DONE: OnceLock<PathBuf> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let python = testkit::ours_python();
+        let out = Command::new(ours())
+            .args(["install", "--python"])
+            .arg(python)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "install: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        python.to_path_buf()
+    })
+}
+
+/// A backend stand-in on loopback that takes `key`, serving the given
+/// failures (`op:status[:times[:retry_after]]`).
+pub fn standin(key: &str, inject: &[&str]) -> StandIn {
+    let config = Config {
+        api_key: Some(key.into()),
+        inject: inject
+            .iter()
+            .map(|i| i.parse::<Inject>().unwrap())
+            .collect(),
+        ..Default::default()
+    };
+    StandIn::spawn(config, 0, Store::open(None).unwrap()).unwrap()
+}
+
+/// A command's stdout and stderr, for assertion messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `python -c <script>` in `work`, isolated from the user's wandb setup
+/// (no shared service, no error reporting, home and run directory in
+/// `work`).
+pub fn python_script(python: &Path, script: &str, work: &Path) -> Command {
+    let mut cmd = Command::new(python);
+    cmd.args(["-c", script])
+        .current_dir(work)
+        .env_remove("WANDB_SERVICE")
+        .env("WANDB_ERROR_REPORTING", "false")
+        .env("HOME", work)
+        .env("WANDB_DIR", work)
+        .env("WANDB_CONFIG_DIR", work.join(".config"));
+    cmd
+}
