@@ -16,7 +16,7 @@ use crate::store::{RunKey, Store, Upsert};
 use crate::{Config, DEFAULT_ENTITY};
 
 type Doc<'a> = Document<'a, String>;
-type GField<'a> = Field<'a, String>;
+pub(crate) type GField<'a> = Field<'a, String>;
 
 /// A GraphQL request body.
 #[derive(Debug, serde::Deserialize)]
@@ -79,7 +79,7 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn arg(&self, field: &GField<'_>, name: &str) -> Value {
+    pub(crate) fn arg(&self, field: &GField<'_>, name: &str) -> Value {
         field
             .arguments
             .iter()
@@ -225,7 +225,7 @@ fn project<'s, 'a>(
     }
 }
 
-fn find_subfield<'s, 'a>(field: &'s GField<'a>, name: &str) -> Option<&'s GField<'a>> {
+pub(crate) fn find_subfield<'s, 'a>(field: &'s GField<'a>, name: &str) -> Option<&'s GField<'a>> {
     field.selection_set.items.iter().find_map(|s| match s {
         Selection::Field(f) if f.name == name => Some(f),
         _ => None,
@@ -247,6 +247,15 @@ fn resolve_root(field: &GField<'_>, ctx: &Ctx<'_>) -> Result<Value, String> {
             json!({"__typename": "Entity", "id": "RW50aXR5OjE=", "name": ctx.arg(field, "name"), "organization": null}),
         ),
         "createRunFiles" => create_run_files(field, ctx),
+        "createArtifact" => crate::artifacts::create_artifact(field, ctx),
+        "createArtifactManifest" => crate::artifacts::create_manifest(field, ctx),
+        "updateArtifactManifest" => crate::artifacts::update_manifest(field, ctx),
+        "createArtifactFiles" => crate::artifacts::create_files(field, ctx),
+        "completeMultipartUploadArtifact" => crate::artifacts::complete_multipart(field, ctx),
+        "commitArtifact" => crate::artifacts::commit(field, ctx),
+        "useArtifact" => crate::artifacts::use_artifact(field, ctx),
+        "clientIDMapping" => crate::artifacts::client_id_mapping(field, ctx),
+        "artifact" => crate::artifacts::artifact_by_id(field, ctx),
         "notifyScriptableRunAlert" => {
             let input = |n: &str| ctx.input_str(field, n).unwrap_or_default();
             let key = RunKey::new(
@@ -408,6 +417,7 @@ fn model(field: &GField<'_>, ctx: &Ctx<'_>) -> Result<Value, String> {
             value[sub] = run.map(|r| bucket(&r, ctx)).unwrap_or(Value::Null);
         }
     }
+    crate::artifacts::project_fields(field, ctx, &entity, &project, &mut value);
     Ok(value)
 }
 

@@ -14,6 +14,7 @@
 //! * [`graphql`]: operations, answered to the document's selection.
 //! * [`store`]: the SQLite store.
 
+pub mod artifacts;
 pub mod graphql;
 pub mod store;
 
@@ -198,6 +199,20 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(
             "/storage/{entity}/{project}/{run}/{*path}",
             put(upload_handler).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/artifacts/blobs/md5/{hex}",
+            put(artifact_blob_put)
+                .get(artifact_blob_get)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/artifacts/manifests/{id}",
+            put(artifact_manifest_put).get(artifact_manifest_get),
+        )
+        .route(
+            "/artifacts/parts/{upload}/{part}",
+            put(artifact_part_put).layer(axum::extract::DefaultBodyLimit::disable()),
         )
         // W&B's service sends file stream requests of about 10 MiB (axum's
         // default limit is 2 MiB).
@@ -485,4 +500,142 @@ async fn upload_handler(
     let _ = tokio::task::spawn_blocking(move || store.put_file(&key, &file, &body)).await;
     log(&shared, &headers, "PUT", &url_path, op, 200, len);
     StatusCode::OK.into_response()
+}
+
+/// PUT of an artifact file (upload token required, as for run files).
+async fn artifact_blob_put(
+    State(shared): State<Arc<Shared>>,
+    Path(hex): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let url_path = format!("/artifacts/blobs/md5/{hex}");
+    let op = Some("artifact_upload".to_string());
+    if header(&headers, UPLOAD_TOKEN_HEADER).as_deref() != Some(shared.config.upload_token.as_str())
+    {
+        log(&shared, &headers, "PUT", &url_path, op, 403, body.len());
+        return (StatusCode::FORBIDDEN, "missing or wrong upload token").into_response();
+    }
+    if let Some(resp) = injected(&shared, "artifact_upload") {
+        log(
+            &shared,
+            &headers,
+            "PUT",
+            &url_path,
+            op,
+            resp.status().as_u16(),
+            body.len(),
+        );
+        return resp;
+    }
+    let store = shared.store.clone();
+    let len = body.len();
+    let stored = tokio::task::spawn_blocking(move || artifacts::put_blob(&store, &hex, &body))
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    let status = if stored.is_ok() { 200 } else { 400 };
+    log(&shared, &headers, "PUT", &url_path, op, status, len);
+    match stored {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
+    }
+}
+
+/// GET of an artifact file (no auth: the SDK downloads with plain requests).
+async fn artifact_blob_get(
+    State(shared): State<Arc<Shared>>,
+    Path(hex): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let url_path = format!("/artifacts/blobs/md5/{hex}");
+    let store = shared.store.clone();
+    let blob = tokio::task::spawn_blocking(move || store.artifact_blob(&hex))
+        .await
+        .ok()
+        .flatten();
+    let op = Some("artifact_download".to_string());
+    match blob {
+        Some(b) => {
+            log(&shared, &headers, "GET", &url_path, op, 200, 0);
+            b.into_response()
+        }
+        None => {
+            log(&shared, &headers, "GET", &url_path, op, 404, 0);
+            StatusCode::NOT_FOUND.into_response()
+        }
+    }
+}
+
+async fn artifact_manifest_put(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let url_path = format!("/artifacts/manifests/{id}");
+    let op = Some("artifact_manifest_upload".to_string());
+    if header(&headers, UPLOAD_TOKEN_HEADER).as_deref() != Some(shared.config.upload_token.as_str())
+    {
+        log(&shared, &headers, "PUT", &url_path, op, 403, body.len());
+        return (StatusCode::FORBIDDEN, "missing or wrong upload token").into_response();
+    }
+    let len = body.len();
+    match artifacts::put_manifest(&shared.store, id, &body) {
+        Ok(()) => {
+            log(&shared, &headers, "PUT", &url_path, op, 200, len);
+            StatusCode::OK.into_response()
+        }
+        Err(e) => {
+            log(&shared, &headers, "PUT", &url_path, op, 400, len);
+            (StatusCode::BAD_REQUEST, e).into_response()
+        }
+    }
+}
+
+async fn artifact_manifest_get(
+    State(shared): State<Arc<Shared>>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+) -> Response {
+    let url_path = format!("/artifacts/manifests/{id}");
+    let op = Some("artifact_manifest_download".to_string());
+    match artifacts::get_manifest(&shared.store, id) {
+        Some(b) => {
+            log(&shared, &headers, "GET", &url_path, op, 200, 0);
+            b.into_response()
+        }
+        None => {
+            log(&shared, &headers, "GET", &url_path, op, 404, 0);
+            StatusCode::NOT_FOUND.into_response()
+        }
+    }
+}
+
+/// PUT of a multipart upload's part: no token (W&B's service sends only
+/// Content-MD5, Content-Length and Content-Type there); answers the ETag.
+async fn artifact_part_put(
+    State(shared): State<Arc<Shared>>,
+    Path((upload, part)): Path<(String, i64)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let url_path = format!("/artifacts/parts/{upload}/{part}");
+    let op = Some("artifact_part_upload".to_string());
+    let len = body.len();
+    if let Some(md5) = header(&headers, "content-md5") {
+        use base64::Engine as _;
+        use md5::Digest as _;
+        let actual = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&body));
+        if actual != md5 {
+            log(&shared, &headers, "PUT", &url_path, op, 400, len);
+            return (StatusCode::BAD_REQUEST, "Content-MD5 does not match").into_response();
+        }
+    }
+    let store = shared.store.clone();
+    let etag =
+        tokio::task::spawn_blocking(move || artifacts::put_part(&store, &upload, part, &body))
+            .await
+            .unwrap_or_default();
+    log(&shared, &headers, "PUT", &url_path, op, 200, len);
+    ([(axum::http::header::ETAG, etag)], StatusCode::OK).into_response()
 }

@@ -141,3 +141,97 @@ fn a_bad_key_fails_init_with_the_servers_message() {
     assert!(err.contains("unauthorized"), "{err}");
     assert!(s.store.runs().is_empty());
 }
+
+/// Artifacts: log (2 files, an alias, a tag) and wait, a table, the same
+/// content again (no new version), one file changed (only it uploaded);
+/// then another run uses and downloads the latest version.
+pub const ARTIFACTS: &str = r#"
+import os, wandb
+os.makedirs("data/sub", exist_ok=True)
+open("data/a.txt", "w").write("hello artifacts\n")
+open("data/sub/b.bin", "wb").write(bytes(range(256)) * 12)
+run = wandb.init(project="arts", id="artrun1")
+art = wandb.Artifact("ds", "dataset", metadata={"k": 1})
+art.add_dir("data")
+run.log_artifact(art, aliases=["best"], tags=["t1"])
+art.wait()
+print("FIRST", art.version, art.digest)
+run.log({"tbl": wandb.Table(columns=["x", "y"], data=[[1, 2], [3, 4]])})
+again = wandb.Artifact("ds", "dataset")
+again.add_dir("data")
+run.log_artifact(again)
+again.wait()
+print("AGAIN", again.version)
+open("data/a.txt", "w").write("changed\n")
+changed = wandb.Artifact("ds", "dataset")
+changed.add_dir("data")
+run.log_artifact(changed)
+changed.wait()
+print("CHANGED", changed.version)
+run.finish()
+run = wandb.init(project="arts", id="artrun2")
+used = run.use_artifact("ds:latest")
+path = used.download(root="downloaded")
+print("USED", used.version, open(os.path.join(path, "a.txt")).read().strip(),
+      len(open(os.path.join(path, "sub/b.bin"), "rb").read()))
+run.finish()
+"#;
+
+/// What the stand-in stored for [`ARTIFACTS`], checked the same way for
+/// any service that ran it.
+pub fn check_artifacts(s: &StandIn, output: &str) {
+    assert!(output.contains("FIRST v0"), "{output}");
+    assert!(
+        output.contains("AGAIN v0"),
+        "same content, same version: {output}"
+    );
+    assert!(output.contains("CHANGED v1"), "{output}");
+    assert!(output.contains("USED v1 changed 3072"), "{output}");
+    let versions = s.store.artifact_versions("standin", "arts", "ds");
+    assert_eq!(versions.len(), 2, "{versions:?}");
+    let (v0, v1) = (&versions[0], &versions[1]);
+    assert_eq!((v0.version_index, v1.version_index), (Some(0), Some(1)));
+    assert_eq!(v0.tags, ["t1"]);
+    let metadata: serde_json::Value =
+        serde_json::from_str(v0.metadata.as_deref().unwrap_or("null")).unwrap();
+    assert_eq!(metadata, json!({"k": 1}));
+    assert!(v1.aliases.contains(&"latest".to_string()), "{v1:?}");
+    assert!(v0.aliases.contains(&"best".to_string()), "{v0:?}");
+    assert_eq!((v0.file_count, v1.file_count), (2, 2));
+    // b.bin was stored once: v1's entry was born in v0.
+    let files = s.store.artifact_files(v1.id);
+    let b = files.iter().find(|f| f.0 == "sub/b.bin").unwrap();
+    assert_eq!(b.2, v0.id, "{files:?}");
+    let a = files.iter().find(|f| f.0 == "a.txt").unwrap();
+    assert_eq!(s.store.artifact_blob(&a.1).unwrap(), b"changed\n");
+    let uploads = s
+        .store
+        .requests()
+        .iter()
+        .filter(|r| r.operation.as_deref() == Some("artifact_upload"))
+        .count();
+    // a.txt, b.bin, the table, changed a.txt.
+    assert_eq!(uploads, 4);
+    let tables = s
+        .store
+        .artifact_versions("standin", "arts", "run-artrun1-tbl");
+    assert_eq!(tables.len(), 1);
+    assert_eq!(tables[0].type_name, "run_table");
+    assert!(
+        !s.store.artifact_uses(v1.id).is_empty(),
+        "the second run used v1"
+    );
+}
+
+#[test]
+fn the_reference_logs_uses_and_downloads_artifacts_with_the_standin() {
+    let s = standin(Vec::new());
+    let out = run_reference(&s, ARTIFACTS, KEY);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    check_artifacts(&s, &text);
+}
