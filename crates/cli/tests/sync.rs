@@ -357,9 +357,17 @@ fn several_runs_at_once_bad_input_a_corrupt_block_and_a_torn_log() {
     // arrives, the run is finished as failed, and it is not marked synced.
     let dir = offline_run(py, 500, "sync-torn", &[]);
     let log = log_in(&dir);
+    // Cut in the middle of a record about two thirds in.
     let len = std::fs::metadata(&log).unwrap().len();
+    let mut reader = wandb_store::txlog::LogReader::open(&log).unwrap();
+    let cut = loop {
+        let (pos, _) = reader.next_record().unwrap().expect("a record past 2/3");
+        if pos.offset > len * 2 / 3 {
+            break pos.offset + (pos.end - pos.offset) / 2;
+        }
+    };
     let f = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
-    f.set_len(len * 2 / 3).unwrap();
+    f.set_len(cut).unwrap();
     drop(f);
     let s = standin(KEY, &[]);
     let out = core_sync(&s, &[dir.to_str().unwrap()], &[]);

@@ -329,6 +329,42 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// Like [`Backend::upload`], returning the answer's `ETag` (multipart
+    /// artifact parts need it).
+    pub async fn upload_with_etag(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        content: Bytes,
+        what: &str,
+    ) -> Result<Option<String>, BackendError> {
+        let (answer, _) = http::send(
+            || {
+                let mut req = self.client.put(url).body(content.clone());
+                for (k, v) in headers {
+                    if let (Ok(k), Ok(v)) =
+                        (HeaderName::try_from(k.as_str()), HeaderValue::from_str(v))
+                    {
+                        req = req.header(k, v);
+                    }
+                }
+                req
+            },
+            RetryClass::FileTransfer,
+            &self.config.transfer,
+            None,
+            &self.events,
+            what,
+        )
+        .await?;
+        Ok(answer
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from))
+    }
+}
+
 fn header_value(s: &str) -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
 }

@@ -826,13 +826,31 @@ impl Handler {
                 reply,
                 Some(ResponseType::TestInjectResponse(Default::default())),
             ),
-            RequestType::LogArtifact(_) => self.ack_response(
-                reply,
-                Some(ResponseType::LogArtifactResponse(pb::LogArtifactResponse {
-                    error_message: "log_artifact is not supported by wandb-core-rs yet".into(),
-                    ..Default::default()
-                })),
-            ),
+            RequestType::LogArtifact(request) => {
+                // Saved by the online sender, which answers when committed.
+                let refused = match &self.online {
+                    Some(online) => online
+                        .ctl
+                        .try_send(OnlineCtl::LogArtifact {
+                            request: Box::new(request),
+                            reply: reply.clone(),
+                        })
+                        .err()
+                        .map(|_| "the online sender is not running or is overloaded"),
+                    None => Some(
+                        "log_artifact needs an online run (offline runs write artifact records, uploaded by sync)",
+                    ),
+                };
+                if let Some(message) = refused {
+                    self.ack_response(
+                        reply,
+                        Some(ResponseType::LogArtifactResponse(pb::LogArtifactResponse {
+                            error_message: message.into(),
+                            ..Default::default()
+                        })),
+                    );
+                }
+            }
             RequestType::DownloadArtifact(_) => self.ack_response(
                 reply,
                 Some(ResponseType::DownloadArtifactResponse(

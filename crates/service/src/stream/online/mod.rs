@@ -10,6 +10,7 @@
 //! and the first UpsertBucket) and hands it the exit answer, which goes out
 //! once every upload is done and the file stream is complete.
 
+pub mod artifacts;
 pub mod filestream;
 pub mod uploads;
 
@@ -55,6 +56,11 @@ pub enum OnlineCtl {
     },
     /// Answer this exit once the run is complete on the server.
     Exit { reply: Option<Reply> },
+    /// Save an artifact (`run.log_artifact`); answer with its ID.
+    LogArtifact {
+        request: Box<pb::LogArtifactRequest>,
+        reply: Option<Reply>,
+    },
 }
 
 /// The run as the server has it after init.
@@ -87,7 +93,8 @@ pub fn spawn(
     warn: mpsc::WeakSender<super::StreamInput>,
 ) -> Result<(OnlineHandle, tokio::task::JoinHandle<()>), BackendError> {
     let backend = Backend::new(BackendConfig::from_settings(&settings.raw)?)?;
-    let (ctl, ctl_rx) = mpsc::channel(16);
+    // Room for many artifacts logged at once.
+    let (ctl, ctl_rx) = mpsc::channel(256);
     let stopped = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(UploadStats::default());
     let sender = Sender {
@@ -258,6 +265,64 @@ pub async fn replay(r: Replay) -> Result<ReplayOutcome, BackendError> {
     drop(warn_tx);
     let _ = forward.await;
     result
+}
+
+impl Sender {
+    /// Starts saving an artifact; `reply` gets its ID (or the error).
+    fn start_save(
+        &self,
+        s: &mut FollowState,
+        path: &RunPath,
+        artifact: pb::ArtifactRecord,
+        history_step: i64,
+        staging_dir: String,
+        reply: Option<Reply>,
+    ) {
+        let lock = s
+            .artifact_locks
+            .entry(format!("{}:{}", artifact.r#type, artifact.name))
+            .or_default()
+            .clone();
+        let backend = self.backend.clone();
+        let log = self.log.clone();
+        let warn = self.warn.clone();
+        let job = artifacts::SaveJob {
+            artifact,
+            history_step,
+            staging_dir,
+            run: path.clone(),
+        };
+        s.saves.spawn(async move {
+            let _one_at_a_time = lock.lock().await;
+            let name = job.artifact.name.clone();
+            let result = artifacts::save(&backend, job).await;
+            match &result {
+                Ok(id) => log.info(&format!("artifact {name} saved ({id})")),
+                Err(e) => {
+                    log.error(&format!("artifact {name} not saved: {e}"));
+                    if reply.is_none() {
+                        warn_user(&warn, format!("artifact {name} was not saved: {e}"));
+                    }
+                }
+            }
+            answer_artifact(reply, result);
+        });
+    }
+}
+
+fn answer_artifact(reply: Option<Reply>, result: Result<String, String>) {
+    if let Some(reply) = reply {
+        let (artifact_id, error_message) = match result {
+            Ok(id) => (id, String::new()),
+            Err(e) => (String::new(), e),
+        };
+        reply.response(Some(pb::response::ResponseType::LogArtifactResponse(
+            pb::LogArtifactResponse {
+                artifact_id,
+                error_message,
+            },
+        )));
+    }
 }
 
 /// What following a log ended with.
@@ -504,6 +569,9 @@ impl Sender {
                     }
                 }
                 Some(OnlineCtl::Exit { reply }) => exit_replies.push(reply),
+                Some(OnlineCtl::LogArtifact { reply, .. }) => {
+                    answer_artifact(reply, Err("the run is not created yet".into()));
+                }
                 None => {
                     // The run never started; nothing to send.
                     let _ = self.files_done.wait_for(|d| *d).await;
@@ -519,9 +587,15 @@ impl Sender {
                 answer_exit(reply);
             }
             while let Some(msg) = ctl.recv().await {
-                if let OnlineCtl::Exit { reply } = msg {
-                    let _ = self.files_done.wait_for(|d| *d).await;
-                    answer_exit(reply);
+                match msg {
+                    OnlineCtl::Exit { reply } => {
+                        let _ = self.files_done.wait_for(|d| *d).await;
+                        answer_exit(reply);
+                    }
+                    OnlineCtl::LogArtifact { reply, .. } => {
+                        answer_artifact(reply, Err("the run was not created on the server".into()));
+                    }
+                    OnlineCtl::Init { .. } => {}
                 }
             }
             return;
@@ -717,6 +791,8 @@ impl Sender {
             exit_synthesized: false,
             torn: false,
             skip: Skip::default(),
+            saves: tokio::task::JoinSet::new(),
+            artifact_locks: Default::default(),
         };
         if self.progress.is_some() {
             // Replaying: what the server has is already sent.
@@ -819,8 +895,12 @@ impl Sender {
                 }
                 // Exits asked later (a second finish) are answered at once.
                 while let Some(msg) = ctl.recv().await {
-                    if let OnlineCtl::Exit { reply } = msg {
-                        answer_exit(reply);
+                    match msg {
+                        OnlineCtl::Exit { reply } => answer_exit(reply),
+                        OnlineCtl::LogArtifact { reply, .. } => {
+                            answer_artifact(reply, Err("the run is finished".into()));
+                        }
+                        OnlineCtl::Init { .. } => {}
                     }
                 }
                 return Followed {
@@ -880,6 +960,11 @@ impl Sender {
                 }
                 msg = ctl.recv(), if ctl_open => match msg {
                     Some(OnlineCtl::Exit { reply }) => exit_replies.push(reply),
+                    Some(OnlineCtl::LogArtifact { request, reply }) => {
+                        let request = *request;
+                        self.start_save(&mut state, &path, request.artifact.unwrap_or_default(),
+                            request.history_step, request.staging_dir, reply);
+                    }
                     Some(OnlineCtl::Init { done, .. }) => {
                         let _ = done.send(Err(BackendError::Config("the run was already initialised".into())));
                     }
@@ -1026,6 +1111,8 @@ impl Sender {
                 let _ = fs.send(FsMsg::Preempting).await;
             }
             RecordType::Exit(exit) => s.exit_code = Some(exit.exit_code),
+            // Offline runs record artifacts in the log; sent when synced.
+            RecordType::Artifact(a) => self.start_save(s, path, a, 0, String::new(), None),
             _ => {}
         }
     }
@@ -1097,6 +1184,8 @@ impl Sender {
     ) {
         self.flush_batch(s, fs).await;
         let _ = self.files_done.wait_for(|d| *d).await;
+        // Artifacts logged during the run are committed before it ends.
+        while s.saves.join_next().await.is_some() {}
         if self.progress.is_some() {
             // Replaying: no run-files sender wrote these (W&B's service
             // writes none offline); make them from the log, as it does.
@@ -1149,6 +1238,11 @@ struct FollowState {
     exit_synthesized: bool,
     torn: bool,
     skip: Skip,
+    /// Artifact saves in flight; the run finishes after them.
+    saves: tokio::task::JoinSet<()>,
+    /// Saves of one artifact name go one after another (version numbers
+    /// then follow the order they were logged in).
+    artifact_locks: std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>,
 }
 
 /// Lines the server already has (a continued sync): not sent again.

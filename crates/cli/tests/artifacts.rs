@@ -1,0 +1,251 @@
+//! Artifacts through our service, against the backend stand-in, beside W&B's
+//! wandb-core running the same script: log and wait, the same content
+//! again, one file changed, a table, use and download in a second run;
+//! multipart uploads; a failing upload and a refused commit; offline
+//! artifacts uploaded by sync.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::{install_ours, ours, python_script, standin, text};
+use testkit::{reference_python, scratch_dir};
+use wandb_standin::StandIn;
+
+const KEY: &str = "artifactstestkey012345678901234567890123456";
+
+const SCRIPT: &str = r#"
+import os, wandb
+os.makedirs("data/sub", exist_ok=True)
+open("data/a.txt", "w").write("hello artifacts\n")
+open("data/sub/b.bin", "wb").write(bytes(range(256)) * 12)
+run = wandb.init(project="arts", id="artrun1")
+art = wandb.Artifact("ds", "dataset", metadata={"k": 1}, description="two files")
+art.add_dir("data")
+run.log_artifact(art, aliases=["best"], tags=["t1"])
+art.wait()
+print("FIRST", art.version, art.digest)
+run.log({"tbl": wandb.Table(columns=["x", "y"], data=[[1, 2], [3, 4]])})
+again = wandb.Artifact("ds", "dataset")
+again.add_dir("data")
+run.log_artifact(again)
+again.wait()
+print("AGAIN", again.version)
+open("data/a.txt", "w").write("changed\n")
+changed = wandb.Artifact("ds", "dataset")
+changed.add_dir("data")
+run.log_artifact(changed)
+changed.wait()
+print("CHANGED", changed.version)
+run.finish()
+run = wandb.init(project="arts", id="artrun2")
+used = run.use_artifact("ds:latest")
+path = used.download(root="downloaded")
+print("USED", used.version, open(os.path.join(path, "a.txt")).read().strip(),
+      len(open(os.path.join(path, "sub/b.bin"), "rb").read()))
+run.finish()
+staging = os.path.expanduser("~/.local/share/wandb/artifacts/staging")
+print("STAGED", len(os.listdir(staging)) if os.path.isdir(staging) else 0)
+"#;
+
+fn run(
+    python: &Path,
+    s: &StandIn,
+    script: &str,
+    what: &str,
+    env: &[(&str, &str)],
+) -> (Output, PathBuf) {
+    let work = scratch_dir(what);
+    let mut cmd = python_script(python, script, &work);
+    cmd.env("WANDB_BASE_URL", &s.base_url)
+        .env("WANDB_API_KEY", KEY)
+        .env("WANDB_MODE", "online")
+        .env("WANDB_SILENT", "true");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    (cmd.output().unwrap(), work)
+}
+
+/// What the stand-in has of an artifact collection, comparable across
+/// services (server IDs left out).
+fn versions(s: &StandIn, name: &str) -> Vec<String> {
+    s.store
+        .artifact_versions("standin", "arts", name)
+        .iter()
+        .map(|v| {
+            let mut aliases = v.aliases.clone();
+            aliases.sort();
+            let files: Vec<String> = s
+                .store
+                .artifact_files(v.id)
+                .iter()
+                .map(|(n, md5, _)| format!("{n}={md5}"))
+                .collect();
+            format!(
+                "v{:?} {} {} aliases={aliases:?} tags={:?} files={files:?} size={} meta={:?} desc={:?}",
+                v.version_index,
+                v.type_name,
+                v.digest,
+                v.tags,
+                v.size,
+                v.metadata.as_deref().map(|m| serde_json::from_str::<serde_json::Value>(m).unwrap()),
+                v.description
+            )
+        })
+        .collect()
+}
+
+fn count(s: &StandIn, op: &str) -> usize {
+    s.store
+        .requests()
+        .iter()
+        .filter(|r| r.operation.as_deref() == Some(op))
+        .count()
+}
+
+#[test]
+fn log_use_and_download_match_wandb_core() {
+    let py = install_ours();
+    let (mine, theirs) = (standin(KEY, &[]), standin(KEY, &[]));
+    let (out, _) = run(py, &mine, SCRIPT, "art-ours", &[]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    let (ref_out, _) = run(reference_python(), &theirs, SCRIPT, "art-ref", &[]);
+    assert!(ref_out.status.success(), "{}", text(&ref_out));
+    for line in ["FIRST v0", "AGAIN v0", "CHANGED v1", "USED v1 changed 3072"] {
+        assert!(t.contains(line), "ours: {line:?} in {t}");
+    }
+    // Staged copies are removed once saved (the SDK leaves one of its own
+    // per table behind, with either service).
+    let staged = |t: &str| {
+        t.lines()
+            .find(|l| l.starts_with("STAGED"))
+            .map(String::from)
+    };
+    assert_eq!(staged(&t), staged(&text(&ref_out)));
+    assert_eq!(staged(&t).as_deref(), Some("STAGED 1"));
+    assert_eq!(versions(&mine, "ds"), versions(&theirs, "ds"));
+    assert_eq!(versions(&mine, "ds").len(), 2);
+    assert_eq!(
+        versions(&mine, "run-artrun1-tbl"),
+        versions(&theirs, "run-artrun1-tbl")
+    );
+    // a.txt, b.bin, the table, the changed a.txt; three manifests.
+    assert_eq!(count(&mine, "artifact_upload"), 4);
+    assert_eq!(
+        count(&mine, "artifact_upload"),
+        count(&theirs, "artifact_upload")
+    );
+    assert_eq!(
+        count(&mine, "artifact_manifest_upload"),
+        count(&theirs, "artifact_manifest_upload")
+    );
+    let v1 = &mine.store.artifact_versions("standin", "arts", "ds")[1];
+    assert!(!mine.store.artifact_uses(v1.id).is_empty());
+    let manifest = mine.store.artifact_manifest(v1.id).unwrap();
+    assert_eq!(manifest["storagePolicy"], "wandb-storage-policy-v1");
+    assert!(manifest["contents"]["sub/b.bin"]["birthArtifactID"].is_string());
+}
+
+#[test]
+fn multipart_uploads_and_failures() {
+    let py = install_ours();
+    // Parts of 512 KiB for files from 1 MiB on, and the first two file PUTs
+    // failing (retried).
+    let env = [
+        ("WANDB_X_ARTIFACT_MULTIPART_THRESHOLD", "1048576"),
+        ("WANDB_X_ARTIFACT_MULTIPART_PART_SIZE", "524288"),
+    ];
+    let s = standin(KEY, &["artifact_upload:500:2"]);
+    let script = r#"
+import wandb
+open("big.bin", "wb").write(bytes(range(251)) * 12000)
+open("small.txt", "w").write("small\n")
+run = wandb.init(project="arts", id="bigrun")
+art = wandb.Artifact("big", "model")
+art.add_file("big.bin")
+art.add_file("small.txt")
+run.log_artifact(art)
+art.wait()
+print("SAVED", art.version)
+run.finish()
+"#;
+    let (out, work) = run(py, &s, script, "art-multipart", &env);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("SAVED v0"), "{}", text(&out));
+    let v = &s.store.artifact_versions("standin", "arts", "big")[0];
+    let files = s.store.artifact_files(v.id);
+    let big = files.iter().find(|f| f.0 == "big.bin").unwrap();
+    let content = std::fs::read(work.join("big.bin")).unwrap();
+    assert_eq!(s.store.artifact_blob(&big.1).unwrap(), content);
+    assert_eq!(
+        count(&s, "artifact_part_upload"),
+        6,
+        "3 000 000 bytes in 512 KiB parts"
+    );
+
+    // A commit the server refuses: the SDK's wait() gets the error, and
+    // the run still finishes.
+    let s = standin(KEY, &["CommitArtifact:400"]);
+    let script = r#"
+import wandb
+open("f.txt", "w").write("f\n")
+run = wandb.init(project="arts", id="refused")
+art = wandb.Artifact("nope", "dataset")
+art.add_file("f.txt")
+run.log_artifact(art)
+try:
+    art.wait()
+    print("NO ERROR")
+except ValueError as e:
+    print("ERROR", e)
+run.finish()
+"#;
+    let (out, _) = run(py, &s, script, "art-refused", &[]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("ERROR ArtifactSaver.commitArtifact"), "{t}");
+    assert!(
+        s.store
+            .artifact_versions("standin", "arts", "nope")
+            .is_empty()
+    );
+}
+
+#[test]
+fn offline_artifacts_are_uploaded_by_sync() {
+    let py = install_ours();
+    let script = r#"
+import wandb
+open("f.txt", "w").write("offline file\n")
+run = wandb.init(project="arts", id="offart")
+art = wandb.Artifact("offds", "dataset")
+art.add_file("f.txt")
+run.log_artifact(art)
+run.finish()
+"#;
+    let work = scratch_dir("art-offline");
+    let out = python_script(py, script, &work)
+        .env("WANDB_MODE", "offline")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let s = standin(KEY, &[]);
+    let out = std::process::Command::new(ours())
+        .arg("sync")
+        .arg(work.join("wandb"))
+        .env("WANDB_BASE_URL", &s.base_url)
+        .env("WANDB_API_KEY", KEY)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let v = s.store.artifact_versions("standin", "arts", "offds");
+    assert_eq!(v.len(), 1, "{}", text(&out));
+    let files = s.store.artifact_files(v[0].id);
+    assert_eq!(
+        s.store.artifact_blob(&files[0].1).unwrap(),
+        b"offline file\n"
+    );
+}
