@@ -8,6 +8,7 @@
 //! the machine's limits for the same bytes; writes `report.md` and SVG plots
 //! to the output directory (default `bench/results/<date>`).
 
+mod artifacts;
 mod ingest;
 mod limits;
 mod monitor;
@@ -65,6 +66,10 @@ struct Args {
     /// Only syncing offline runs to the stand-in (writes sync.md).
     #[arg(long)]
     sync: bool,
+    /// Only logging a 1 GB directory as an artifact, twice (writes
+    /// artifacts.md).
+    #[arg(long)]
+    artifacts: bool,
 }
 
 /// W&B's binary from the wandb package (`bin/wandb-core`, or the original
@@ -146,6 +151,95 @@ fn monitor_report(
     );
     row(&mut md, "samples written", &samples[0], &samples[1], 0);
     std::fs::write(out_dir.join("monitor.md"), &md)?;
+    print!("{md}");
+    Ok(())
+}
+
+/// Logging a directory as an artifact, first and unchanged, ours and theirs.
+fn artifacts_report(
+    args: &Args,
+    binaries: &[(&str, &Path); 2],
+    out_dir: &Path,
+    scratch: &Path,
+) -> anyhow::Result<()> {
+    let (files, size) = if args.quick {
+        (20, 100_000)
+    } else {
+        (1000, 1 << 20)
+    };
+    let data = scratch.join("artifact-data");
+    let _ = std::fs::remove_dir_all(&data);
+    artifacts::make_dir(&data, files, size)?;
+    let mut figures: [[Series; 5]; 2] = Default::default();
+    for r in 0..args.repeat {
+        for (i, (name, bin)) in binaries.iter().enumerate() {
+            eprintln!("artifacts, {name}, run {}…", r + 1);
+            let run = artifacts::run(bin, &args.python, &data, &scratch.join("artifact-run"))?;
+            for (s, x) in figures[i].iter_mut().zip([
+                run.save_s[0],
+                run.save_s[1],
+                run.add_s[0],
+                run.add_s[1],
+                run.service_cpu_s,
+            ]) {
+                s.push(x);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_dir_all(scratch.join("artifact-run"));
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# Logging a directory as an artifact, wandb-core-rs beside wandb-core 0.31.0\n"
+    );
+    let _ = writeln!(md, "- date: {}", today());
+    let _ = writeln!(md, "- machine: {}", report::machine());
+    let _ = writeln!(
+        md,
+        "- {files} files of {size} bytes ({:.2} GB), `wandb.Artifact.add_dir` + `run.log_artifact` + `wait()` \
+         through the Python SDK to the backend stand-in (in the bench process), then the same directory again \
+         (unchanged: the server has it, nothing is uploaded); median [min–max] of {} run(s)\n",
+        (files * size) as f64 / 1e9,
+        args.repeat
+    );
+    table_header(&mut md, "figure (s)");
+    row(
+        &mut md,
+        "log_artifact + wait, first time",
+        &figures[0][0],
+        &figures[1][0],
+        2,
+    );
+    row(
+        &mut md,
+        "log_artifact + wait, unchanged",
+        &figures[0][1],
+        &figures[1][1],
+        2,
+    );
+    row(
+        &mut md,
+        "add_dir (SDK hashing), first time",
+        &figures[0][2],
+        &figures[1][2],
+        2,
+    );
+    row(
+        &mut md,
+        "add_dir, unchanged",
+        &figures[0][3],
+        &figures[1][3],
+        2,
+    );
+    row(
+        &mut md,
+        "service CPU, whole run",
+        &figures[0][4],
+        &figures[1][4],
+        2,
+    );
+    std::fs::write(out_dir.join("artifacts.md"), &md)?;
     print!("{md}");
     Ok(())
 }
@@ -361,6 +455,9 @@ fn main() -> anyhow::Result<()> {
     }
     if args.sync {
         return sync_report(&args, &binaries, &out_dir, &scratch);
+    }
+    if args.artifacts {
+        return artifacts_report(&args, &binaries, &out_dir, &scratch);
     }
 
     let mut md = String::new();

@@ -1,0 +1,118 @@
+//! Logging a directory as an artifact through the Python SDK, to the
+//! backend stand-in: the first time (every file uploaded) and again
+//! unchanged (nothing uploaded), with our service and with W&B's.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
+use wandb_standin::{Config, StandIn, Store};
+
+use crate::process::Service;
+
+const KEY: &str = "benchartifactskey0123456789012345678901234";
+
+const SCRIPT: &str = r#"
+import os, sys, time, wandb
+data = sys.argv[1]
+run = wandb.init(project="bench-art", settings=wandb.Settings(x_disable_stats=True))
+out = []
+for attempt in range(2):
+    t0 = time.perf_counter()
+    art = wandb.Artifact("ckpt", "model")
+    art.add_dir(data)
+    t1 = time.perf_counter()
+    run.log_artifact(art)
+    art.wait()
+    t2 = time.perf_counter()
+    out.append((t1 - t0, t2 - t1, art.version))
+run.finish()
+print("TIMES", " ".join(f"{a:.3f},{b:.3f},{v}" for a, b, v in out))
+"#;
+
+/// Seconds for: adding the files (SDK hashing), then log_artifact + wait,
+/// the first time and again; the service's CPU seconds in all.
+#[derive(Debug, Clone, Copy)]
+pub struct ArtifactRun {
+    pub add_s: [f64; 2],
+    pub save_s: [f64; 2],
+    pub service_cpu_s: f64,
+}
+
+/// `files` files of `size` bytes under `dir`.
+pub fn make_dir(dir: &Path, files: usize, size: usize) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut block = vec![0u8; size];
+    for i in 0..files {
+        // Distinct content per file (no dedup within the directory).
+        for (j, b) in block.iter_mut().enumerate() {
+            *b = (j.wrapping_mul(31) ^ i.wrapping_mul(7919)) as u8;
+        }
+        block[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        std::fs::write(dir.join(format!("part-{i:04}.bin")), &block)?;
+    }
+    Ok(())
+}
+
+pub fn run(
+    service: &Path,
+    python: &Path,
+    data: &Path,
+    scratch: &Path,
+) -> anyhow::Result<ArtifactRun> {
+    let _ = std::fs::remove_dir_all(scratch);
+    std::fs::create_dir_all(scratch)?;
+    let standin = StandIn::spawn(
+        Config {
+            api_key: Some(KEY.into()),
+            ..Default::default()
+        },
+        0,
+        Store::open(None)?,
+    )?;
+    let svc = Service::start(service, scratch, &[], &[], None)?;
+    let out = Command::new(python)
+        .args(["-c", SCRIPT])
+        .arg(data)
+        .current_dir(scratch)
+        .env("WANDB_SERVICE", svc.token())
+        .env("WANDB_BASE_URL", &standin.base_url)
+        .env("WANDB_API_KEY", KEY)
+        .env("WANDB_MODE", "online")
+        .env("WANDB_SILENT", "true")
+        .env("WANDB_ERROR_REPORTING", "false")
+        .env("HOME", scratch)
+        .env("WANDB_DIR", scratch)
+        .env("WANDB_CACHE_DIR", scratch.join("cache"))
+        .env("WANDB_DATA_DIR", scratch.join("data"))
+        .stdin(Stdio::null())
+        .output()
+        .context("run python")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!("python: {text}\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let (usage, _) = svc.teardown()?;
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("TIMES "))
+        .context("no TIMES line")?;
+    let mut add_s = [0.0; 2];
+    let mut save_s = [0.0; 2];
+    for (i, part) in line.split_whitespace().take(2).enumerate() {
+        let f: Vec<&str> = part.split(',').collect();
+        add_s[i] = f[0].parse()?;
+        save_s[i] = f[1].parse()?;
+        if f[2] != "v0" {
+            bail!(
+                "attempt {i} made version {}, want v0 (unchanged content)",
+                f[2]
+            );
+        }
+    }
+    Ok(ArtifactRun {
+        add_s,
+        save_s,
+        service_cpu_s: usage.cpu_s,
+    })
+}
