@@ -47,6 +47,10 @@ print("USED", used.version, open(os.path.join(path, "a.txt")).read().strip(),
 run.finish()
 staging = os.path.expanduser("~/.local/share/wandb/artifacts/staging")
 print("STAGED", len(os.listdir(staging)) if os.path.isdir(staging) else 0)
+run = wandb.init(project="arts", id="artrun3")
+linked = run.link_artifact(run.use_artifact("ds:v0"), "standin/arts/portfolio", aliases=["prod"])
+print("LINKED", linked.version if linked else None)
+run.finish()
 "#;
 
 fn run(
@@ -142,6 +146,27 @@ fn log_use_and_download_match_wandb_core() {
         count(&mine, "artifact_manifest_upload"),
         count(&theirs, "artifact_manifest_upload")
     );
+    // The download read the files from the local cache the service filled.
+    assert_eq!(
+        count(&mine, "artifact_download"),
+        count(&theirs, "artifact_download")
+    );
+    assert!(t.contains("LINKED v0"), "{t}");
+    assert_eq!(
+        mine.store
+            .artifact_links("standin", "arts", "portfolio")
+            .len(),
+        1
+    );
+    assert_eq!(
+        mine.store
+            .artifact_links("standin", "arts", "portfolio")
+            .len(),
+        theirs
+            .store
+            .artifact_links("standin", "arts", "portfolio")
+            .len()
+    );
     let v1 = &mine.store.artifact_versions("standin", "arts", "ds")[1];
     assert!(!mine.store.artifact_uses(v1.id).is_empty());
     let manifest = mine.store.artifact_manifest(v1.id).unwrap();
@@ -212,6 +237,80 @@ run.finish()
             .artifact_versions("standin", "arts", "nope")
             .is_empty()
     );
+}
+
+#[test]
+fn incremental_artifacts_match_wandb_core() {
+    let py = install_ours();
+    let script = r#"
+import wandb
+open("a.txt", "w").write("a\n")
+open("c.txt", "w").write("c\n")
+run = wandb.init(project="arts", id="incrun")
+full = wandb.Artifact("inc", "dataset")
+full.add_file("a.txt")
+run.log_artifact(full)
+full.wait()
+more = wandb.Artifact("inc", "dataset", incremental=True)
+more.add_file("c.txt")
+run.log_artifact(more)
+more.wait()
+print("VERSIONS", full.version, more.version)
+run.finish()
+"#;
+    let (mine, theirs) = (standin(KEY, &[]), standin(KEY, &[]));
+    let (out, _) = run(py, &mine, script, "art-inc-ours", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("VERSIONS v0 v1"), "{}", text(&out));
+    let (out, _) = run(reference_python(), &theirs, script, "art-inc-ref", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(versions(&mine, "inc"), versions(&theirs, "inc"));
+    let ops = |s: &StandIn| {
+        s.store
+            .requests()
+            .iter()
+            .filter_map(|r| r.operation.clone())
+            .filter(|o| o.contains("Manifest"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ops(&mine), ops(&theirs));
+    assert!(
+        ops(&mine).iter().any(|o| o == "UpdateArtifactManifest"),
+        "{:?}",
+        ops(&mine)
+    );
+}
+
+#[test]
+fn a_few_hundred_megabytes_go_up_in_parts() {
+    let py = install_ours();
+    let s = standin(KEY, &[]);
+    // 300 MB from 100 MiB on: three parts of the default 100 MiB.
+    let env = [("WANDB_X_ARTIFACT_MULTIPART_THRESHOLD", "104857600")];
+    let script = r#"
+import wandb
+chunk = bytes(range(256)) * 4096
+with open("ckpt.bin", "wb") as f:
+    for i in range(286):
+        f.write(bytes([i % 256]) + chunk[1:])
+run = wandb.init(project="arts", id="ckptrun")
+art = wandb.Artifact("ckpt", "model")
+art.add_file("ckpt.bin")
+run.log_artifact(art)
+art.wait()
+print("SAVED", art.version)
+run.finish()
+"#;
+    let (out, work) = run(py, &s, script, "art-300mb", &env);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("SAVED v0"), "{}", text(&out));
+    assert_eq!(count(&s, "artifact_part_upload"), 3);
+    let v = &s.store.artifact_versions("standin", "arts", "ckpt")[0];
+    let (_, md5, _) = &s.store.artifact_files(v.id)[0];
+    let stored = s.store.artifact_blob(md5).unwrap();
+    let local = std::fs::read(work.join("ckpt.bin")).unwrap();
+    assert_eq!(stored.len(), local.len());
+    assert!(stored == local, "the parts add up to the file");
 }
 
 #[test]

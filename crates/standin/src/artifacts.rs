@@ -21,7 +21,11 @@ use crate::store::Store;
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS art_collections (
     id INTEGER PRIMARY KEY, entity TEXT NOT NULL, project TEXT NOT NULL,
-    name TEXT NOT NULL, type TEXT NOT NULL, UNIQUE(entity, project, name));
+    name TEXT NOT NULL, type TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'SEQUENCE', UNIQUE(entity, project, name));
+CREATE TABLE IF NOT EXISTS art_links (
+    portfolio INTEGER NOT NULL, artifact INTEGER NOT NULL, version_index INTEGER NOT NULL,
+    PRIMARY KEY(portfolio, artifact));
 CREATE TABLE IF NOT EXISTS art_versions (
     id INTEGER PRIMARY KEY, collection INTEGER NOT NULL, state TEXT NOT NULL,
     version_index INTEGER, digest TEXT NOT NULL, description TEXT, metadata TEXT,
@@ -223,12 +227,97 @@ impl Store {
         id.and_then(|id| self.artifact_version(id))
     }
 
-    /// `name` is `coll`, `coll:alias` or `coll:vN`.
+    /// `name` is `coll`, `coll:alias` or `coll:vN`; `coll` a sequence or a
+    /// portfolio (linked versions).
+    fn member_by_name(&self, entity: &str, project: &str, name: &str) -> Option<Member> {
+        let (coll, tag) = name.split_once(':').unwrap_or((name, "latest"));
+        let (collection, kind): (i64, String) = self.with(|c| {
+            c.query_row(
+                "SELECT id, kind FROM art_collections WHERE entity = ?1 AND project = ?2 AND name = ?3",
+                params![entity, project, coll],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+        })?;
+        if kind == "PORTFOLIO" {
+            let by_index = tag.strip_prefix('v').and_then(|n| n.parse::<i64>().ok());
+            let artifact: i64 = match by_index {
+                Some(n) => self.with(|c| {
+                    c.query_row(
+                        "SELECT artifact FROM art_links WHERE portfolio = ?1 AND version_index = ?2",
+                        params![collection, n],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                })?,
+                None => self.with(|c| {
+                    c.query_row(
+                        "SELECT artifact FROM art_aliases WHERE collection = ?1 AND alias = ?2",
+                        params![collection, tag],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                })?,
+            };
+            return self.link_member(collection, artifact);
+        }
+        let v = self.version_by_name(entity, project, name)?;
+        Some(Member {
+            collection: v.collection,
+            collection_name: v.name.clone(),
+            typename: "ArtifactSequence",
+            index: v.version_index,
+            aliases: v.aliases.clone(),
+            version: v,
+        })
+    }
+
+    /// A version as a member of a portfolio it is linked into.
+    fn link_member(&self, portfolio: i64, artifact: i64) -> Option<Member> {
+        let (name, index): (String, i64) = self.with(|c| {
+            c.query_row(
+                "SELECT c.name, l.version_index FROM art_links l JOIN art_collections c ON c.id = l.portfolio
+                 WHERE l.portfolio = ?1 AND l.artifact = ?2",
+                params![portfolio, artifact],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+        })?;
+        let aliases = self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT alias FROM art_aliases WHERE collection = ?1 AND artifact = ?2 ORDER BY alias",
+            )?;
+            st.query_map(params![portfolio, artifact], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+        });
+        Some(Member {
+            collection: portfolio,
+            collection_name: name,
+            typename: "ArtifactPortfolio",
+            index: Some(index),
+            aliases,
+            version: self.artifact_version(artifact)?,
+        })
+    }
+
+    /// Versions linked into a portfolio: `(version index, artifact id)`.
+    pub fn artifact_links(&self, entity: &str, project: &str, portfolio: &str) -> Vec<(i64, i64)> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT l.version_index, l.artifact FROM art_links l JOIN art_collections c ON c.id = l.portfolio
+                 WHERE c.entity = ?1 AND c.project = ?2 AND c.name = ?3 ORDER BY l.version_index",
+            )?;
+            st.query_map(params![entity, project, portfolio], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+    }
+
+    /// `name` is `coll`, `coll:alias` or `coll:vN` of a sequence.
     fn version_by_name(&self, entity: &str, project: &str, name: &str) -> Option<Version> {
         let (coll, tag) = name.split_once(':').unwrap_or((name, "latest"));
         let collection: i64 = self.with(|c| {
             c.query_row(
-                "SELECT id FROM art_collections WHERE entity = ?1 AND project = ?2 AND name = ?3",
+                "SELECT id FROM art_collections WHERE entity = ?1 AND project = ?2 AND name = ?3 AND kind = 'SEQUENCE'",
                 params![entity, project, coll],
                 |r| r.get(0),
             )
@@ -252,6 +341,17 @@ impl Store {
         })?;
         self.artifact_version(id)
     }
+}
+
+/// A version as seen through a collection: its own sequence, or a
+/// portfolio it is linked into.
+struct Member {
+    version: Version,
+    collection: i64,
+    collection_name: String,
+    typename: &'static str,
+    index: Option<i64>,
+    aliases: Vec<String>,
 }
 
 fn str_of(v: &Value) -> Option<String> {
@@ -731,16 +831,87 @@ pub fn artifact_json(ctx: &Ctx<'_>, v: &Version) -> Value {
     })
 }
 
-fn membership_json(ctx: &Ctx<'_>, v: &Version) -> Value {
+fn membership_json(ctx: &Ctx<'_>, m: &Member) -> Value {
+    let v = &m.version;
+    let mut collection = collection_json(v);
+    collection["__typename"] = json!(m.typename);
+    collection["id"] = json!(gid(m.typename, m.collection));
+    collection["name"] = json!(m.collection_name);
     json!({
         "__typename": "ArtifactCollectionMembership",
-        "id": gid("ArtifactCollectionMembership", v.id),
-        "versionIndex": v.version_index,
+        "id": gid("ArtifactCollectionMembership", m.collection * 1_000_000 + v.id),
+        "versionIndex": m.index,
         "createdAt": v.created_at,
-        "aliases": v.aliases.iter().map(|a| json!({"__typename": "ArtifactAlias", "id": gid("ArtifactAlias", v.id * 1000 + a.len() as i64), "alias": a})).collect::<Vec<_>>(),
-        "artifactCollection": collection_json(v),
+        "aliases": m.aliases.iter().map(|a| json!({"__typename": "ArtifactAlias", "id": gid("ArtifactAlias", v.id * 1000 + a.len() as i64), "alias": a})).collect::<Vec<_>>(),
+        "artifactCollection": collection,
         "artifact": artifact_json(ctx, v),
     })
+}
+
+/// `linkArtifact(input)`: links a version into a portfolio (made on first
+/// use) with the next index there, and the given aliases plus `latest`.
+pub fn link_artifact(field: &GField<'_>, ctx: &Ctx<'_>) -> Result<Value, String> {
+    let id = str_of(&input_value(field, ctx, "artifactID"))
+        .and_then(|s| parse_gid(&s))
+        .ok_or("linkArtifact: bad artifactID")?;
+    let v = ctx
+        .store
+        .artifact_version(id)
+        .ok_or("linkArtifact: no such artifact")?;
+    let portfolio = str_of(&input_value(field, ctx, "artifactPortfolioName"))
+        .ok_or("linkArtifact: no artifactPortfolioName")?;
+    let entity = str_of(&input_value(field, ctx, "entityName")).unwrap_or_else(|| v.entity.clone());
+    let project =
+        str_of(&input_value(field, ctx, "projectName")).unwrap_or_else(|| v.project.clone());
+    let aliases: Vec<String> = input_value(field, ctx, "aliases")
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.get("alias").and_then(Value::as_str).map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let collection: i64 = ctx.store.with(|c| {
+        c.execute(
+            "INSERT OR IGNORE INTO art_collections (entity, project, name, type, kind) VALUES (?1, ?2, ?3, ?4, 'PORTFOLIO')",
+            params![entity, project, portfolio, v.type_name],
+        )?;
+        let (id, kind): (i64, String) = c.query_row(
+            "SELECT id, kind FROM art_collections WHERE entity = ?1 AND project = ?2 AND name = ?3",
+            params![entity, project, portfolio],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok(if kind == "PORTFOLIO" { id } else { -1 })
+    });
+    if collection < 0 {
+        return Err(format!("linkArtifact: {portfolio} is not a portfolio"));
+    }
+    ctx.store.with(|c| {
+        let next: i64 = c.query_row(
+            "SELECT COUNT(*) FROM art_links WHERE portfolio = ?1",
+            params![collection],
+            |r| r.get(0),
+        )?;
+        c.execute(
+            "INSERT OR IGNORE INTO art_links (portfolio, artifact, version_index) VALUES (?1, ?2, ?3)",
+            params![collection, id, next],
+        )?;
+        for alias in aliases.iter().map(String::as_str).chain(["latest"]) {
+            c.execute(
+                "INSERT OR REPLACE INTO art_aliases (collection, alias, artifact) VALUES (?1, ?2, ?3)",
+                params![collection, alias, id],
+            )?;
+        }
+        Ok(())
+    });
+    let m = ctx
+        .store
+        .link_member(collection, id)
+        .ok_or("linkArtifact: the link was not stored")?;
+    Ok(
+        json!({"__typename": "LinkArtifactPayload", "versionIndex": m.index,
+              "artifactMembership": membership_json(ctx, &m)}),
+    )
 }
 
 /// `artifact(id)` at the root.
@@ -773,8 +944,8 @@ pub fn project_fields(
         let name = str_of(&ctx.arg(f, "name")).unwrap_or_default();
         out["artifactCollectionMembership"] = ctx
             .store
-            .version_by_name(entity, project, &name)
-            .map_or(Value::Null, |v| membership_json(ctx, &v));
+            .member_by_name(entity, project, &name)
+            .map_or(Value::Null, |m| membership_json(ctx, &m));
     }
     if let Some(f) = find_subfield(field, "artifactType") {
         let name = str_of(&ctx.arg(f, "name")).unwrap_or_default();
@@ -785,13 +956,13 @@ pub fn project_fields(
         let mut value = Value::Null;
         if let Some(m) = find_subfield(f, "artifactMembership") {
             let alias = str_of(&ctx.arg(m, "aliasName")).unwrap_or_else(|| "latest".into());
-            if let Some(v) = ctx
-                .store
-                .version_by_name(entity, project, &format!("{coll}:{alias}"))
+            if let Some(member) =
+                ctx.store
+                    .member_by_name(entity, project, &format!("{coll}:{alias}"))
             {
-                let mut membership = membership_json(ctx, &v);
-                membership["files"] = files_page(ctx, &v, m);
-                value = collection_json(&v);
+                let mut membership = membership_json(ctx, &member);
+                membership["files"] = files_page(ctx, &member.version, m);
+                value = membership["artifactCollection"].clone();
                 value["artifactMembership"] = membership;
             }
         }

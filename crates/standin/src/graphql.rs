@@ -254,6 +254,7 @@ fn resolve_root(field: &GField<'_>, ctx: &Ctx<'_>) -> Result<Value, String> {
         "completeMultipartUploadArtifact" => crate::artifacts::complete_multipart(field, ctx),
         "commitArtifact" => crate::artifacts::commit(field, ctx),
         "useArtifact" => crate::artifacts::use_artifact(field, ctx),
+        "linkArtifact" => crate::artifacts::link_artifact(field, ctx),
         "clientIDMapping" => crate::artifacts::client_id_mapping(field, ctx),
         "artifact" => crate::artifacts::artifact_by_id(field, ctx),
         "notifyScriptableRunAlert" => {

@@ -27,6 +27,8 @@ use crate::backend::http::RetryClass;
 const BATCH: usize = 25;
 /// PUTs in flight at once within a batch.
 const PARALLEL_PUTS: usize = 8;
+/// CreateArtifactFiles batches in flight at once (wandb-core: about 5).
+const BATCHES_IN_FLIGHT: usize = 4;
 
 /// Files at least this large go up in parts (wandb-core: 2 GiB);
 /// `WANDB_X_ARTIFACT_MULTIPART_THRESHOLD` lowers it (tests).
@@ -136,6 +138,7 @@ pub async fn save(backend: &Backend, job: SaveJob) -> Result<String, String> {
             if a.use_after_commit {
                 use_artifact(backend, &artifact_id, &job).await?;
             }
+            fill_cache(&entries).await;
             remove_staged(&job.staging_dir, &entries);
             return Ok(artifact_id);
         }
@@ -147,13 +150,21 @@ pub async fn save(backend: &Backend, job: SaveJob) -> Result<String, String> {
         }
     }
 
-    // 2. A manifest to attach files to.
+    // 2. A manifest to attach files to. Incremental artifacts send only
+    // what changed since the base version; distributed ones a part each.
+    let (manifest_name, manifest_type) = if !a.distributed_id.is_empty() {
+        ("wandb_manifest.patch.json", "PATCH")
+    } else if a.incremental_beta1 {
+        ("wandb_manifest.incremental.json", "INCREMENTAL")
+    } else {
+        ("wandb_manifest.json", "FULL")
+    };
     let manifest_vars = |digest: &str, include_upload: bool| {
         json!({
             "artifactID": artifact_id, "baseArtifactID": base_id,
-            "name": "wandb_manifest.json", "digest": digest,
+            "name": manifest_name, "digest": digest,
             "entityName": entity, "projectName": project, "runName": job.run.name,
-            "manifestType": "FULL", "includeUpload": include_upload,
+            "manifestType": manifest_type, "includeUpload": include_upload,
         })
     };
     let manifest = gql(
@@ -173,24 +184,52 @@ pub async fn save(backend: &Backend, job: SaveJob) -> Result<String, String> {
     let local: Vec<usize> = (0..entries.len())
         .filter(|i| entries[*i].reference.is_empty() && !entries[*i].local_path.is_empty())
         .collect();
-    for batch in local.chunks(BATCH) {
-        upload_batch(backend, &artifact_id, &manifest_id, &mut entries, batch)
+    {
+        use futures::StreamExt as _;
+        let snapshot = entries.clone();
+        // Futures made up front: a closure inside the stream trips the
+        // compiler's higher-ranked lifetime check when the save is spawned.
+        let batches: Vec<_> = local
+            .chunks(BATCH)
+            .map(|batch| upload_batch(backend, &artifact_id, &manifest_id, &snapshot, batch))
+            .collect();
+        let births: Vec<Vec<(usize, String)>> = futures::stream::iter(batches)
+            .buffer_unordered(BATCHES_IN_FLIGHT)
+            .collect::<Vec<_>>()
             .await
+            .into_iter()
+            .collect::<Result<_, _>>()
             .map_err(|e| format!("ArtifactSaver.uploadFiles: {e}"))?;
+        for (i, birth) in births.into_iter().flatten() {
+            entries[i].birth_artifact_id = birth;
+        }
     }
 
     // 4. The manifest itself.
     let manifest_json = manifest_json(a, &entries);
     let digest = B64.encode(Md5::digest(manifest_json.as_bytes()));
-    let upserted = gql(
-        backend,
-        "CreateArtifactManifest",
-        CREATE_MANIFEST,
-        manifest_vars(&digest, true),
-    )
-    .await
+    let upserted = if manifest_type == "FULL" {
+        gql(
+            backend,
+            "CreateArtifactManifest",
+            CREATE_MANIFEST,
+            manifest_vars(&digest, true),
+        )
+        .await
+        .map(|v| v["createArtifactManifest"].clone())
+    } else {
+        gql(
+            backend,
+            "UpdateArtifactManifest",
+            UPDATE_MANIFEST,
+            json!({"artifactManifestID": manifest_id, "digest": digest,
+                   "baseArtifactID": null, "includeUpload": true}),
+        )
+        .await
+        .map(|v| v["updateArtifactManifest"].clone())
+    }
     .map_err(|e| format!("ArtifactSaver.upsertManifest: {e}"))?;
-    let file = &upserted["createArtifactManifest"]["artifactManifest"]["file"];
+    let file = &upserted["artifactManifest"]["file"];
     let url = file["uploadUrl"]
         .as_str()
         .ok_or("ArtifactSaver.upsertManifest: nil uploadURL")?;
@@ -218,8 +257,51 @@ pub async fn save(backend: &Backend, job: SaveJob) -> Result<String, String> {
     if a.use_after_commit {
         use_artifact(backend, &artifact_id, &job).await?;
     }
+    fill_cache(&entries).await;
     remove_staged(&job.staging_dir, &entries);
     Ok(artifact_id)
+}
+
+/// Copies saved files into the SDK's artifact cache
+/// (`<cache>/artifacts/obj/md5/<hex[..2]>/<hex[2..]>`), as wandb-core does,
+/// so `artifact.download()` on this machine reads them from disk.
+async fn fill_cache(entries: &[Entry]) {
+    let Some(root) = std::env::var_os("WANDB_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("wandb")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/wandb")))
+    else {
+        return;
+    };
+    let entries: Vec<Entry> = entries
+        .iter()
+        .filter(|e| !e.local_path.is_empty() && !e.skip_cache && e.extra.is_empty())
+        .cloned()
+        .collect();
+    let _ = tokio::task::spawn_blocking(move || {
+        let objects = root.join("artifacts/obj/md5");
+        let tmp = root.join("artifacts/tmp");
+        for e in entries {
+            let Ok(raw) = B64.decode(&e.digest) else {
+                continue;
+            };
+            let hex = super::checksums::hex(&raw);
+            let target = objects.join(&hex[..2]).join(&hex[2..]);
+            if target.exists() {
+                continue;
+            }
+            let staged = tmp.join(format!("{hex}.{}", std::process::id()));
+            let copied = std::fs::create_dir_all(&tmp)
+                .and_then(|()| std::fs::create_dir_all(target.parent().unwrap_or(&objects)))
+                .and_then(|()| std::fs::copy(&e.local_path, &staged))
+                .and_then(|_| std::fs::rename(&staged, &target));
+            if let Err(err) = copied {
+                let _ = std::fs::remove_file(&staged);
+                tracing::debug!("artifact cache: {}: {err}", e.local_path);
+            }
+        }
+    })
+    .await;
 }
 
 async fn use_artifact(backend: &Backend, id: &str, job: &SaveJob) -> Result<(), String> {
@@ -258,13 +340,15 @@ fn headers(v: &Value) -> Vec<(String, String)> {
 }
 
 /// One CreateArtifactFiles request and the PUTs it asks for.
+/// Returns the birth artifact of each file (the artifact that first stored
+/// its content).
 async fn upload_batch(
     backend: &Backend,
     artifact_id: &str,
     manifest_id: &str,
-    entries: &mut [Entry],
+    entries: &[Entry],
     batch: &[usize],
-) -> Result<(), String> {
+) -> Result<Vec<(usize, String)>, String> {
     let threshold = multipart_threshold();
     let mut specs = Vec::with_capacity(batch.len());
     let mut parts: Vec<Option<Vec<(u64, u64, String)>>> = Vec::with_capacity(batch.len());
@@ -275,7 +359,7 @@ async fn upload_batch(
             let path = PathBuf::from(&e.local_path);
             let ps = part_size(size);
             Some(
-                tokio::task::spawn_blocking(move || part_hashes(&path, ps))
+                tokio::task::spawn_blocking(move || super::checksums::part_hashes(&path, ps))
                     .await
                     .map_err(|e| e.to_string())?
                     .map_err(|err| format!("{}: {err}", e.local_path))?,
@@ -309,10 +393,11 @@ async fn upload_batch(
         ));
     }
     let mut puts = Vec::new();
+    let mut births = Vec::with_capacity(batch.len());
     for ((&i, edge), part_md5s) in batch.iter().zip(&edges).zip(parts) {
         let node = &edge["node"];
         if let Some(birth) = node["artifact"]["id"].as_str() {
-            entries[i].birth_artifact_id = birth.to_string();
+            births.push((i, birth.to_string()));
         }
         let Some(url) = node["uploadUrl"].as_str() else {
             continue; // the server has this content already
@@ -339,6 +424,18 @@ async fn upload_batch(
                     let content = tokio::fs::read(&path)
                         .await
                         .map_err(|err| format!("{path}: {err}"))?;
+                    // The bytes must be what the manifest says (a file
+                    // changed since it was added would corrupt the version).
+                    let md5 = B64.encode(Md5::digest(&content));
+                    let other_algorithm = e.extra.iter().any(|(k, _)| k == "alg");
+                    if !other_algorithm && md5 != e.digest {
+                        return Err(format!(
+                            "{}: {path} changed after it was added to the artifact",
+                            e.path
+                        ));
+                    }
+                    // Content-MD5 goes only when the server's upload headers
+                    // name it: signed URLs may not cover an extra header.
                     backend
                         .upload(&url, &hdrs, Bytes::from(content), "artifact file")
                         .await
@@ -361,34 +458,7 @@ async fn upload_batch(
             r?;
         }
     }
-    Ok(())
-}
-
-/// `(offset, length, hex MD5)` of each part of a file.
-fn part_hashes(path: &Path, part: u64) -> std::io::Result<Vec<(u64, u64, String)>> {
-    let mut f = std::fs::File::open(path)?;
-    let size = f.metadata()?.len();
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut offset = 0;
-    while offset < size {
-        let len = part.min(size - offset);
-        let mut h = Md5::new();
-        let mut left = len;
-        while left > 0 {
-            let want = left.min(buf.len() as u64) as usize;
-            let n = f.read(&mut buf[..want])?;
-            if n == 0 {
-                return Err(std::io::Error::other("file shrank while hashing"));
-            }
-            h.update(&buf[..n]);
-            left -= n as u64;
-        }
-        let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        out.push((offset, len, hex));
-        offset += len;
-    }
-    Ok(out)
+    Ok(births)
 }
 
 /// A multipart upload: each part PUT with its Content-MD5, then
@@ -604,6 +674,7 @@ fn remove_staged(staging_dir: &str, entries: &[Entry]) {
 const CREATE_ARTIFACT: &str = "mutation CreateArtifact($input: CreateArtifactInput!) { createArtifact(input: $input) { artifact { id state artifactSequence { latestArtifact { id } } } } }";
 const CREATE_MANIFEST: &str = "mutation CreateArtifactManifest($artifactID: ID!, $baseArtifactID: ID, $name: String!, $digest: String!, $entityName: String!, $projectName: String!, $runName: String!, $manifestType: ArtifactManifestType!, $includeUpload: Boolean!) { createArtifactManifest(input: {artifactID: $artifactID, baseArtifactID: $baseArtifactID, name: $name, digest: $digest, entityName: $entityName, projectName: $projectName, runName: $runName, type: $manifestType}) { artifactManifest { id file { id uploadUrl @include(if: $includeUpload) uploadHeaders @include(if: $includeUpload) } } } }";
 const CREATE_FILES: &str = "mutation CreateArtifactFiles($input: CreateArtifactFilesInput!) { createArtifactFiles(input: $input) { files { edges { node { storagePath uploadUrl uploadHeaders uploadMultipartUrls { uploadID uploadUrlParts { partNumber uploadUrl } } artifact { id } } } } } }";
+const UPDATE_MANIFEST: &str = "mutation UpdateArtifactManifest($artifactManifestID: ID!, $digest: String, $baseArtifactID: ID, $includeUpload: Boolean!) { updateArtifactManifest(input: {artifactManifestID: $artifactManifestID, digest: $digest, baseArtifactID: $baseArtifactID}) { artifactManifest { id file { id uploadUrl @include(if: $includeUpload) uploadHeaders @include(if: $includeUpload) } } } }";
 const COMPLETE_MULTIPART: &str = "mutation CompleteMultipartUploadArtifact($completeMultipartAction: CompleteMultipartAction!, $completedParts: [UploadPartsInput!]!, $artifactID: ID!, $storagePath: String!, $uploadID: String!) { completeMultipartUploadArtifact(input: {completeMultipartAction: $completeMultipartAction, completedParts: $completedParts, artifactID: $artifactID, storagePath: $storagePath, uploadID: $uploadID}) { digest } }";
 const COMMIT_ARTIFACT: &str = "mutation CommitArtifact($artifactID: ID!) { commitArtifact(input: {artifactID: $artifactID}) { artifact { id digest } } }";
 const USE_ARTIFACT: &str = "mutation UseArtifact($input: UseArtifactInput!) { useArtifact(input: $input) { artifact { id } } }";
@@ -646,20 +717,7 @@ mod tests {
     }
 
     #[test]
-    fn parts_cover_the_file_with_their_md5s() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f");
-        std::fs::write(&p, vec![7u8; 10_000]).unwrap();
-        let parts = part_hashes(&p, 4096).unwrap();
-        assert_eq!(
-            parts.iter().map(|x| x.1).collect::<Vec<_>>(),
-            [4096, 4096, 1808]
-        );
-        let whole: String = Md5::digest(vec![7u8; 4096])
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(parts[0].2, whole);
+    fn part_sizes_follow_wandb_core() {
         assert_eq!(part_size(1 << 30), 100 << 20);
         assert_eq!(part_size(5 << 40) % 4096, 0);
     }

@@ -11,6 +11,7 @@
 //! once every upload is done and the file stream is complete.
 
 pub mod artifacts;
+pub mod checksums;
 pub mod filestream;
 pub mod uploads;
 
