@@ -50,6 +50,11 @@ print("STAGED", len(os.listdir(staging)) if os.path.isdir(staging) else 0)
 run = wandb.init(project="arts", id="artrun3")
 linked = run.link_artifact(run.use_artifact("ds:v0"), "standin/arts/portfolio", aliases=["prod"])
 print("LINKED", linked.version if linked else None)
+# The service's own link request (the 0.31.0 SDK has it, but links
+# through the public API).
+h = run._interface.deliver_link_artifact(used, "portfolio2", ["staging"], "standin", "arts")
+r = h.wait_or(timeout=60).response.link_artifact_response
+print("LINKREQ", r.version_index, repr(r.error_message))
 run.finish()
 "#;
 
@@ -152,6 +157,13 @@ fn log_use_and_download_match_wandb_core() {
         count(&theirs, "artifact_download")
     );
     assert!(t.contains("LINKED v0"), "{t}");
+    assert!(t.contains("LINKREQ 0 ''"), "{t}");
+    let linkreq = |t: &str| {
+        t.lines()
+            .find(|l| l.starts_with("LINKREQ"))
+            .map(String::from)
+    };
+    assert_eq!(linkreq(&t), linkreq(&text(&ref_out)));
     assert_eq!(
         mine.store
             .artifact_links("standin", "arts", "portfolio")

@@ -851,9 +851,23 @@ fn membership_json(ctx: &Ctx<'_>, m: &Member) -> Value {
 /// `linkArtifact(input)`: links a version into a portfolio (made on first
 /// use) with the next index there, and the given aliases plus `latest`.
 pub fn link_artifact(field: &GField<'_>, ctx: &Ctx<'_>) -> Result<Value, String> {
-    let id = str_of(&input_value(field, ctx, "artifactID"))
-        .and_then(|s| parse_gid(&s))
-        .ok_or("linkArtifact: bad artifactID")?;
+    // By server ID, or by the client ID of an artifact saved from a draft.
+    let id = match str_of(&input_value(field, ctx, "artifactID")).and_then(|s| parse_gid(&s)) {
+        Some(id) => id,
+        None => {
+            let client = str_of(&input_value(field, ctx, "clientID")).unwrap_or_default();
+            ctx.store
+                .with(|c| {
+                    c.query_row(
+                        "SELECT id FROM art_versions WHERE client_id = ?1 ORDER BY id DESC LIMIT 1",
+                        params![client],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                })
+                .ok_or("linkArtifact: no artifact with that ID or client ID")?
+        }
+    };
     let v = ctx
         .store
         .artifact_version(id)

@@ -119,6 +119,28 @@ impl Ctx {
     }
 }
 
+/// Before runs are finished: a client that wrote its last records and
+/// exited just before the shutdown may still have them in its socket. Its
+/// connection reads them and ends at the end of the stream, so wait until
+/// the number of open connections has not changed for 30 ms (at most 2 s):
+/// what was sent before the shutdown is kept. (Reading a socket's buffer
+/// takes well under that.)
+async fn settle_connections(ctx: &Ctx) {
+    let start = tokio::time::Instant::now();
+    let mut last = ctx.connections.load(Ordering::SeqCst);
+    let mut stable_since = start;
+    while start.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let now = ctx.connections.load(Ordering::SeqCst);
+        if now != last {
+            last = now;
+            stable_since = tokio::time::Instant::now();
+        } else if stable_since.elapsed() >= Duration::from_millis(30) {
+            return;
+        }
+    }
+}
+
 /// A running service.
 pub struct Service {
     listeners: Listeners,
@@ -214,6 +236,7 @@ impl Service {
         // Stop accepting, finish runs (they may still answer their clients),
         // then close connections.
         listeners.close();
+        settle_connections(&ctx).await;
         ctx.mux.finish_all(reason.run_exit_code()).await;
         stop_connections.cancel();
         // Let connection tasks write their last answers.

@@ -860,15 +860,30 @@ impl Handler {
                     },
                 )),
             ),
-            RequestType::LinkArtifact(_) => self.ack_response(
-                reply,
-                Some(ResponseType::LinkArtifactResponse(
-                    pb::LinkArtifactResponse {
-                        error_message: "link_artifact is not supported by wandb-core-rs yet".into(),
-                        ..Default::default()
-                    },
-                )),
-            ),
+            RequestType::LinkArtifact(request) => {
+                let refused = match &self.online {
+                    Some(online) => online
+                        .ctl
+                        .try_send(OnlineCtl::LinkArtifact {
+                            request: Box::new(request),
+                            reply: reply.clone(),
+                        })
+                        .err()
+                        .map(|_| "the online sender is not running or is overloaded"),
+                    None => Some("link_artifact needs an online run"),
+                };
+                if let Some(message) = refused {
+                    self.ack_response(
+                        reply,
+                        Some(ResponseType::LinkArtifactResponse(
+                            pb::LinkArtifactResponse {
+                                error_message: message.into(),
+                                ..Default::default()
+                            },
+                        )),
+                    );
+                }
+            }
             // Requests that change nothing offline (pause/resume the system
             // monitor, legacy flow-control and job requests): acknowledged.
             RequestType::Defer(_)

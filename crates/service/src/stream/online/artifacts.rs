@@ -316,6 +316,42 @@ async fn fill_cache(entries: &[Entry], staging_dir: &str) {
     .await;
 }
 
+/// Links a saved artifact (by server ID, or by the client ID of a draft)
+/// into a portfolio; returns its version index there.
+pub async fn link(
+    backend: &Backend,
+    run: &RunPath,
+    r: &pb::LinkArtifactRequest,
+) -> Result<i32, String> {
+    let or = |s: &str, default: &str| {
+        if s.is_empty() {
+            default.to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let answer = gql(
+        backend,
+        "LinkArtifact",
+        LINK_ARTIFACT,
+        json!({
+            "artifactPortfolioName": r.portfolio_name,
+            "entityName": or(&r.portfolio_entity, &run.entity),
+            "projectName": or(&r.portfolio_project, &run.project),
+            "aliases": r.portfolio_aliases.iter().map(|a| json!({"artifactCollectionName": r.portfolio_name, "alias": a})).collect::<Vec<_>>(),
+            "clientId": opt(&r.client_id),
+            "artifactId": opt(&r.server_id),
+        }),
+    )
+    .await
+    .map_err(|e| format!("ArtifactLinker: {e}"))?;
+    answer["linkArtifact"]["versionIndex"]
+        .as_i64()
+        .map(|n| n as i32)
+        .ok_or_else(|| "ArtifactLinker: no version index in the answer".to_string())
+}
+
 async fn use_artifact(backend: &Backend, id: &str, job: &SaveJob) -> Result<(), String> {
     gql(
         backend,
@@ -687,6 +723,7 @@ const CREATE_ARTIFACT: &str = "mutation CreateArtifact($input: CreateArtifactInp
 const CREATE_MANIFEST: &str = "mutation CreateArtifactManifest($artifactID: ID!, $baseArtifactID: ID, $name: String!, $digest: String!, $entityName: String!, $projectName: String!, $runName: String!, $manifestType: ArtifactManifestType!, $includeUpload: Boolean!) { createArtifactManifest(input: {artifactID: $artifactID, baseArtifactID: $baseArtifactID, name: $name, digest: $digest, entityName: $entityName, projectName: $projectName, runName: $runName, type: $manifestType}) { artifactManifest { id file { id uploadUrl @include(if: $includeUpload) uploadHeaders @include(if: $includeUpload) } } } }";
 const CREATE_FILES: &str = "mutation CreateArtifactFiles($input: CreateArtifactFilesInput!) { createArtifactFiles(input: $input) { files { edges { node { storagePath uploadUrl uploadHeaders uploadMultipartUrls { uploadID uploadUrlParts { partNumber uploadUrl } } artifact { id } } } } } }";
 const UPDATE_MANIFEST: &str = "mutation UpdateArtifactManifest($artifactManifestID: ID!, $digest: String, $baseArtifactID: ID, $includeUpload: Boolean!) { updateArtifactManifest(input: {artifactManifestID: $artifactManifestID, digest: $digest, baseArtifactID: $baseArtifactID}) { artifactManifest { id file { id uploadUrl @include(if: $includeUpload) uploadHeaders @include(if: $includeUpload) } } } }";
+const LINK_ARTIFACT: &str = "mutation LinkArtifact($artifactPortfolioName: String!, $entityName: String!, $projectName: String!, $aliases: [ArtifactAliasInput!], $clientId: ID, $artifactId: ID) { linkArtifact(input: {artifactPortfolioName: $artifactPortfolioName, entityName: $entityName, projectName: $projectName, aliases: $aliases, artifactID: $artifactId, clientID: $clientId}) { versionIndex } }";
 const COMPLETE_MULTIPART: &str = "mutation CompleteMultipartUploadArtifact($completeMultipartAction: CompleteMultipartAction!, $completedParts: [UploadPartsInput!]!, $artifactID: ID!, $storagePath: String!, $uploadID: String!) { completeMultipartUploadArtifact(input: {completeMultipartAction: $completeMultipartAction, completedParts: $completedParts, artifactID: $artifactID, storagePath: $storagePath, uploadID: $uploadID}) { digest } }";
 const COMMIT_ARTIFACT: &str = "mutation CommitArtifact($artifactID: ID!) { commitArtifact(input: {artifactID: $artifactID}) { artifact { id digest } } }";
 const USE_ARTIFACT: &str = "mutation UseArtifact($input: UseArtifactInput!) { useArtifact(input: $input) { artifact { id } } }";

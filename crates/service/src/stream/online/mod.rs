@@ -62,6 +62,11 @@ pub enum OnlineCtl {
         request: Box<pb::LogArtifactRequest>,
         reply: Option<Reply>,
     },
+    /// Link a saved artifact into a portfolio (a registry collection).
+    LinkArtifact {
+        request: Box<pb::LinkArtifactRequest>,
+        reply: Option<Reply>,
+    },
 }
 
 /// The run as the server has it after init.
@@ -308,6 +313,43 @@ impl Sender {
             }
             answer_artifact(reply, result);
         });
+    }
+}
+
+impl Sender {
+    /// Links an artifact once the saves logged before it are done (a draft
+    /// is known to the server by its client ID only after its commit).
+    fn start_link(
+        &self,
+        s: &mut FollowState,
+        path: &RunPath,
+        request: pb::LinkArtifactRequest,
+        reply: Option<Reply>,
+    ) {
+        let earlier: Vec<_> = s.artifact_locks.values().cloned().collect();
+        let backend = self.backend.clone();
+        let path = path.clone();
+        s.saves.spawn(async move {
+            for lock in earlier {
+                drop(lock.lock().await);
+            }
+            answer_link(reply, artifacts::link(&backend, &path, &request).await);
+        });
+    }
+}
+
+fn answer_link(reply: Option<Reply>, result: Result<i32, String>) {
+    if let Some(reply) = reply {
+        let (version_index, error_message) = match result {
+            Ok(n) => (Some(n), String::new()),
+            Err(e) => (None, e),
+        };
+        reply.response(Some(pb::response::ResponseType::LinkArtifactResponse(
+            pb::LinkArtifactResponse {
+                error_message,
+                version_index,
+            },
+        )));
     }
 }
 
@@ -573,6 +615,9 @@ impl Sender {
                 Some(OnlineCtl::LogArtifact { reply, .. }) => {
                     answer_artifact(reply, Err("the run is not created yet".into()));
                 }
+                Some(OnlineCtl::LinkArtifact { reply, .. }) => {
+                    answer_link(reply, Err("the run is not created yet".into()));
+                }
                 None => {
                     // The run never started; nothing to send.
                     let _ = self.files_done.wait_for(|d| *d).await;
@@ -595,6 +640,9 @@ impl Sender {
                     }
                     OnlineCtl::LogArtifact { reply, .. } => {
                         answer_artifact(reply, Err("the run was not created on the server".into()));
+                    }
+                    OnlineCtl::LinkArtifact { reply, .. } => {
+                        answer_link(reply, Err("the run was not created on the server".into()));
                     }
                     OnlineCtl::Init { .. } => {}
                 }
@@ -901,6 +949,9 @@ impl Sender {
                         OnlineCtl::LogArtifact { reply, .. } => {
                             answer_artifact(reply, Err("the run is finished".into()));
                         }
+                        OnlineCtl::LinkArtifact { reply, .. } => {
+                            answer_link(reply, Err("the run is finished".into()));
+                        }
                         OnlineCtl::Init { .. } => {}
                     }
                 }
@@ -961,6 +1012,9 @@ impl Sender {
                 }
                 msg = ctl.recv(), if ctl_open => match msg {
                     Some(OnlineCtl::Exit { reply }) => exit_replies.push(reply),
+                    Some(OnlineCtl::LinkArtifact { request, reply }) => {
+                        self.start_link(&mut state, &path, *request, reply);
+                    }
                     Some(OnlineCtl::LogArtifact { request, reply }) => {
                         let request = *request;
                         self.start_save(&mut state, &path, request.artifact.unwrap_or_default(),
