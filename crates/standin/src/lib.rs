@@ -464,6 +464,34 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The checks every upload PUT goes through: the upload token, then any
+/// injected failure for `op`. `Some` is the answer to give instead.
+fn refuse_upload(
+    shared: &Shared,
+    headers: &HeaderMap,
+    url_path: &str,
+    op: &str,
+    len: usize,
+) -> Option<Response> {
+    let op_name = Some(op.to_string());
+    if header(headers, UPLOAD_TOKEN_HEADER).as_deref() != Some(shared.config.upload_token.as_str())
+    {
+        log(shared, headers, "PUT", url_path, op_name, 403, len);
+        return Some((StatusCode::FORBIDDEN, "missing or wrong upload token").into_response());
+    }
+    let resp = injected(shared, op)?;
+    log(
+        shared,
+        headers,
+        "PUT",
+        url_path,
+        op_name,
+        resp.status().as_u16(),
+        len,
+    );
+    Some(resp)
+}
+
 async fn upload_handler(
     State(shared): State<Arc<Shared>>,
     Path((entity, project, run, path)): Path<(String, String, String, String)>,
@@ -472,22 +500,8 @@ async fn upload_handler(
 ) -> Response {
     let url_path = format!("/storage/{entity}/{project}/{run}/{path}");
     let op = Some("upload".to_string());
-    if header(&headers, UPLOAD_TOKEN_HEADER).as_deref() != Some(shared.config.upload_token.as_str())
-    {
-        log(&shared, &headers, "PUT", &url_path, op, 403, body.len());
-        return (StatusCode::FORBIDDEN, "missing or wrong upload token").into_response();
-    }
-    if let Some(resp) = injected(&shared, "upload") {
-        log(
-            &shared,
-            &headers,
-            "PUT",
-            &url_path,
-            op,
-            resp.status().as_u16(),
-            body.len(),
-        );
-        return resp;
+    if let Some(refused) = refuse_upload(&shared, &headers, &url_path, "upload", body.len()) {
+        return refused;
     }
     let key = RunKey::new(
         &percent_decode(&entity),
@@ -511,22 +525,10 @@ async fn artifact_blob_put(
 ) -> Response {
     let url_path = format!("/artifacts/blobs/md5/{hex}");
     let op = Some("artifact_upload".to_string());
-    if header(&headers, UPLOAD_TOKEN_HEADER).as_deref() != Some(shared.config.upload_token.as_str())
+    if let Some(refused) =
+        refuse_upload(&shared, &headers, &url_path, "artifact_upload", body.len())
     {
-        log(&shared, &headers, "PUT", &url_path, op, 403, body.len());
-        return (StatusCode::FORBIDDEN, "missing or wrong upload token").into_response();
-    }
-    if let Some(resp) = injected(&shared, "artifact_upload") {
-        log(
-            &shared,
-            &headers,
-            "PUT",
-            &url_path,
-            op,
-            resp.status().as_u16(),
-            body.len(),
-        );
-        return resp;
+        return refused;
     }
     let store = shared.store.clone();
     let len = body.len();
@@ -574,10 +576,14 @@ async fn artifact_manifest_put(
 ) -> Response {
     let url_path = format!("/artifacts/manifests/{id}");
     let op = Some("artifact_manifest_upload".to_string());
-    if header(&headers, UPLOAD_TOKEN_HEADER).as_deref() != Some(shared.config.upload_token.as_str())
-    {
-        log(&shared, &headers, "PUT", &url_path, op, 403, body.len());
-        return (StatusCode::FORBIDDEN, "missing or wrong upload token").into_response();
+    if let Some(refused) = refuse_upload(
+        &shared,
+        &headers,
+        &url_path,
+        "artifact_manifest_upload",
+        body.len(),
+    ) {
+        return refused;
     }
     let len = body.len();
     match artifacts::put_manifest(&shared.store, id, &body) {

@@ -306,30 +306,11 @@ impl Backend {
         content: Bytes,
         what: &str,
     ) -> Result<(), BackendError> {
-        http::send(
-            || {
-                let mut req = self.client.put(url).body(content.clone());
-                for (k, v) in headers {
-                    if let (Ok(k), Ok(v)) =
-                        (HeaderName::try_from(k.as_str()), HeaderValue::from_str(v))
-                    {
-                        req = req.header(k, v);
-                    }
-                }
-                req
-            },
-            RetryClass::FileTransfer,
-            &self.config.transfer,
-            None,
-            &self.events,
-            what,
-        )
-        .await
-        .map(|_| ())
+        self.upload_with_etag(url, headers, content, what)
+            .await
+            .map(|_| ())
     }
-}
 
-impl Backend {
     /// Like [`Backend::upload`], returning the answer's `ETag` (multipart
     /// artifact parts need it).
     pub async fn upload_with_etag(
