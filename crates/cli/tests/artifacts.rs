@@ -294,6 +294,39 @@ run.finish()
 }
 
 #[test]
+fn xxh128_artifacts_are_sent_as_md5_like_wandb_core() {
+    let py = install_ours();
+    let script = r#"
+import wandb
+open("a.txt", "w").write("hello\n")
+open("b.txt", "w").write("world\n")
+run = wandb.init(project="arts", id="xxhrun")
+art = wandb.Artifact("xx", "dataset", digest_algorithm="XXH128")
+art.add_file("a.txt")
+art.add_file("b.txt")
+run.log_artifact(art)
+art.wait()
+print("SAVED", art.version)
+run.finish()
+"#;
+    let (mine, theirs) = (standin(KEY, &[]), standin(KEY, &[]));
+    let (out, _) = run(py, &mine, script, "art-xxh-ours", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("SAVED v0"), "{}", text(&out));
+    let (out, _) = run(reference_python(), &theirs, script, "art-xxh-ref", &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(versions(&mine, "xx"), versions(&theirs, "xx"));
+    let v = &mine.store.artifact_versions("standin", "arts", "xx")[0];
+    let manifest = mine.store.artifact_manifest(v.id).unwrap();
+    // MD5 of "hello\n", and no XXH128 marker left.
+    assert_eq!(
+        manifest["contents"]["a.txt"]["digest"],
+        "sZRqySSS0jR8YjW00mERhA=="
+    );
+    assert!(manifest["contents"]["a.txt"].get("extra").is_none());
+}
+
+#[test]
 fn a_few_hundred_megabytes_go_up_in_parts() {
     let py = install_ours();
     let s = standin(KEY, &[]);

@@ -80,6 +80,15 @@ pub async fn save(backend: &Backend, job: SaveJob) -> Result<String, String> {
     let a = &job.artifact;
     let mut entries = entries_of(a).map_err(|e| format!("ArtifactSaver.readManifest: {e}"))?;
     entries.sort_by(|x, y| x.path.cmp(&y.path));
+    // XXH128 artifacts need a server that takes them (its
+    // ARTIFACT_DIGEST_ALGORITHM feature); without that, as wandb-core does,
+    // the files are hashed with MD5 and the artifact digest recomputed.
+    let mut digest = a.digest.clone();
+    if a.digest_algorithm == "MANIFEST_XXH128" || entries.iter().any(is_xxh128) {
+        digest = to_md5(&mut entries)
+            .await
+            .map_err(|e| format!("ArtifactSaver.rehash: {e}"))?;
+    }
     let (entity, project) = (job.run.entity.clone(), job.run.project.clone());
     let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
 
@@ -90,7 +99,7 @@ pub async fn save(backend: &Backend, job: SaveJob) -> Result<String, String> {
         "artifactTypeName": a.r#type,
         "artifactCollectionName": a.name,
         "runName": if a.user_created { None } else { Some(job.run.name.clone()) },
-        "digest": a.digest,
+        "digest": digest,
         "digestAlgorithm": "MANIFEST_MD5",
         "description": opt(&a.description),
         "aliases": a.aliases.iter().map(|al| json!({"alias": al, "artifactCollectionName": a.name})).collect::<Vec<_>>(),
@@ -350,6 +359,42 @@ pub async fn link(
         .as_i64()
         .map(|n| n as i32)
         .ok_or_else(|| "ArtifactLinker: no version index in the answer".to_string())
+}
+
+fn is_xxh128(e: &Entry) -> bool {
+    e.extra
+        .iter()
+        .any(|(k, v)| k == "alg" && v.trim_matches('"') == "XXH128")
+}
+
+/// Re-hashes XXH128 entries of local files with MD5; returns the artifact
+/// digest: the hex MD5 of `wandb-artifact-manifest-v1` and `path:digest`
+/// lines, by path.
+async fn to_md5(entries: &mut [Entry]) -> Result<String, String> {
+    for e in entries.iter_mut().filter(|e| is_xxh128(e)) {
+        if e.reference.is_empty() && !e.local_path.is_empty() {
+            let path = PathBuf::from(&e.local_path);
+            let whole =
+                tokio::task::spawn_blocking(move || super::checksums::part_hashes(&path, u64::MAX))
+                    .await
+                    .map_err(|err| err.to_string())?
+                    .map_err(|err| format!("{}: {err}", e.local_path))?;
+            let hex = whole
+                .first()
+                .map(|p| p.2.clone())
+                .unwrap_or_else(|| super::checksums::hex(&Md5::digest(b"")));
+            let raw: Vec<u8> = (0..hex.len() / 2)
+                .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+                .collect();
+            e.digest = B64.encode(raw);
+            e.extra.retain(|(k, _)| k != "alg");
+        }
+    }
+    let mut text = String::from("wandb-artifact-manifest-v1\n");
+    for e in entries.iter() {
+        text.push_str(&format!("{}:{}\n", e.path, e.digest));
+    }
+    Ok(super::checksums::hex(&Md5::digest(text.as_bytes())))
 }
 
 async fn use_artifact(backend: &Backend, id: &str, job: &SaveJob) -> Result<(), String> {
