@@ -11,8 +11,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{install_ours, standin};
-use serde_json::{Map, Value, json};
+use common::{install_ours, stable, standin};
+use serde_json::{Value, json};
 use testkit::{reference_python, scratch_dir};
 use wandb_standin::{Config, RunKey, StandIn, Store};
 
@@ -99,25 +99,6 @@ fn volatile(key: &str) -> bool {
     key == "_runtime" || key == "_timestamp" || key.starts_with("_wandb")
 }
 
-/// Values with volatile keys removed and numbers compared as numbers
-/// (wandb-core writes `1` for the SDK's `1.0`; the value is the same).
-fn stable(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .filter(|(k, _)| !volatile(k))
-                .map(|(k, v)| (k.clone(), stable(v)))
-                .collect::<Map<_, _>>(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(stable).collect()),
-        Value::Number(n) => n
-            .as_f64()
-            .and_then(serde_json::Number::from_f64)
-            .map_or_else(|| v.clone(), Value::Number),
-        other => other.clone(),
-    }
-}
-
 /// Lines the SDK prints about itself (retries, progress) land in the
 /// captured console too; when they appear depends on timing.
 fn sdk_message(text: &str) -> bool {
@@ -188,9 +169,24 @@ fn differences(pair: &Pair) -> Vec<String> {
         check("complete", json!(t.complete), json!(m.complete));
         check("exit code", json!(t.exitcode), json!(m.exitcode));
         check("preempting", json!(t.preempting), json!(m.preempting));
-        check("config", stable(&t.config), stable(&m.config));
-        check("summary", stable(&t.summary), stable(&m.summary));
-        let rows = |s: &Store| Value::Array(s.history(key).iter().map(stable).collect());
+        check(
+            "config",
+            stable(&t.config, &volatile),
+            stable(&m.config, &volatile),
+        );
+        check(
+            "summary",
+            stable(&t.summary, &volatile),
+            stable(&m.summary, &volatile),
+        );
+        let rows = |s: &Store| {
+            Value::Array(
+                s.history(key)
+                    .iter()
+                    .map(|v| stable(v, &volatile))
+                    .collect(),
+            )
+        };
         check("history", rows(theirs), rows(mine));
         let console = |s: &Store| {
             Value::from(
@@ -657,14 +653,8 @@ print("offline console line")
 run.summary["final"] = "yes"
 run.finish()
 "#;
-    let out = Command::new(python)
-        .args(["-c", script])
-        .current_dir(&work)
-        .env_remove("WANDB_SERVICE")
+    let out = common::python_script(python, script, &work)
         .env("WANDB_MODE", "offline")
-        .env("WANDB_ERROR_REPORTING", "false")
-        .env("HOME", &work)
-        .env("WANDB_DIR", &work)
         .output()
         .unwrap();
     assert!(

@@ -10,8 +10,8 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{install_ours, ours};
-use serde_json::{Map, Value};
+use common::{install_ours, ours, stable};
+use serde_json::Value;
 use testkit::{reference_manifest, reference_python, run_scenarios, scratch_dir};
 
 /// Keys whose values differ between any two runs of the same script.
@@ -20,26 +20,6 @@ fn volatile(key: &str) -> bool {
         || key == "_timestamp"
         || key.starts_with("_wandb")
         || key.ends_with("artifact_path")
-}
-
-/// A value with the volatile keys removed and numbers compared as numbers:
-/// wandb-core re-formats values (`1.0` → `1`), we keep the SDK's text; the
-/// values must be the same, not their spelling.
-fn stable(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .filter(|(k, _)| !volatile(k))
-                .map(|(k, v)| (k.clone(), stable(v)))
-                .collect::<Map<_, _>>(),
-        ),
-        Value::Array(items) => Value::Array(items.iter().map(stable).collect()),
-        Value::Number(n) => n
-            .as_f64()
-            .and_then(serde_json::Number::from_f64)
-            .map_or_else(|| v.clone(), Value::Number),
-        other => other.clone(),
-    }
 }
 
 fn runs_of<'a>(manifest: &'a Value, scenario: &str) -> Vec<&'a Value> {
@@ -104,17 +84,21 @@ fn compare(reference: &Value, ours: &Value, exit_codes_from_teardown: &[&str]) -
                         .as_array()
                         .unwrap()
                         .iter()
-                        .map(stable)
+                        .map(|v| stable(v, &volatile))
                         .collect::<Vec<_>>(),
                 )
             };
             check("history rows", rows(t), rows(m));
             check(
                 "final summary",
-                stable(&t["summary"]),
-                stable(&m["summary"]),
+                stable(&t["summary"], &volatile),
+                stable(&m["summary"], &volatile),
             );
-            check("config", stable(&t["config"]), stable(&m["config"]));
+            check(
+                "config",
+                stable(&t["config"], &volatile),
+                stable(&m["config"], &volatile),
+            );
             check(
                 "output.log",
                 t["output_log"].clone(),

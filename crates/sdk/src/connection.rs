@@ -101,6 +101,16 @@ pub(crate) struct Counters {
     pub undelivered: AtomicU64,
 }
 
+impl Counters {
+    pub fn snapshot(&self) -> crate::RunStats {
+        crate::RunStats {
+            sent: self.sent.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            undelivered: self.undelivered.load(Ordering::Relaxed),
+        }
+    }
+}
+
 struct Shared {
     waiters: Mutex<HashMap<String, Waiter>>,
     /// Why the connection is closed, once it is.

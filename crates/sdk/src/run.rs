@@ -170,7 +170,6 @@ struct Inner {
     /// Our idea of the current step, only for naming media files.
     step: AtomicU64,
     finish_timeout: Duration,
-    dropped_at_finish: Mutex<Option<RunStats>>,
 }
 
 impl std::fmt::Debug for Run {
@@ -193,7 +192,6 @@ impl Run {
                 finished: AtomicBool::new(false),
                 step: AtomicU64::new(0),
                 finish_timeout: settings.finish_timeout,
-                dropped_at_finish: Mutex::new(None),
             }),
         }
     }
@@ -261,7 +259,6 @@ impl Run {
                 finished: AtomicBool::new(false),
                 step: AtomicU64::new(started.starting_step.max(0) as u64),
                 finish_timeout: settings.finish_timeout,
-                dropped_at_finish: Mutex::new(None),
             }),
         })
     }
@@ -690,25 +687,11 @@ impl Run {
     /// # Ok::<(), wandb::Error>(())
     /// ```
     pub fn stats(&self) -> RunStats {
-        if let Some(s) = *self
-            .inner
-            .dropped_at_finish
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-        {
-            return s;
-        }
+        // The counters stay readable after finish (nothing changes them).
         self.inner
             .conn
             .as_ref()
-            .map_or_else(RunStats::default, |c| {
-                let c = c.counters();
-                RunStats {
-                    sent: c.sent.load(Ordering::Relaxed),
-                    dropped: c.dropped.load(Ordering::Relaxed),
-                    undelivered: c.undelivered.load(Ordering::Relaxed),
-                }
-            })
+            .map_or_else(RunStats::default, |c| c.counters().snapshot())
     }
 
     /// Finishes the run: everything queued is delivered, the service writes
@@ -780,16 +763,7 @@ impl Inner {
             let _ = conn.publish_reliably(&done, false);
         }
         conn.close();
-        let c = conn.counters();
-        let stats = RunStats {
-            sent: c.sent.load(Ordering::Relaxed),
-            dropped: c.dropped.load(Ordering::Relaxed),
-            undelivered: c.undelivered.load(Ordering::Relaxed),
-        };
-        *self
-            .dropped_at_finish
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(stats);
+        let stats = conn.counters().snapshot();
         // A service we started stops with its last run (like the Python
         // SDK's teardown at exit), so the run's files are complete now.
         drop(

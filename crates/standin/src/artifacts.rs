@@ -555,10 +555,8 @@ pub fn create_files(field: &GField<'_>, ctx: &Ctx<'_>) -> Result<Value, String> 
         let name = str_of(spec.get("name").unwrap_or(&Value::Null))
             .ok_or("createArtifactFiles: a file has no name")?;
         let md5_b64 = spec.get("md5").and_then(Value::as_str).unwrap_or_default();
-        let raw = B64
-            .decode(md5_b64)
-            .map_err(|_| format!("createArtifactFiles: md5 of {name} is not base64"))?;
-        let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = b64_to_hex(md5_b64)
+            .ok_or_else(|| format!("createArtifactFiles: md5 of {name} is not base64"))?;
         let stored_by: Option<i64> = ctx.store.with(|c| {
             c.query_row(
                 "SELECT first_artifact FROM art_blobs WHERE md5_hex = ?1",
@@ -644,11 +642,17 @@ pub fn complete_multipart(field: &GField<'_>, ctx: &Ctx<'_>) -> Result<Value, St
     Ok(json!({"__typename": "CompleteMultipartUploadArtifactPayload", "digest": hex}))
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn hex_md5(bytes: &[u8]) -> String {
-    Md5::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Md5::digest(bytes))
+}
+
+/// A manifest digest (base64 MD5) as the hex that names stored content.
+fn b64_to_hex(digest: &str) -> Option<String> {
+    B64.decode(digest).ok().map(|raw| hex(&raw))
 }
 
 fn store_blob(store: &Store, hex: &str, content: &[u8], artifact: i64) {
@@ -690,12 +694,7 @@ pub fn commit(field: &GField<'_>, ctx: &Ctx<'_>) -> Result<Value, String> {
                 .get("digest")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let hex: String = B64
-                .decode(digest)
-                .unwrap_or_default()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
+            let hex = b64_to_hex(digest).unwrap_or_default();
             if ctx.store.artifact_blob(&hex).is_none() {
                 return Err(format!("commitArtifact: {path} was never uploaded"));
             }
@@ -1007,12 +1006,7 @@ fn files_page(ctx: &Ctx<'_>, v: &Version, membership: &GField<'_>) -> Value {
         .take(first)
         .map(|(i, (name, e))| {
             let digest = e.get("digest").and_then(Value::as_str).unwrap_or_default();
-            let hex: String = B64
-                .decode(digest)
-                .unwrap_or_default()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
+            let hex = b64_to_hex(digest).unwrap_or_default();
             json!({"node": {
                 "__typename": "File",
                 "id": gid("File", v.id * 100_000 + i as i64),

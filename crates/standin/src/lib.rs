@@ -555,16 +555,30 @@ async fn artifact_blob_get(
         .await
         .ok()
         .flatten();
-    let op = Some("artifact_download".to_string());
-    match blob {
-        Some(b) => {
-            log(&shared, &headers, "GET", &url_path, op, 200, 0);
-            b.into_response()
-        }
-        None => {
-            log(&shared, &headers, "GET", &url_path, op, 404, 0);
-            StatusCode::NOT_FOUND.into_response()
-        }
+    serve(&shared, &headers, &url_path, "artifact_download", blob)
+}
+
+/// A download: the bytes, or 404; logged either way.
+fn serve(
+    shared: &Shared,
+    headers: &HeaderMap,
+    url_path: &str,
+    op: &str,
+    content: Option<Vec<u8>>,
+) -> Response {
+    let status = if content.is_some() { 200 } else { 404 };
+    log(
+        shared,
+        headers,
+        "GET",
+        url_path,
+        Some(op.to_string()),
+        status,
+        0,
+    );
+    match content {
+        Some(b) => b.into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
     }
 }
 
@@ -604,17 +618,14 @@ async fn artifact_manifest_get(
     headers: HeaderMap,
 ) -> Response {
     let url_path = format!("/artifacts/manifests/{id}");
-    let op = Some("artifact_manifest_download".to_string());
-    match artifacts::get_manifest(&shared.store, id) {
-        Some(b) => {
-            log(&shared, &headers, "GET", &url_path, op, 200, 0);
-            b.into_response()
-        }
-        None => {
-            log(&shared, &headers, "GET", &url_path, op, 404, 0);
-            StatusCode::NOT_FOUND.into_response()
-        }
-    }
+    let manifest = artifacts::get_manifest(&shared.store, id);
+    serve(
+        &shared,
+        &headers,
+        &url_path,
+        "artifact_manifest_download",
+        manifest,
+    )
 }
 
 /// PUT of a multipart upload's part: no token (W&B's service sends only

@@ -142,44 +142,8 @@ fn a_bad_key_fails_init_with_the_servers_message() {
     assert!(s.store.runs().is_empty());
 }
 
-/// Artifacts: log (2 files, an alias, a tag) and wait, a table, the same
-/// content again (no new version), one file changed (only it uploaded);
-/// then another run uses and downloads the latest version.
-pub const ARTIFACTS: &str = r#"
-import os, wandb
-os.makedirs("data/sub", exist_ok=True)
-open("data/a.txt", "w").write("hello artifacts\n")
-open("data/sub/b.bin", "wb").write(bytes(range(256)) * 12)
-run = wandb.init(project="arts", id="artrun1")
-art = wandb.Artifact("ds", "dataset", metadata={"k": 1})
-art.add_dir("data")
-run.log_artifact(art, aliases=["best"], tags=["t1"])
-art.wait()
-print("FIRST", art.version, art.digest)
-run.log({"tbl": wandb.Table(columns=["x", "y"], data=[[1, 2], [3, 4]])})
-again = wandb.Artifact("ds", "dataset")
-again.add_dir("data")
-run.log_artifact(again)
-again.wait()
-print("AGAIN", again.version)
-open("data/a.txt", "w").write("changed\n")
-changed = wandb.Artifact("ds", "dataset")
-changed.add_dir("data")
-run.log_artifact(changed)
-changed.wait()
-print("CHANGED", changed.version)
-run.finish()
-run = wandb.init(project="arts", id="artrun2")
-used = run.use_artifact("ds:latest")
-path = used.download(root="downloaded")
-print("USED", used.version, open(os.path.join(path, "a.txt")).read().strip(),
-      len(open(os.path.join(path, "sub/b.bin"), "rb").read()))
-run.finish()
-"#;
-
-/// What the stand-in stored for [`ARTIFACTS`], checked the same way for
-/// any service that ran it.
-pub fn check_artifacts(s: &StandIn, output: &str) {
+/// What the stand-in stored for the artifacts scenario.
+fn check_artifacts(s: &StandIn, output: &str) {
     assert!(output.contains("FIRST v0"), "{output}");
     assert!(
         output.contains("AGAIN v0"),
@@ -187,6 +151,18 @@ pub fn check_artifacts(s: &StandIn, output: &str) {
     );
     assert!(output.contains("CHANGED v1"), "{output}");
     assert!(output.contains("USED v1 changed 3072"), "{output}");
+    assert!(output.contains("LINKED v0"), "{output}");
+    assert!(output.contains("LINKREQ 0 ''"), "{output}");
+    assert_eq!(
+        s.store.artifact_links("standin", "arts", "portfolio").len(),
+        1
+    );
+    assert_eq!(
+        s.store
+            .artifact_links("standin", "arts", "portfolio2")
+            .len(),
+        1
+    );
     let versions = s.store.artifact_versions("standin", "arts", "ds");
     assert_eq!(versions.len(), 2, "{versions:?}");
     let (v0, v1) = (&versions[0], &versions[1]);
@@ -226,7 +202,7 @@ pub fn check_artifacts(s: &StandIn, output: &str) {
 #[test]
 fn the_reference_logs_uses_and_downloads_artifacts_with_the_standin() {
     let s = standin(Vec::new());
-    let out = run_reference(&s, ARTIFACTS, KEY);
+    let out = run_reference(&s, testkit::ARTIFACTS_SCRIPT, KEY);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -330,3 +330,7 @@ pub fn reference_core() -> &'static Path {
         PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
     })
 }
+
+/// The artifacts scenario (`python/artifacts.py`), shared by the stand-in's
+/// proof against W&B's service and the comparison of ours with it.
+pub const ARTIFACTS_SCRIPT: &str = include_str!("../python/artifacts.py");

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use serde_json::Value;
 use wandb_standin::{Config, Inject, StandIn, Store};
 
 /// The `wandb-core` binary under test.
@@ -70,4 +71,24 @@ pub fn python_script(python: &Path, script: &str, work: &Path) -> Command {
         .env("WANDB_DIR", work)
         .env("WANDB_CONFIG_DIR", work.join(".config"));
     cmd
+}
+
+/// `v` without the keys `volatile` names, numbers as floats: wandb-core
+/// re-formats values (`1.0` → `1`), we keep the SDK's text; the values
+/// must be the same, not their spelling.
+pub fn stable(v: &Value, volatile: &dyn Fn(&str) -> bool) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| !volatile(k))
+                .map(|(k, v)| (k.clone(), stable(v, volatile)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(|x| stable(x, volatile)).collect()),
+        Value::Number(n) => n
+            .as_f64()
+            .and_then(serde_json::Number::from_f64)
+            .map_or_else(|| v.clone(), Value::Number),
+        other => other.clone(),
+    }
 }

@@ -76,6 +76,26 @@ pub struct ResumeState {
     pub display_name: String,
 }
 
+impl ResumeState {
+    /// The server's config (without `_wandb`) as a config record, to lay
+    /// under what the resuming session sets.
+    pub fn config_record(&self) -> wandb_proto::pb::ConfigRecord {
+        wandb_proto::pb::ConfigRecord {
+            update: self
+                .config
+                .iter()
+                .filter(|(k, _)| k.as_str() != "_wandb")
+                .map(|(k, v)| wandb_proto::pb::ConfigItem {
+                    key: k.clone(),
+                    value_json: v.to_string(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+}
+
 /// Upload instructions for run files.
 #[derive(Debug, Clone, Default)]
 pub struct RunFileUrls {

@@ -275,21 +275,8 @@ impl Handler {
                     answer.runtime = resumed.runtime as i32;
                     self.resumed_runtime = resumed.runtime.max(0.0);
                     // The server's config, under what this session sets.
-                    let old = pb::ConfigRecord {
-                        update: resumed
-                            .config
-                            .iter()
-                            .filter(|(k, _)| k.as_str() != "_wandb")
-                            .map(|(k, v)| pb::ConfigItem {
-                                key: k.clone(),
-                                value_json: v.to_string(),
-                                ..Default::default()
-                            })
-                            .collect(),
-                        ..Default::default()
-                    };
                     let mut merged = RunConfig::default();
-                    merged.apply(&old);
+                    merged.apply(&resumed.config_record());
                     merged.merge_from(&self.config);
                     self.config = merged;
                     if let Some(sum) = resumed.summary.get("_step").and_then(|v| v.as_i64()) {

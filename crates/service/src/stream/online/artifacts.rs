@@ -383,10 +383,7 @@ async fn to_md5(entries: &mut [Entry]) -> Result<String, String> {
                 .first()
                 .map(|p| p.2.clone())
                 .unwrap_or_else(|| super::checksums::hex(&Md5::digest(b"")));
-            let raw: Vec<u8> = (0..hex.len() / 2)
-                .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
-                .collect();
-            e.digest = B64.encode(raw);
+            e.digest = B64.encode(super::checksums::unhex(&hex));
             e.extra.retain(|(k, _)| k != "alg");
         }
     }
@@ -596,11 +593,11 @@ async fn upload_parts(
         .await
         .map_err(|err| err.to_string())?
         .map_err(|err| format!("{}: {err}", e.local_path))?;
-        let raw: Vec<u8> = (0..hex.len() / 2)
-            .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
-            .collect();
         let part_headers = vec![
-            ("Content-MD5".to_string(), B64.encode(raw)),
+            (
+                "Content-MD5".to_string(),
+                B64.encode(super::checksums::unhex(hex)),
+            ),
             ("Content-Type".to_string(), content_type.clone()),
         ];
         let etag = backend

@@ -852,19 +852,7 @@ impl Sender {
             };
         }
         // A resumed run keeps the server's config under what is set now.
-        state.config.apply(&pb::ConfigRecord {
-            update: resumed
-                .config
-                .iter()
-                .filter(|(k, _)| k.as_str() != "_wandb")
-                .map(|(k, v)| pb::ConfigItem {
-                    key: k.clone(),
-                    value_json: v.to_string(),
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        });
+        state.config.apply(&resumed.config_record());
         if let Some(c) = &state.run.config {
             state.config.apply(c);
         }
