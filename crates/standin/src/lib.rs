@@ -9,13 +9,15 @@
 //! bodies), and `PUT` to the upload URLs it hands out. Everything received
 //! is kept in a [`Store`] (SQLite) that tests query. Failures can be
 //! injected per operation ([`Inject`]); a run can be stopped from "the UI"
-//! ([`StandIn::stop_run`]).
+//! ([`StandIn::stop_run`]); answers can be slowed down or held
+//! ([`StandIn::set_latency`], [`StandIn::hold`]).
 //!
 //! * [`graphql`]: operations, answered to the document's selection.
 //! * [`store`]: the SQLite store.
 
 pub mod artifacts;
 pub mod graphql;
+mod pace;
 pub mod store;
 
 use std::io::Read;
@@ -87,6 +89,9 @@ pub struct Config {
     pub features: Vec<(String, bool)>,
     pub upload_token: String,
     pub inject: Vec<Inject>,
+    /// Every answer waits this long after its request arrived (a slow or
+    /// distant backend).
+    pub latency: std::time::Duration,
 }
 
 impl Default for Config {
@@ -102,6 +107,7 @@ impl Default for Config {
             ],
             upload_token: "standin-token".into(),
             inject: Vec::new(),
+            latency: std::time::Duration::ZERO,
         }
     }
 }
@@ -111,6 +117,7 @@ struct Shared {
     config: Config,
     base_url: String,
     inject: Mutex<Vec<Inject>>,
+    pace: pace::Pace,
 }
 
 /// A running stand-in; stops when dropped.
@@ -132,6 +139,7 @@ impl StandIn {
         let base_url = format!("http://{addr}");
         let shared = Arc::new(Shared {
             inject: Mutex::new(config.inject.clone()),
+            pace: pace::Pace::new(config.latency),
             store: store.clone(),
             config,
             base_url: base_url.clone(),
@@ -167,6 +175,25 @@ impl StandIn {
     /// Adds a failure to serve.
     pub fn inject(&self, inject: Inject) {
         self.shared.inject.lock().unwrap().push(inject);
+    }
+
+    /// Delays every answer from now on (requests waiting already included)
+    /// by `latency` after its request arrived.
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.shared.pace.set_latency(latency);
+    }
+
+    /// Stops answering `target` requests (`file_stream`, `upload`, or a
+    /// GraphQL operation name such as `UpsertBucket`) until [`release`].
+    ///
+    /// [`release`]: StandIn::release
+    pub fn hold(&self, target: &str) {
+        self.shared.pace.hold(target);
+    }
+
+    /// Answers `target` requests again, those waiting first.
+    pub fn release(&self, target: &str) {
+        self.shared.pace.release(target);
     }
 
     /// Marks a run stopped from the UI: the next file stream answer says so.
@@ -217,7 +244,20 @@ fn router(shared: Arc<Shared>) -> Router {
         // W&B's service sends file stream requests of about 10 MiB (axum's
         // default limit is 2 MiB).
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), paced))
         .with_state(shared)
+}
+
+/// Answers no sooner than the configured latency after the request came.
+async fn paced(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let arrived = tokio::time::Instant::now();
+    let response = next.run(request).await;
+    shared.pace.latency(arrived).await;
+    response
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -321,6 +361,9 @@ async fn graphql_handler(
         }
     };
     let op = graphql::operation_name(&req);
+    if let Some(op) = &op {
+        shared.pace.unless_held(op).await;
+    }
     if !authorized(&shared, &headers) {
         log(&shared, &headers, "POST", "/graphql", op, 401, body.len());
         return unauthorized();
@@ -367,6 +410,7 @@ async fn file_stream_handler(
 ) -> Response {
     let path = format!("/files/{entity}/{project}/{run}/file_stream");
     let op = Some("file_stream".to_string());
+    shared.pace.unless_held("file_stream").await;
     if !authorized(&shared, &headers) {
         log(&shared, &headers, "POST", &path, op, 401, body.len());
         return unauthorized();
@@ -500,6 +544,7 @@ async fn upload_handler(
 ) -> Response {
     let url_path = format!("/storage/{entity}/{project}/{run}/{path}");
     let op = Some("upload".to_string());
+    shared.pace.unless_held("upload").await;
     if let Some(refused) = refuse_upload(&shared, &headers, &url_path, "upload", body.len()) {
         return refused;
     }

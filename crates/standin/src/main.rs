@@ -29,6 +29,10 @@ struct Args {
     /// Report this server feature as enabled (e.g. FILESTREAM_GZIP).
     #[arg(long)]
     feature: Vec<String>,
+    /// Answer every request this many milliseconds after it arrived (a slow
+    /// backend).
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -36,6 +40,7 @@ fn main() -> anyhow::Result<()> {
     let mut config = Config {
         api_key: args.api_key,
         inject: args.inject,
+        latency: std::time::Duration::from_millis(args.latency_ms),
         ..Default::default()
     };
     for f in args.feature {
