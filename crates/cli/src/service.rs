@@ -101,6 +101,7 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
 
 /// Runs the service until it is told to stop or its launcher is gone.
 pub fn serve(args: &ServiceArgs) -> anyhow::Result<ExitCode> {
+    return_large_buffers_to_the_system();
     wandb_service::logging::init(args.log_level);
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -131,6 +132,21 @@ pub fn serve(args: &ServiceArgs) -> anyhow::Result<ExitCode> {
     })?;
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(ExitCode::from(reason.exit_status() as u8))
+}
+
+/// Buffers of a megabyte or more (an online run's pending file stream
+/// request) go straight to and from the system. glibc otherwise raises its
+/// mmap threshold after the first such buffer is freed and serves the next
+/// from whichever thread's arena the task runs on, keeping freed copies
+/// resident: measured with `wandb-bench --online`, peak RSS varied between
+/// 20 and 24 MiB from run to run, and is 20 MiB every time with this.
+fn return_large_buffers_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes an allocator parameter; called before
+    // any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
 }
 
 #[derive(clap::Args)]

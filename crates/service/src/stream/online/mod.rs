@@ -795,6 +795,7 @@ impl Sender {
                 .x_file_stream_max_bytes
                 .filter(|b| *b > 0)
                 .map_or(10 << 20, |b| b as usize),
+            buffer_bytes: filestream::BUFFER_BYTES,
             gzip,
         };
         let warn = self.warn.clone();
