@@ -397,6 +397,46 @@ fn teardown_finishes_open_runs_with_its_exit_code() {
 }
 
 #[test]
+fn a_run_without_a_transaction_log_is_refused_at_wandb_init() {
+    // A log that cannot be created (here: its directory does not exist;
+    // a relative WANDB_DIR does this) would leave the run accepted but
+    // never written, and online, finish() waiting forever. wandb.init
+    // raises instead, with wandb-core's prefix.
+    let (mut child, socket, dir) = start(&["--detached", "--idle-timeout", "0"]);
+    let mut c = Client::connect(&socket);
+    c.send(&inform_init("nolog", &dir.join("missing")));
+    assert_eq!(c.recv().unwrap().request_id, "init-nolog");
+    c.send(&record(
+        "nolog",
+        "run-nolog",
+        RecordType::Run(pb::RunRecord {
+            run_id: "nolog".into(),
+            ..Default::default()
+        }),
+    ));
+    let answer = c.recv().expect("an answer to the run record");
+    let Some(ServerResponseType::ResultCommunicate(result)) = answer.server_response_type else {
+        panic!("expected a result, got {answer:?}");
+    };
+    let Some(pb::result::ResultType::RunResult(run)) = result.result_type else {
+        panic!("expected a run result, got {result:?}");
+    };
+    let error = run.error.expect("the run is refused");
+    assert!(
+        error.message.starts_with("Error initializing run: ")
+            && error.message.contains("run-nolog.wandb"),
+        "{error:?}"
+    );
+    assert_eq!(error.code, pb::error_info::ErrorCode::Unknown as i32);
+    // The service goes on serving other runs.
+    c.send(&inform_init("haslog", &dir));
+    assert_eq!(c.recv().unwrap().request_id, "init-haslog");
+    c.send(&teardown());
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+    assert!(dir.join("run-haslog.wandb").exists());
+}
+
+#[test]
 fn bad_input_costs_only_its_connection_while_a_real_run_completes() {
     let (mut service, socket, dir) = start(&["--detached", "--idle-timeout", "0"]);
     let token = format!("3-{}-unix-{}", std::process::id(), socket.display());

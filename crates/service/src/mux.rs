@@ -22,6 +22,9 @@ pub struct Mux {
     /// Stream tasks, finished or not, so shutdown can wait for all of them.
     tasks: Mutex<Vec<JoinHandle<()>>>,
     closing: std::sync::atomic::AtomicBool,
+    /// Cancelled when the service stops: runs still sending get a grace
+    /// period, not forever.
+    stopping: tokio_util::sync::CancellationToken,
 }
 
 impl Mux {
@@ -67,7 +70,7 @@ impl Mux {
         if streams.contains_key(&id) {
             return Err(format!("run ID {id} is in use"));
         }
-        let (handle, task) = stream::spawn(settings);
+        let (handle, task) = stream::spawn(settings, self.stopping.clone());
         streams.insert(id, handle);
         let mut tasks = self.tasks.lock().unwrap();
         tasks.retain(|t| !t.is_finished());
@@ -104,6 +107,7 @@ impl Mux {
     pub async fn finish_all(&self, exit_code: Option<i32>) {
         self.closing
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.stopping.cancel();
         let streams: Vec<StreamHandle> = self
             .streams
             .lock()

@@ -81,9 +81,9 @@ pub struct Handler {
 
     /// Online runs: the sender that talks to the backend.
     online: Option<OnlineHandle>,
-    /// Online was asked for but cannot work (no API key, bad base URL):
-    /// `wandb.init` fails with this.
-    online_error: Option<String>,
+    /// Why the run cannot start (no transaction log; online asked for but
+    /// impossible: no API key, bad base URL): `wandb.init` fails with it.
+    refusal: Option<pb::ErrorInfo>,
     /// The run record waiting for the backend (answered by
     /// [`init_done`](Self::init_done)).
     pending_init: Option<PendingInit>,
@@ -170,7 +170,7 @@ impl Handler {
             pending_messages: None,
             exited: false,
             online: None,
-            online_error: None,
+            refusal: None,
             pending_init: None,
             online_done: false,
             monitor: None,
@@ -231,11 +231,26 @@ impl Handler {
         }
     }
 
+    /// The run cannot start: its run record is answered with this error,
+    /// which wandb.init raises.
+    pub fn refuse_init(&mut self, error: pb::ErrorInfo) {
+        self.refusal.get_or_insert(error);
+    }
+
+    /// No transaction log: refused as wandb-core refuses it (a plain
+    /// `wandb.Error`, "Error initializing run: …").
+    pub fn refuse_without_log(&mut self, why: &str) {
+        self.refuse_init(pb::ErrorInfo {
+            message: format!("Error initializing run: {why}"),
+            code: pb::error_info::ErrorCode::Unknown as i32,
+        });
+    }
+
     /// Makes this an online run: the run record goes to the backend first.
     pub fn set_online(&mut self, online: Result<OnlineHandle, String>) {
         match online {
             Ok(handle) => self.online = Some(handle),
-            Err(e) => self.online_error = Some(e),
+            Err(e) => self.refuse_init(init_error(&e).error.unwrap_or_default()),
         }
     }
 
@@ -499,9 +514,12 @@ impl Handler {
         self.forward(SenderMsg::Config(
             self.config.to_yaml(&self.history.metrics),
         ));
-        if first && let Some(message) = &self.online_error {
+        if first && let Some(error) = &self.refusal {
             if let Some(reply) = reply {
-                reply.result(pb::result::ResultType::RunResult(init_error(message)));
+                reply.result(pb::result::ResultType::RunResult(pb::RunUpdateResult {
+                    error: Some(error.clone()),
+                    ..Default::default()
+                }));
             }
             self.run = Some(run);
             return;

@@ -10,10 +10,13 @@
 //!   and sends the run to the W&B backend.
 //!
 //! Every channel is bounded, so a slow stage slows the one before it, back
-//! to the client's socket, instead of growing memory. The stream ends when
+//! to the client's socket, instead of growing memory; clients' waits are
+//! counted and reported ([`backpressure`]). The online sender is not such a
+//! stage: it reads the log back, so a slow backend never holds a client. The stream ends when
 //! its input closes (`inform_finish`) or it is told to finish (teardown);
 //! each stage drains what it has, closes its files and hangs up on the next.
 
+pub mod backpressure;
 pub mod config;
 pub mod console;
 pub mod handler;
@@ -33,7 +36,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use wandb_store::txlog::FlushPolicy;
+use wandb_store::txlog::{FlushPolicy, LogWriter};
 
 use self::handler::{Ending, Handler, SUMMARY_INTERVAL};
 use crate::respond::Reply;
@@ -75,19 +78,39 @@ pub enum StreamInput {
 pub struct StreamHandle {
     tx: mpsc::Sender<StreamInput>,
     pub settings: Arc<RunSettings>,
+    backpressure: Arc<backpressure::Backpressure>,
 }
 
 impl StreamHandle {
-    /// Queues a record; waits while the stream is busy (backpressure).
-    /// Returns false if the stream is gone.
+    /// Queues a record; waits while the stream is busy (backpressure, timed
+    /// and counted). Returns false if the stream is gone.
     pub async fn send(&self, input: StreamInput) -> bool {
-        self.tx.send(input).await.is_ok()
+        match self.tx.try_send(input) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Full(input)) => {
+                let t0 = std::time::Instant::now();
+                let sent = self.tx.send(input).await.is_ok();
+                self.backpressure.record(t0.elapsed());
+                sent
+            }
+        }
     }
 }
 
+/// How long the online sender may go on once the service is stopping (its
+/// launcher gone, a signal, a teardown before the run finished). A backend
+/// that is down is retried for days; past this, what is unsent stays in
+/// the transaction log for `wandb sync`, and the service exits.
+const ONLINE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Starts a stream; the returned task completes once every stage has
-/// finished and the log is closed.
-pub fn spawn(settings: RunSettings) -> (StreamHandle, JoinHandle<()>) {
+/// finished and the log is closed. `stopping` is cancelled when the service
+/// stops.
+pub fn spawn(
+    settings: RunSettings,
+    stopping: tokio_util::sync::CancellationToken,
+) -> (StreamHandle, JoinHandle<()>) {
     let settings = Arc::new(settings);
     let log = RunLog::open(&settings.run_id, settings.log_internal.as_deref());
     log.info(&format!(
@@ -117,12 +140,27 @@ pub fn spawn(settings: RunSettings) -> (StreamHandle, JoinHandle<()>) {
     if let Some(interval) = settings.flush_interval {
         policy.interval = policy.interval.min(interval);
     }
+    // The log exists before anything is accepted: a run that cannot have
+    // one is refused at its run record (wandb.init raises), as wandb-core
+    // refuses it, instead of being accepted and never sent. Online, the
+    // log is the sender's queue: kept while the run is sent even when
+    // asked to skip it, removed once it is sent.
+    let skip = settings.skip_transaction_log && settings.offline;
+    let (file, log_error) = if skip {
+        (None, None)
+    } else {
+        match LogWriter::create(&settings.sync_file, policy) {
+            Ok(w) => (Some(w), None),
+            Err(e) => {
+                let message = format!("cannot create the transaction log: {}", writer::chain(&e));
+                log.error(&message);
+                (None, Some(message))
+            }
+        }
+    };
     let writer = writer::Writer {
-        path: settings.sync_file.clone(),
+        file,
         policy,
-        // Online, the log is the sender's queue: kept while the run is
-        // sent even when asked to skip it, removed once it is sent.
-        skip: settings.skip_transaction_log && settings.offline,
         rx: writer_rx,
         to_sender,
         committed: online.is_some().then_some(committed_tx),
@@ -146,6 +184,9 @@ pub fn spawn(settings: RunSettings) -> (StreamHandle, JoinHandle<()>) {
         .expect("spawn sender thread");
 
     let mut handler = Handler::new(settings.clone(), log.clone());
+    if let Some(message) = log_error {
+        handler.refuse_without_log(&message);
+    }
     handler.set_monitor(monitor::Monitor::spawn(&settings, tx.downgrade()));
     let mut online_task = None;
     match online {
@@ -160,9 +201,19 @@ pub fn spawn(settings: RunSettings) -> (StreamHandle, JoinHandle<()>) {
         None => {}
     }
     let stream_settings = settings.clone();
+    let backpressure = Arc::new(backpressure::Backpressure::default());
+    let waits = backpressure.clone();
     let task = tokio::spawn(async move {
         let settings = stream_settings;
-        run_handler(handler, rx, to_writer).await;
+        run_handler(handler, rx, to_writer, &waits).await;
+        let waited = waits.total();
+        if waited.waits > 0 {
+            log.info(&format!(
+                "stream: clients waited for room {} times, {:.3} s in all",
+                waited.waits,
+                waited.total.as_secs_f64()
+            ));
+        }
         // The handler dropped its writer channel: the writer drains and
         // closes the log, then the sender finishes the files.
         let _ = tokio::task::spawn_blocking(move || {
@@ -171,15 +222,39 @@ pub fn spawn(settings: RunSettings) -> (StreamHandle, JoinHandle<()>) {
         })
         .await;
         // The online sender sends what is left in the log.
-        if let Some(task) = online_task {
-            let _ = task.await;
-            if settings.skip_transaction_log {
+        if let Some(mut task) = online_task {
+            let hurry = async {
+                stopping.cancelled().await;
+                tokio::time::sleep(ONLINE_GRACE).await;
+            };
+            let sent = tokio::select! {
+                _ = &mut task => true,
+                _ = hurry => {
+                    task.abort();
+                    log.warn(&format!(
+                        "stream: the service is stopping and the backend has not taken the whole \
+                         run within {}s; the rest stays in {} for `wandb sync`",
+                        ONLINE_GRACE.as_secs(),
+                        settings.sync_file.display()
+                    ));
+                    false
+                }
+            };
+            // The log is the only copy of what was not sent.
+            if sent && settings.skip_transaction_log {
                 let _ = std::fs::remove_file(&settings.sync_file);
             }
         }
         log.info("stream: finished");
     });
-    (StreamHandle { tx, settings }, task)
+    (
+        StreamHandle {
+            tx,
+            settings,
+            backpressure,
+        },
+        task,
+    )
 }
 
 /// The handler's task: takes what is queued (up to a batch), then hands the
@@ -190,7 +265,9 @@ async fn run_handler(
     mut handler: Handler,
     mut rx: mpsc::Receiver<StreamInput>,
     to_writer: flume::Sender<Vec<writer::WriterMsg>>,
+    waits: &backpressure::Backpressure,
 ) {
+    let mut reporter = backpressure::Reporter::default();
     let mut tick = tokio::time::interval(SUMMARY_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut linger_until: Option<tokio::time::Instant> = None;
@@ -209,6 +286,9 @@ async fn run_handler(
                 continue;
             }
             _ = tick.tick() => {
+                if let Some(warning) = reporter.warning(waits.total()) {
+                    handler.warn_user(warning);
+                }
                 handler.emit_summary();
                 send(&mut handler, &to_writer).await;
                 continue;

@@ -5,7 +5,6 @@
 //! asked, and passes work for the sender along in order, so the sender only
 //! ever acts on what is already in the log.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,10 +25,10 @@ pub enum WriterMsg {
 }
 
 pub struct Writer {
-    pub path: PathBuf,
+    /// The log, created before the run was accepted; `None` when the run
+    /// keeps none (`x_skip_transaction_log`) or it could not be created.
+    pub file: Option<LogWriter>,
     pub policy: FlushPolicy,
-    /// `x_skip_transaction_log`: the run keeps no log.
-    pub skip: bool,
     pub rx: flume::Receiver<Vec<WriterMsg>>,
     pub to_sender: flume::Sender<SenderMsg>,
     /// Online runs: how much of the log is in the file, for the online
@@ -42,19 +41,8 @@ impl Writer {
     /// Runs until the handler hangs up; then flushes, fsyncs and closes the
     /// log. Write errors are logged once and the stream goes on without a
     /// log (the SDK must still get its answers).
-    pub fn run(self) {
-        let mut log = if self.skip {
-            None
-        } else {
-            match LogWriter::create(&self.path, self.policy) {
-                Ok(w) => Some(w),
-                Err(e) => {
-                    self.log
-                        .error(&format!("cannot create the transaction log: {}", chain(&e)));
-                    None
-                }
-            }
-        };
+    pub fn run(mut self) {
+        let mut log = self.file.take();
         let idle = self.policy.interval.max(Duration::from_millis(10));
         loop {
             let batch = match self.rx.recv_timeout(idle) {

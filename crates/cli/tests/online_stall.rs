@@ -1,0 +1,259 @@
+//! A stalled backend never stalls the training loop.
+//!
+//! The online sender reads the run back from its transaction log, so while
+//! the backend answers nothing the service must keep reading its client,
+//! writing every record to the log, with memory bounded whatever the
+//! amount logged; once the backend answers again, the run reaches it whole.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use wandb::{Mode, QueuePolicy, Settings, Transport};
+use wandb_proto::pb;
+use wandb_standin::RunKey;
+use wandb_store::txlog::reader::LogReader;
+
+const KEY: &str = "stallkeystallkeystallkeystallkeystallkey";
+/// About 80 MB of transaction log: far more than any buffer on the way
+/// (socket, the SDK's queue, the run's queues, the file stream's buffer).
+const ROWS: u64 = 200_000;
+
+/// Our service, started for this test and killed when it ends.
+struct Service {
+    child: Child,
+    token: String,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_service(scratch: &Path) -> Service {
+    let port_file = scratch.join("port.txt");
+    let mut service = Service {
+        child: Command::new(common::ours())
+            .arg("--port-filename")
+            .arg(&port_file)
+            .arg("--pid")
+            .arg(std::process::id().to_string())
+            .spawn()
+            .unwrap(),
+        token: String::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&port_file)
+            && let Ok(Some(pf)) = wandb_proto::token::PortFile::parse(&text)
+        {
+            service.token = wandb_proto::token::ServiceToken {
+                parent_pid: std::process::id(),
+                addr: wandb_proto::token::ServiceAddr::Unix(pf.unix.unwrap()),
+            }
+            .to_string();
+            return service;
+        }
+        assert!(Instant::now() < deadline, "the service wrote no port file");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn find_log(dir: &Path, name: &str) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find_log(&path, name) {
+                return Some(found);
+            }
+        } else if path.file_name().is_some_and(|n| n == name) {
+            return Some(path);
+        }
+    }
+    None
+}
+
+/// History records in the log so far (a record being written may be cut
+/// off at the end: counted once it is whole).
+fn history_records(log: &Path) -> u64 {
+    let Ok(mut reader) = LogReader::open(log) else {
+        return 0;
+    };
+    let mut buf = Vec::new();
+    let mut n = 0;
+    while let Ok(Some(_)) = reader.next_into(&mut buf) {
+        if let Ok(pb::Record {
+            record_type: Some(pb::record::RecordType::History(_)),
+            ..
+        }) = pb::Record::decode(&buf[..])
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Answers held requests again when dropped: declared after the run, it
+/// goes first when a failed assertion unwinds, so the run's finish on drop
+/// does not wait forever for a held backend.
+struct ReleaseOnDrop<'a>(&'a wandb_standin::StandIn, &'static str);
+
+impl Drop for ReleaseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.release(self.1);
+    }
+}
+
+fn peak_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+#[test]
+fn the_service_keeps_reading_while_the_backend_stalls() {
+    let scratch = testkit::scratch_dir("online-stall");
+    let standin = common::standin(KEY, &[]);
+    // Runs are created, but no file stream request is answered.
+    standin.hold("file_stream");
+    let service = start_service(&scratch);
+    let run = wandb::init(
+        Settings::new()
+            .mode(Mode::Online)
+            .api_key(KEY)
+            .base_url(standin.base_url.clone())
+            .project("stall")
+            .run_id("stall1")
+            .dir(&scratch)
+            .transport(Transport::Attach(service.token.clone()))
+            .disable_stats(true)
+            // A client the service stopped reading would fail here.
+            .queue_policy(QueuePolicy::Block(Duration::from_secs(60))),
+    )
+    .unwrap();
+    let _release = ReleaseOnDrop(&standin, "file_stream");
+    let log_rows = |from: u64, to: u64| {
+        for i in from..to {
+            let x = i as f64;
+            run.log(wandb::row! {
+                "loss" => 1.0 / (x + 1.0), "acc" => x / 1e6, "lr" => 0.001,
+                "m3" => x * 3.0, "m4" => x * 4.0, "m5" => x * 5.0, "m6" => x * 6.0,
+                "m7" => x * 7.0, "m8" => x * 8.0, "m9" => x * 9.0,
+            })
+            .unwrap();
+        }
+    };
+    // Every row is read from the socket and written to the log while the
+    // backend still answers nothing.
+    let wait_for_log = |rows: u64| {
+        let log = find_log(&scratch, "run-stall1.wandb").expect("the run's log");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut written = 0;
+        while written < rows {
+            assert!(
+                Instant::now() < deadline,
+                "only {written} of {rows} rows reached the log while the backend stalled"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+            written = history_records(&log);
+        }
+        log
+    };
+    log_rows(0, ROWS / 4);
+    wait_for_log(ROWS / 4);
+    let peak_at_quarter = peak_rss_bytes(service.child.id());
+    log_rows(ROWS / 4, ROWS);
+    let log = wait_for_log(ROWS);
+    let key = RunKey::new(wandb_standin::DEFAULT_ENTITY, "stall", "stall1");
+    assert_eq!(
+        standin.store.line_count(&key, "wandb-history.jsonl"),
+        0,
+        "the file stream was held"
+    );
+    assert_eq!(run.stats().dropped, 0);
+    // Memory stayed bounded: three times as much logged after the first
+    // quarter hardly moved the service's peak, which stays well under
+    // what went through.
+    let through = std::fs::metadata(&log).unwrap().len();
+    let peak = peak_rss_bytes(service.child.id());
+    assert!(
+        peak < peak_at_quarter + (8 << 20) && peak < (48 << 20) && peak < through * 3 / 4,
+        "service peak RSS {} MiB ({} MiB after a quarter) for {} MiB of log",
+        peak >> 20,
+        peak_at_quarter >> 20,
+        through >> 20
+    );
+
+    // The backend answers again: the run arrives whole.
+    standin.release("file_stream");
+    let report = run.finish(0).unwrap();
+    assert_eq!(report.stats.dropped, 0);
+    assert_eq!(
+        standin.store.line_count(&key, "wandb-history.jsonl"),
+        ROWS as i64
+    );
+    let stored = standin.store.run(&key).expect("the run on the backend");
+    assert!(stored.complete, "the run was finished on the backend");
+}
+
+#[test]
+fn a_stopping_service_does_not_wait_forever_for_a_dead_backend() {
+    // The backend retried for days must not keep a stopping service alive:
+    // after a grace period it exits, the run left in its log for sync.
+    let scratch = testkit::scratch_dir("online-stall-stop");
+    let standin = common::standin(KEY, &[]);
+    standin.hold("file_stream");
+    let mut service = start_service(&scratch);
+    let run = wandb::init(
+        Settings::new()
+            .mode(Mode::Online)
+            .api_key(KEY)
+            .base_url(standin.base_url.clone())
+            .project("stall")
+            .run_id("stall2")
+            .dir(&scratch)
+            .transport(Transport::Attach(service.token.clone()))
+            .disable_stats(true),
+    )
+    .unwrap();
+    let _release = ReleaseOnDrop(&standin, "file_stream");
+    for i in 0..1000 {
+        run.log(wandb::row! {"i" => i}).unwrap();
+    }
+    let log = find_log(&scratch, "run-stall2.wandb").expect("the run's log");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while history_records(&log) < 1000 {
+        assert!(Instant::now() < deadline, "rows did not reach the log");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(service.child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = service.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the service still waits for the backend a minute after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{status:?}");
+    assert_eq!(
+        history_records(&log),
+        1000,
+        "everything accepted is in the log"
+    );
+    drop(run);
+}
