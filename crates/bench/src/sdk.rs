@@ -1,7 +1,7 @@
-//! Through the real Python SDK: `wandb.init(mode="offline")`, N × `run.log`
-//! of ten scalars, `finish()`, in one process or in several sharing one
-//! service (attached through `WANDB_SERVICE`, so the service process is the
-//! one we measure).
+//! Through the real Python SDK: `wandb.init()`, N × `run.log` of ten
+//! scalars, `finish()`, in one process or in several sharing one service
+//! (attached through `WANDB_SERVICE`, so the service process is the one we
+//! measure); offline, or online against a backend ([`Online`]).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -15,7 +15,7 @@ const WORKLOAD: &str = r#"
 import os, sys, time, wandb
 rows = int(os.environ["BENCH_ROWS"])
 t0 = time.perf_counter()
-run = wandb.init(project="bench", mode="offline")
+run = wandb.init(project="bench")
 t1 = time.perf_counter()
 for i in range(rows):
     run.log({f"m{k}": i * 0.001 + k for k in range(10)})
@@ -43,8 +43,15 @@ impl SdkRun {
     }
 }
 
+/// The backend of an online run.
+pub struct Online<'a> {
+    pub base_url: &'a str,
+    pub api_key: &'a str,
+}
+
 /// With `pinned`, the service runs on CPU 1 and the clients on CPU 0, so
-/// neither's scheduling shapes the other's figures.
+/// neither's scheduling shapes the other's figures. Client `i` logs to run
+/// `bench-<i>`.
 pub fn run(
     binary: &Path,
     python: &Path,
@@ -52,6 +59,7 @@ pub fn run(
     rows: u64,
     processes: usize,
     pinned: bool,
+    online: Option<&Online<'_>>,
 ) -> anyhow::Result<SdkRun> {
     std::fs::create_dir_all(dir)?;
     let cache = dir.join("cache");
@@ -72,6 +80,13 @@ pub fn run(
             if pinned {
                 crate::process::pin(&mut cmd, 0);
             }
+            match online {
+                Some(o) => cmd
+                    .env("WANDB_MODE", "online")
+                    .env("WANDB_BASE_URL", o.base_url)
+                    .env("WANDB_API_KEY", o.api_key),
+                None => cmd.env("WANDB_MODE", "offline"),
+            };
             cmd.args(["-c", WORKLOAD])
                 .current_dir(&work)
                 .env("WANDB_SERVICE", &token)
@@ -80,6 +95,7 @@ pub fn run(
                 .env("WANDB_CACHE_DIR", &cache)
                 .env("HOME", &work)
                 .env("BENCH_ROWS", rows.to_string())
+                .env("WANDB_RUN_ID", format!("bench-{i}"))
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
