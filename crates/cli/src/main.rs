@@ -7,6 +7,7 @@
 
 mod inspect;
 mod install;
+mod logging;
 mod monitor;
 mod service;
 mod sync;

@@ -102,7 +102,7 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
 /// Runs the service until it is told to stop or its launcher is gone.
 pub fn serve(args: &ServiceArgs) -> anyhow::Result<ExitCode> {
     return_large_buffers_to_the_system();
-    wandb_service::logging::init(args.log_level);
+    let core_log = crate::logging::init(args.log_level);
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         ?args,
@@ -110,6 +110,7 @@ pub fn serve(args: &ServiceArgs) -> anyhow::Result<ExitCode> {
     );
     let options = ServiceOptions {
         port_filename: Some(args.port_filename.clone()),
+        core_log,
         parent_pid: (args.pid != 0).then_some(args.pid),
         detached: args.detached,
         idle_timeout: Some(args.idle_timeout),

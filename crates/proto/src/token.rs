@@ -7,8 +7,7 @@
 //! in `WANDB_SERVICE`.
 
 use std::fmt;
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 
 /// The token format version the wandb SDK writes and accepts.
@@ -138,17 +137,6 @@ impl PortFile {
         }
         Ok(Some(file))
     }
-
-    /// Writes the file atomically: a reader sees nothing or all of it.
-    pub fn write_atomically(&self, path: &Path) -> io::Result<()> {
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(self.render().as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    }
 }
 
 #[cfg(test)]
@@ -188,17 +176,5 @@ mod tests {
         assert_eq!(PortFile::parse(&file.render()).unwrap(), Some(file));
         assert_eq!(PortFile::parse("unix=/tmp/s/socket\n").unwrap(), None);
         assert!(PortFile::parse("bogus\nEOF").is_err());
-
-        let dir = std::env::temp_dir().join(format!("portfile-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("port.txt");
-        PortFile {
-            unix: None,
-            tcp: Some(1),
-        }
-        .write_atomically(&path)
-        .unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "sock=1\nEOF");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -37,19 +37,6 @@ fn bad(reason: &'static str) -> WireError {
     WireError { offset: 0, reason }
 }
 
-fn varint_at(buf: &[u8], mut pos: usize) -> Result<u64, WireError> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *buf.get(pos).ok_or(bad("truncated varint"))?;
-        pos += 1;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Ok(value);
-        }
-    }
-    Err(bad("varint too long"))
-}
-
 fn len_payload<'a>(msg: &'a [u8], f: &Field) -> Result<&'a [u8], WireError> {
     if f.wire_type != LEN {
         return Err(bad("expected a length-delimited field"));
@@ -65,7 +52,8 @@ fn varint_field(msg: &[u8], f: &Field) -> Result<u64, WireError> {
     if f.wire_type != VARINT {
         return Err(bad("expected a varint field"));
     }
-    varint_at(msg, f.value)
+    let mut pos = f.value;
+    crate::wire::read_varint(msg, &mut pos)
 }
 
 /// The typed value of a history item (`x_history_value_encoding` with

@@ -70,7 +70,7 @@ impl Field {
     }
 }
 
-fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, WireError> {
+pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, WireError> {
     let start = *pos;
     let mut value = 0u64;
     for shift in (0..64).step_by(7) {

@@ -25,11 +25,16 @@ pub struct Mux {
     /// Cancelled when the service stops: runs still sending get a grace
     /// period, not forever.
     stopping: tokio_util::sync::CancellationToken,
+    core_log: Option<std::path::PathBuf>,
 }
 
 impl Mux {
-    pub fn new() -> Self {
-        Self::default()
+    /// `core_log`: the process-wide log, linked from each run's logs.
+    pub fn new(core_log: Option<std::path::PathBuf>) -> Self {
+        Self {
+            core_log,
+            ..Self::default()
+        }
     }
 
     pub fn get(&self, stream_id: &str) -> Option<StreamHandle> {
@@ -70,7 +75,8 @@ impl Mux {
         if streams.contains_key(&id) {
             return Err(format!("run ID {id} is in use"));
         }
-        let (handle, task) = stream::spawn(settings, self.stopping.clone());
+        let (handle, task) =
+            stream::spawn(settings, self.stopping.clone(), self.core_log.as_deref());
         streams.insert(id, handle);
         let mut tasks = self.tasks.lock().unwrap();
         tasks.retain(|t| !t.is_finished());

@@ -76,3 +76,19 @@ impl RunLog {
         self.line("ERROR", msg);
     }
 }
+
+/// An error with its sources, for log lines and messages (a source whose
+/// text its error already repeats is not repeated).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

@@ -20,9 +20,10 @@ pub enum SettingsError {
     MissingSyncFile,
 }
 
-/// Where console output goes, from the `console` setting.
+/// Whether console output is captured (`output.log`), from the `console`
+/// setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Console {
+pub enum ConsoleCapture {
     Off,
     On,
 }
@@ -40,7 +41,7 @@ pub struct RunSettings {
     pub sync_dir: PathBuf,
     pub log_dir: Option<PathBuf>,
     pub log_internal: Option<PathBuf>,
-    pub console: Console,
+    pub console: ConsoleCapture,
     /// `output.log`, or `output_<label>.log` with a label.
     pub output_file_name: String,
     /// Whether this writer owns the run-level files (requirements, config,
@@ -88,8 +89,8 @@ impl RunSettings {
         let mode = raw.mode.clone().unwrap_or_default();
         let offline = raw.offline.unwrap_or(false) || mode == "offline" || mode == "dryrun";
         let console = match raw.console.as_deref() {
-            Some("off") => Console::Off,
-            _ => Console::On,
+            Some("off") => ConsoleCapture::Off,
+            _ => ConsoleCapture::On,
         };
         let label = raw
             .x_label

@@ -2,6 +2,7 @@
 //! answers. Operation names, arguments and fields are those of the W&B API.
 
 use serde_json::{Value, json};
+use wandb_proto::json::Value as JValue;
 
 use super::http::RetryClass;
 use super::{Backend, BackendError};
@@ -54,7 +55,6 @@ pub struct Bucket {
     pub name: String,
     pub display_name: String,
     pub sweep_name: String,
-    pub history_line_count: i64,
     pub project: String,
     pub entity: String,
 }
@@ -67,13 +67,11 @@ pub struct ResumeState {
     pub events_line_count: i64,
     pub log_line_count: i64,
     /// `{key: value}` (unwrapped from `{"value": …}`).
-    pub config: serde_json::Map<String, Value>,
-    pub summary: serde_json::Map<String, Value>,
+    pub config: JValue,
+    /// The summary, an object.
+    pub summary: JValue,
     pub last_step: Option<i64>,
     pub runtime: f64,
-    pub tags: Vec<String>,
-    pub notes: String,
-    pub display_name: String,
 }
 
 impl ResumeState {
@@ -81,16 +79,18 @@ impl ResumeState {
     /// under what the resuming session sets.
     pub fn config_record(&self) -> wandb_proto::pb::ConfigRecord {
         wandb_proto::pb::ConfigRecord {
-            update: self
-                .config
-                .iter()
-                .filter(|(k, _)| k.as_str() != "_wandb")
-                .map(|(k, v)| wandb_proto::pb::ConfigItem {
-                    key: k.clone(),
-                    value_json: v.to_string(),
-                    ..Default::default()
-                })
-                .collect(),
+            update: match &self.config {
+                JValue::Object(members) => members
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != "_wandb")
+                    .map(|(k, v)| wandb_proto::pb::ConfigItem {
+                        key: k.clone(),
+                        value_json: v.to_json(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            },
             ..Default::default()
         }
     }
@@ -112,33 +112,13 @@ fn str_of(v: &Value, path: &[&str]) -> String {
     cur.as_str().unwrap_or_default().to_string()
 }
 
-/// A JSON string field holding JSON.
-fn json_field(v: &Value) -> Option<Value> {
+/// A field holding W&B JSON (as a string, as the API sends these, or as
+/// JSON), read with the W&B dialect: NaN and ±Infinity stay numbers.
+fn wandb_json_field(v: &Value) -> Option<JValue> {
     match v {
-        Value::String(s) => serde_json::from_str(&wandb_json_safe(s)).ok(),
+        Value::String(s) => JValue::parse(s).ok(),
         Value::Null => None,
-        other => Some(other.clone()),
-    }
-}
-
-/// `NaN`/`Infinity` literals quoted, so `serde_json` can read W&B's JSON.
-fn wandb_json_safe(s: &str) -> String {
-    wandb_proto::json::Value::parse(s)
-        .map(|v| to_serde(&v).to_string())
-        .unwrap_or_else(|_| s.to_string())
-}
-
-fn to_serde(v: &wandb_proto::json::Value) -> Value {
-    use wandb_proto::json::Value as W;
-    match v {
-        W::Null => Value::Null,
-        W::Bool(b) => json!(b),
-        W::Int(i) => json!(i),
-        W::Float(f) if f.is_finite() => json!(f),
-        W::Float(f) => json!(f.to_string()),
-        W::Str(s) => json!(s),
-        W::Array(a) => Value::Array(a.iter().map(to_serde).collect()),
-        W::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), to_serde(v))).collect()),
+        other => JValue::parse(&other.to_string()).ok(),
     }
 }
 
@@ -197,7 +177,6 @@ impl Backend {
             name: str_of(b, &["name"]),
             display_name: str_of(b, &["displayName"]),
             sweep_name: str_of(b, &["sweepName"]),
-            history_line_count: b["historyLineCount"].as_i64().unwrap_or(0),
             project: str_of(b, &["project", "name"]),
             entity: str_of(b, &["project", "entity", "name"]),
         })
@@ -226,7 +205,7 @@ impl Backend {
         if b.is_null() {
             return Ok(None);
         }
-        let has_t = json_field(&b["wandbConfig"]).is_some_and(|c| c.get("t").is_some());
+        let has_t = wandb_json_field(&b["wandbConfig"]).is_some_and(|c| c.get("t").is_some());
         if !has_t {
             return Ok(None);
         }
@@ -235,33 +214,41 @@ impl Backend {
             message: format!("the server's answer lacks {f}"),
         };
         let int = |f: &str| b[f].as_i64().ok_or_else(|| missing(f));
-        let config: serde_json::Map<String, Value> = json_field(&b["config"])
-            .and_then(|c| c.as_object().cloned())
-            .ok_or_else(|| missing("config"))?
-            .into_iter()
-            .map(|(k, v)| {
-                let inner = v.get("value").cloned().unwrap_or(v);
-                (k, inner)
-            })
-            .collect();
-        let summary = json_field(&b["summaryMetrics"])
-            .and_then(|s| s.as_object().cloned())
+        // `{key: {"value": v}}` on the server; kept as `{key: v}`.
+        let config = match wandb_json_field(&b["config"]) {
+            Some(JValue::Object(members)) => JValue::Object(
+                members
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let inner = v.get("value").cloned().unwrap_or(v);
+                        (k, inner)
+                    })
+                    .collect(),
+            ),
+            _ => return Err(missing("config")),
+        };
+        let summary = wandb_json_field(&b["summaryMetrics"])
+            .filter(|s| matches!(s, JValue::Object(_)))
             .ok_or_else(|| missing("summaryMetrics"))?;
-        let history_tail = json_field(&b["historyTail"]).ok_or_else(|| missing("historyTail"))?;
-        let last_row = history_tail
-            .as_array()
-            .and_then(|a| a.last())
-            .and_then(|l| l.as_str())
-            .and_then(|l| serde_json::from_str::<Value>(&wandb_json_safe(l)).ok());
+        let history_tail =
+            wandb_json_field(&b["historyTail"]).ok_or_else(|| missing("historyTail"))?;
+        let last_row = match &history_tail {
+            JValue::Array(lines) => lines
+                .last()
+                .and_then(JValue::as_str)
+                .and_then(|l| JValue::parse(l).ok()),
+            _ => None,
+        };
         let last_step = last_row
             .as_ref()
-            .and_then(|r| r["_step"].as_i64())
-            .or_else(|| summary.get("_step").and_then(Value::as_i64));
+            .and_then(|r| r.get("_step"))
+            .and_then(JValue::as_i64)
+            .or_else(|| summary.get("_step").and_then(JValue::as_i64));
         let runtime = summary
             .get("_wandb")
             .and_then(|w| w.get("runtime"))
-            .and_then(Value::as_f64)
-            .or_else(|| summary.get("_runtime").and_then(Value::as_f64))
+            .and_then(JValue::as_f64)
+            .or_else(|| summary.get("_runtime").and_then(JValue::as_f64))
             .unwrap_or(0.0);
         Ok(Some(ResumeState {
             storage_id: str_of(b, &["id"]),
@@ -272,16 +259,6 @@ impl Backend {
             summary,
             last_step,
             runtime,
-            tags: b["tags"]
-                .as_array()
-                .map(|t| {
-                    t.iter()
-                        .filter_map(|x| x.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            notes: str_of(b, &["notes"]),
-            display_name: str_of(b, &["displayName"]),
         }))
     }
 

@@ -171,7 +171,7 @@ pub async fn send(
                 cfg.backoff(attempt),
                 BackendError::Transport {
                     what: what.to_string(),
-                    message: super::chain(&e),
+                    message: crate::runlog::error_chain(&e),
                 },
             ),
         };

@@ -58,21 +58,6 @@ impl BackendError {
     }
 }
 
-/// An error with its sources.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
 /// Connection settings from a run's (or API session's) settings.
 #[derive(Debug, Clone)]
 pub struct BackendConfig {
@@ -177,7 +162,9 @@ impl Backend {
         let client = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .build()
-            .map_err(|e| BackendError::Config(format!("HTTP client: {}", chain(&e))))?;
+            .map_err(|e| {
+                BackendError::Config(format!("HTTP client: {}", crate::runlog::error_chain(&e)))
+            })?;
         Ok(Self {
             config: Arc::new(config),
             client,

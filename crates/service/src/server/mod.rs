@@ -29,6 +29,9 @@ use crate::mux::Mux;
 pub struct ServiceOptions {
     /// Where to write the port file.
     pub port_filename: Option<PathBuf>,
+    /// The process-wide log, which each run's `logs/debug-core.log` links
+    /// to (the binary opens it).
+    pub core_log: Option<PathBuf>,
     /// The launching process; the service ends when it is gone (unless
     /// detached).
     pub parent_pid: Option<u32>,
@@ -50,6 +53,7 @@ impl Default for ServiceOptions {
     fn default() -> Self {
         Self {
             port_filename: None,
+            core_log: None,
             parent_pid: None,
             detached: false,
             idle_timeout: None,
@@ -158,7 +162,7 @@ impl Service {
                 unix: listeners.unix_path().map(PathBuf::from),
                 tcp: listeners.tcp_port(),
             };
-            port_file.write_atomically(path)?;
+            wandb_store::write_atomically(path, port_file.render().as_bytes())?;
         }
         Ok(Self { listeners, options })
     }
@@ -181,7 +185,7 @@ impl Service {
     pub async fn run(self) -> ShutdownReason {
         let (shutdown_tx, mut shutdown_rx) = watch::channel(None);
         let ctx = Arc::new(Ctx {
-            mux: Mux::new(),
+            mux: Mux::new(self.options.core_log.clone()),
             api: api::ApiSessions::default(),
             syncs: Arc::default(),
             max_frame_len: self.options.max_frame_len,

@@ -1,281 +1,239 @@
-//! Building history rows from `partial_history` requests.
+//! A run's history state: the step counter, the pending row, and what
+//! every flushed row updates (summary, sampled history, step metrics).
 //!
-//! `run.log(...)` sends one item per top-level key; the service accumulates
-//! items into a row for the current step and flattens JSON objects into
-//! leaf paths (`{"a": {"b": 1}}` → `a.b`), as wandb-core does: a later value
-//! for the same leaf overwrites the earlier one within the step.
-//!
-//! This is the hottest path of the service, so a row keeps its values'
-//! JSON text in one buffer of its own (the SDK's spelling: wandb-core
-//! re-formats numbers, we keep the same values), reused row after row, and
-//! only what the summary needs is parsed: numbers.
+//! Semantics of wandb-core for `run.log(data, step=, commit=)`:
+//! a `step` above the current one flushes the pending row first; a step
+//! below it drops the request with a warning; the row is flushed when
+//! `commit` says so, or when no step was given. A flushed row gets `_step`
+//! and `_runtime`, keys defined against a step metric get that metric's
+//! last value, and the step moves on (an empty flush only moves it on).
 
-use bytes::{BufMut, BytesMut};
-use prost::encoding::{encode_varint, encoded_len_varint};
-use wandb_proto::json::{self, JsonError, Value};
-use wandb_proto::view::{ItemView, TypedValue};
+use bytes::{Bytes, BytesMut};
+use wandb_proto::view::PartialHistoryView;
 
-use super::keys::{KeyId, Keys};
+use super::rows::{Row, encode_history_record};
+use super::sampled_history::SampledHistory;
+use crate::runstate::keys::{KeyId, Keys};
+use crate::runstate::metrics::Metrics;
+use crate::runstate::summary::{Kind, Summary};
 
-/// What the summary needs to know about a value.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Kind {
-    Null,
-    Int(i64),
-    Float(f64),
-    /// Strings, booleans, lists.
-    Other,
+/// Step-metric resolution cached per key (see `step_sync_for`).
+const UNRESOLVED: u32 = 0;
+const NO_STEP_METRIC: u32 = 1;
+
+pub struct History {
+    pub keys: Keys,
+    pub summary: Summary,
+    pub metrics: Metrics,
+    pub sampled: SampledHistory,
+    row: Row,
+    step: i64,
+    step_initialized: bool,
+    /// `x_shared`: rows without `_step`, flushed unless told otherwise.
+    shared: bool,
+    /// `x_server_side_derived_summary`: the service keeps no summary of rows.
+    server_side_summary: bool,
+    /// Per key: `UNRESOLVED`, `NO_STEP_METRIC`, or 2 + the step metric's id.
+    step_sync: Vec<u32>,
+    /// Last value of each key (by id) that some metric uses as its step.
+    step_values: Vec<Option<(Vec<u8>, Kind)>>,
+    is_step_metric: Vec<bool>,
+    k_step: KeyId,
+    k_runtime: KeyId,
+    /// Encoded records are cut from this buffer: the records of a batch
+    /// share one allocation, which the writer thread frees once, instead of
+    /// freeing one allocation per record made on another thread (which
+    /// makes glibc's malloc contend on an arena lock).
+    encoded: BytesMut,
 }
 
-impl Kind {
-    pub fn number(self) -> Option<f64> {
-        match self {
-            Kind::Int(i) => Some(i as f64),
-            Kind::Float(f) => Some(f),
-            _ => None,
+/// Size of the shared buffer encoded records are cut from.
+const ENCODE_BUFFER: usize = 64 * 1024;
+
+/// Why a request was not taken.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rejected {
+    /// The request logged to a step below the current one.
+    StepBackwards { step: i64, current: i64 },
+    /// A value was not JSON.
+    BadValue(String),
+}
+
+impl History {
+    pub fn new(shared: bool, server_side_summary: bool) -> Self {
+        let mut keys = Keys::default();
+        let k_step = keys.top("_step");
+        let k_runtime = keys.top("_runtime");
+        Self {
+            keys,
+            summary: Summary::default(),
+            metrics: Metrics::default(),
+            sampled: SampledHistory::default(),
+            row: Row::default(),
+            step: 0,
+            step_initialized: false,
+            shared,
+            server_side_summary,
+            step_sync: Vec::new(),
+            step_values: Vec::new(),
+            is_step_metric: Vec::new(),
+            k_step,
+            k_runtime,
+            encoded: BytesMut::new(),
         }
     }
 
-    fn of(v: &Value) -> Self {
-        match v {
-            Value::Null => Kind::Null,
-            Value::Int(i) => Kind::Int(*i),
-            Value::Float(f) => Kind::Float(*f),
-            _ => Kind::Other,
+    /// The step the next row will get (`starting_step` before any row).
+    pub fn step(&self, starting_step: i64) -> i64 {
+        if self.step_initialized {
+            self.step
+        } else {
+            starting_step
         }
     }
-}
 
-/// One leaf of a row: where its JSON text is in the row's buffer.
-#[derive(Debug, Clone, Copy)]
-pub struct Leaf {
-    start: u32,
-    len: u32,
-    pub kind: Kind,
-}
+    pub fn has_pending_row(&self) -> bool {
+        !self.row.is_empty()
+    }
 
-/// Classifies JSON text that is not an object, validating it. Integers
-/// beyond `i64` become floats, as in wandb-core: then the text to write
-/// instead is returned too.
-fn classify(text: &str) -> Result<(Kind, Option<String>), JsonError> {
-    let bytes = text.as_bytes();
-    let kind = match bytes.first() {
-        Some(b'-' | b'0'..=b'9') if text != "-Infinity" => {
-            let integer = bytes
-                .iter()
-                .skip(usize::from(bytes[0] == b'-'))
-                .all(u8::is_ascii_digit);
-            if integer && let Ok(i) = text.parse::<i64>() {
-                Kind::Int(i)
-            } else if let Ok(f) = text.parse::<f64>() {
-                if integer {
-                    let mut s = String::new();
-                    json::write_float(f, &mut s);
-                    return Ok((Kind::Float(f), Some(s)));
-                }
-                Kind::Float(f)
-            } else {
-                return Err(JsonError {
-                    offset: 0,
-                    reason: "invalid number",
+    /// Applies a `define_metric`.
+    pub fn define_metric(&mut self, m: &wandb_proto::pb::MetricRecord) {
+        self.metrics.define(m);
+        if !m.step_metric.is_empty() {
+            let id = self.keys.top(&m.step_metric) as usize;
+            if self.is_step_metric.len() <= id {
+                self.is_step_metric.resize(id + 1, false);
+            }
+            self.is_step_metric[id] = true;
+        }
+        self.step_sync.iter_mut().for_each(|s| *s = UNRESOLVED);
+    }
+
+    /// Takes a `partial_history` request; encoded history records for the
+    /// rows it completes are appended to `out`. `runtime` is the run's age.
+    pub fn partial(
+        &mut self,
+        req: &PartialHistoryView<'_>,
+        starting_step: i64,
+        runtime: f64,
+        out: &mut Vec<Bytes>,
+    ) -> Result<(), Rejected> {
+        if !self.step_initialized {
+            self.step = starting_step;
+            self.step_initialized = true;
+        }
+        if !self.shared
+            && let Some(step) = req.step
+        {
+            if step > self.step {
+                self.flush_row(runtime, out);
+                self.step = step;
+            } else if step < self.step {
+                return Err(Rejected::StepBackwards {
+                    step,
+                    current: self.step,
                 });
             }
         }
-        _ => match text {
-            "null" => Kind::Null,
-            "NaN" => Kind::Float(f64::NAN),
-            "Infinity" => Kind::Float(f64::INFINITY),
-            "-Infinity" => Kind::Float(f64::NEG_INFINITY),
-            "true" | "false" => Kind::Other,
-            _ => {
-                let v = Value::parse(text)?;
-                debug_assert!(
-                    !matches!(v, Value::Object(_)),
-                    "objects are flattened by the caller"
-                );
-                Kind::Other
+        let mut bad = None;
+        for item in &req.items {
+            if let Err(e) = self.row.merge_item(&mut self.keys, item) {
+                let key = if item.nested_key.is_empty() {
+                    item.key.to_string()
+                } else {
+                    item.nested_key.join(".")
+                };
+                bad = Some(format!(
+                    "history value for {key:?} is not JSON, dropped: {e}"
+                ));
             }
-        },
-    };
-    Ok((kind, None))
-}
-
-/// The pending row: leaves by key, in insertion order.
-#[derive(Debug, Default)]
-pub struct Row {
-    entries: Vec<(KeyId, Leaf)>,
-    /// `KeyId` → position in `entries` + 1 (0: absent).
-    pos: Vec<u32>,
-    /// The values' JSON text.
-    text: Vec<u8>,
-    /// For formatting numbers.
-    scratch: String,
-}
-
-impl Row {
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    pub fn contains(&self, id: KeyId) -> bool {
-        self.pos.get(id as usize).is_some_and(|p| *p != 0)
-    }
-
-    /// A leaf's JSON text.
-    pub fn text(&self, leaf: &Leaf) -> &[u8] {
-        &self.text[leaf.start as usize..(leaf.start + leaf.len) as usize]
-    }
-
-    /// Sets a leaf (a later value for the same key replaces the earlier).
-    pub fn set_text(&mut self, id: KeyId, text: &[u8], kind: Kind) {
-        let leaf = Leaf {
-            start: self.text.len() as u32,
-            len: text.len() as u32,
-            kind,
+        }
+        let flush = match req.flush {
+            Some(flush) => flush,
+            None => self.shared || req.step.is_none(),
         };
-        self.text.extend_from_slice(text);
+        if flush {
+            self.flush_row(runtime, out);
+        }
+        bad.map_or(Ok(()), |b| Err(Rejected::BadValue(b)))
+    }
+
+    /// The step metric a key is synced to, if any (cached per key).
+    fn step_sync_for(&mut self, id: KeyId) -> Option<KeyId> {
         let i = id as usize;
-        if self.pos.len() <= i {
-            self.pos.resize(i + 1, 0);
+        if self.step_sync.len() <= i {
+            self.step_sync.resize(i + 1, UNRESOLVED);
         }
-        match self.pos[i] {
-            0 => {
-                self.entries.push((id, leaf));
-                self.pos[i] = self.entries.len() as u32;
+        if self.step_sync[i] == UNRESOLVED {
+            let dotted = &self.keys.info(id).dotted;
+            let target = self
+                .metrics
+                .get(dotted)
+                .filter(|d| d.step_sync && !d.step_metric.is_empty())
+                .map(|d| d.step_metric.clone());
+            self.step_sync[i] = match target {
+                Some(name) => 2 + self.keys.top(&name),
+                None => NO_STEP_METRIC,
+            };
+            if self.step_sync.len() < self.keys.count() {
+                self.step_sync.resize(self.keys.count(), UNRESOLVED);
             }
-            p => self.entries[p as usize - 1].1 = leaf,
+        }
+        match self.step_sync[i] {
+            NO_STEP_METRIC => None,
+            n => Some(n - 2),
         }
     }
 
-    pub fn set_int(&mut self, id: KeyId, i: i64) {
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.clear();
-        use std::fmt::Write as _;
-        let _ = write!(scratch, "{i}");
-        self.set_text(id, scratch.as_bytes(), Kind::Int(i));
-        self.scratch = scratch;
-    }
-
-    pub fn set_float(&mut self, id: KeyId, f: f64) {
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.clear();
-        json::write_float(f, &mut scratch);
-        self.set_text(id, scratch.as_bytes(), Kind::Float(f));
-        self.scratch = scratch;
-    }
-
-    /// Sets a parsed value (objects must be flattened first).
-    pub fn set_value(&mut self, id: KeyId, v: &Value) {
-        self.set_text(id, v.to_json().as_bytes(), Kind::of(v));
-    }
-
-    pub fn entries(&self) -> &[(KeyId, Leaf)] {
-        &self.entries
-    }
-
-    pub fn clear(&mut self) {
-        for (id, _) in &self.entries {
-            self.pos[*id as usize] = 0;
+    /// Emits the pending row as the current step (if it has anything), then
+    /// moves to the next step.
+    pub fn flush_row(&mut self, runtime: f64, out: &mut Vec<Bytes>) {
+        let step = self.step;
+        self.step += 1;
+        if self.row.is_empty() {
+            return;
         }
-        self.entries.clear();
-        self.text.clear();
-    }
-
-    /// Merges one item of a `partial_history` request.
-    pub fn merge_item(&mut self, keys: &mut Keys, item: &ItemView<'_>) -> Result<(), JsonError> {
-        let id_of = |keys: &mut Keys| {
-            if item.nested_key.is_empty() {
-                (!item.key.is_empty()).then(|| keys.top(item.key))
-            } else {
-                Some(keys.path_id(&item.nested_key))
-            }
-        };
-        let typed = match item.typed {
-            // The typed form is authoritative when present, as in wandb-core.
-            Some(TypedValue::Json(text)) => Some(Value::parse(text)?),
-            Some(t) if item.value_json.is_empty() => Some(match t {
-                TypedValue::None => Value::Null,
-                TypedValue::Bool(b) => Value::Bool(b),
-                TypedValue::Int(i) => Value::Int(i),
-                TypedValue::Number(f) => Value::Float(f),
-                TypedValue::Text(s) => Value::Str(s.to_string()),
-                TypedValue::Json(_) => unreachable!("handled above"),
-            }),
-            _ => None,
-        };
-        let text = item.value_json;
-        let value = match typed {
-            Some(v) => v,
-            None if text.starts_with('{') => Value::parse(text)?,
-            None => {
-                let (kind, replacement) = classify(text)?;
-                if let Some(id) = id_of(keys) {
-                    let text = replacement.as_deref().unwrap_or(text);
-                    self.set_text(id, text.as_bytes(), kind);
-                }
-                return Ok(());
-            }
-        };
-        let Some(id) = id_of(keys) else { return Ok(()) };
-        let path = keys.path(id).to_vec();
-        self.merge_value(keys, path, value);
-        Ok(())
-    }
-
-    /// Merges a parsed value at `path`, flattening objects into their leaves
-    /// (an empty object contributes nothing).
-    pub fn merge_value(&mut self, keys: &mut Keys, path: Vec<String>, value: Value) {
-        match value {
-            Value::Object(members) => {
-                for (k, v) in members {
-                    let mut child = path.clone();
-                    child.push(k);
-                    self.merge_value(keys, child, v);
+        self.row.set_float(self.k_runtime, runtime);
+        if !self.shared {
+            self.row.set_int(self.k_step, step);
+        }
+        if !self.metrics.is_empty() {
+            let ids: Vec<KeyId> = self.row.entries().iter().map(|(id, _)| *id).collect();
+            for id in ids {
+                if let Some(metric) = self.step_sync_for(id)
+                    && !self.row.contains(metric)
+                {
+                    match self.step_values.get(metric as usize).cloned().flatten() {
+                        Some((text, kind)) => self.row.set_text(metric, &text, kind),
+                        None => self.row.set_int(metric, 0),
+                    }
                 }
             }
-            v => {
-                let id = keys.path_id(&path);
-                self.set_value(id, &v);
+        }
+        for (id, leaf) in self.row.entries() {
+            let i = *id as usize;
+            let text = self.row.text(leaf);
+            if self.keys.path(*id).len() == 1
+                && let Some(x) = leaf.kind.number()
+            {
+                self.sampled.add(*id, x);
+            }
+            if self.is_step_metric.get(i).copied().unwrap_or(false) {
+                if self.step_values.len() <= i {
+                    self.step_values.resize(i + 1, None);
+                }
+                self.step_values[i] = Some((text.to_vec(), leaf.kind));
+            }
+            if !self.server_side_summary {
+                self.summary.observe(*id, text, leaf.kind);
             }
         }
-    }
-}
-
-/// Appends an encoded `Record{history{item[]{nested_key, value_json}, step}}`
-/// for `row` to `out`, built directly from the keys' pre-encoded paths and
-/// the values' text.
-pub fn encode_history_record(keys: &Keys, row: &Row, step: i64, out: &mut BytesMut) {
-    let item_len = |id: KeyId, leaf: &Leaf| {
-        let text = leaf.len as usize;
-        keys.info(id).nested_key_field.len() + 2 + encoded_len_varint(text as u64) + text
-    };
-    let step_len = if step == 0 {
-        0
-    } else {
-        1 + encoded_len_varint(step as u64)
-    };
-    let mut history_len = 1 + encoded_len_varint(step_len as u64) + step_len;
-    for (id, leaf) in row.entries() {
-        let n = item_len(*id, leaf);
-        history_len += 1 + encoded_len_varint(n as u64) + n;
-    }
-    out.reserve(1 + encoded_len_varint(history_len as u64) + history_len);
-    out.put_u8(0x12); // Record.history (2)
-    encode_varint(history_len as u64, out);
-    for (id, leaf) in row.entries() {
-        out.put_u8(0x0a); // HistoryRecord.item (1)
-        encode_varint(item_len(*id, leaf) as u64, out);
-        out.extend_from_slice(&keys.info(*id).nested_key_field);
-        let text = row.text(leaf);
-        out.extend_from_slice(&[0x82, 0x01]); // HistoryItem.value_json (16)
-        encode_varint(text.len() as u64, out);
-        out.extend_from_slice(text);
-    }
-    out.put_u8(0x12); // HistoryRecord.step (2)
-    encode_varint(step_len as u64, out);
-    if step != 0 {
-        out.put_u8(0x08); // HistoryStep.num (1)
-        encode_varint(step as u64, out);
+        if self.encoded.capacity() - self.encoded.len() < 1024 {
+            self.encoded = BytesMut::with_capacity(ENCODE_BUFFER);
+        }
+        encode_history_record(&self.keys, &self.row, step, &mut self.encoded);
+        out.push(self.encoded.split().freeze());
+        self.row.clear();
     }
 }
 
@@ -283,118 +241,114 @@ pub fn encode_history_record(keys: &Keys, row: &Row, step: i64, out: &mut BytesM
 mod tests {
     use prost::Message;
     use wandb_proto::pb;
-    use wandb_proto::view::PartialHistoryView;
 
     use super::*;
 
-    fn request(items: Vec<pb::HistoryItem>) -> Vec<u8> {
-        pb::Record {
-            record_type: Some(pb::record::RecordType::Request(pb::Request {
-                request_type: Some(pb::request::RequestType::PartialHistory(
-                    pb::PartialHistoryRequest {
-                        item: items,
-                        ..Default::default()
-                    },
-                )),
-            })),
-            ..Default::default()
-        }
-        .encode_to_vec()
-    }
-
-    fn item(key: &str, json: &str) -> pb::HistoryItem {
-        pb::HistoryItem {
-            key: key.into(),
-            value_json: json.into(),
-            ..Default::default()
-        }
-    }
-
-    fn merge(row: &mut Row, keys: &mut Keys, raw: Vec<u8>) -> Result<(), JsonError> {
-        let view = PartialHistoryView::from_record(&raw).unwrap().unwrap();
-        for it in &view.items {
-            row.merge_item(keys, it)?;
-        }
-        Ok(())
-    }
-
-    #[test]
-    fn flattens_objects_overwrites_leaves_and_encodes_like_prost() {
-        let mut keys = Keys::default();
-        let mut row = Row::default();
-        merge(
-            &mut row,
-            &mut keys,
-            request(vec![
-                item("nested", r#"{"inner": 1, "deep": {"v": 2.5}, "empty": {}}"#),
-                item("loss", "0.8"),
-                item("big", "1180591620717411303424"),
-            ]),
-        )
-        .unwrap();
-        merge(
-            &mut row,
-            &mut keys,
-            request(vec![item("loss", "0.7"), item("s", "\"x\"")]),
-        )
-        .unwrap();
-        assert!(merge(&mut row, &mut keys, request(vec![item("bad", "{oops")])).is_err());
-        let leaves: Vec<(String, String)> = row
-            .entries()
-            .iter()
-            .map(|(id, l)| {
-                (
-                    keys.info(*id).dotted.clone(),
-                    String::from_utf8(row.text(l).to_vec()).unwrap(),
-                )
-            })
-            .collect();
-        assert_eq!(
-            leaves,
-            vec![
-                ("nested.inner".into(), "1".into()),
-                ("nested.deep.v".into(), "2.5".into()),
-                ("loss".into(), "0.7".into()),
-                ("big".into(), "1.1805916207174113e+21".into()),
-                ("s".into(), "\"x\"".into()),
-            ]
-        );
-
-        for step in [0, 7] {
-            let mut out = BytesMut::new();
-            encode_history_record(&keys, &row, step, &mut out);
-            let expected = pb::Record {
-                record_type: Some(pb::record::RecordType::History(pb::HistoryRecord {
-                    item: leaves
-                        .iter()
-                        .map(|(k, v)| pb::HistoryItem {
-                            nested_key: k.split('.').map(String::from).collect(),
-                            value_json: v.clone(),
+    fn log(
+        h: &mut History,
+        items: &[(&str, &str)],
+        step: Option<i64>,
+        commit: Option<bool>,
+    ) -> (Vec<Bytes>, Result<(), Rejected>) {
+        let raw = Bytes::from(
+            pb::Record {
+                record_type: Some(pb::record::RecordType::Request(pb::Request {
+                    request_type: Some(pb::request::RequestType::PartialHistory(
+                        pb::PartialHistoryRequest {
+                            item: items
+                                .iter()
+                                .map(|(k, v)| pb::HistoryItem {
+                                    key: k.to_string(),
+                                    value_json: v.to_string(),
+                                    ..Default::default()
+                                })
+                                .collect(),
+                            step: step.map(|num| pb::HistoryStep { num }),
+                            action: commit.map(|flush| pb::HistoryAction { flush }),
                             ..Default::default()
-                        })
-                        .collect(),
-                    step: Some(pb::HistoryStep { num: step }),
-                    ..Default::default()
+                        },
+                    )),
                 })),
                 ..Default::default()
-            };
-            assert_eq!(out[..], expected.encode_to_vec()[..], "step {step}");
-        }
-        row.clear();
-        assert!(row.is_empty() && !row.contains(0));
+            }
+            .encode_to_vec(),
+        );
+        let view = PartialHistoryView::from_record(&raw).unwrap().unwrap();
+        let mut out = Vec::new();
+        let r = h.partial(&view, 0, 1.5, &mut out);
+        (out, r)
+    }
+
+    fn rows(out: &[Bytes]) -> Vec<Vec<(String, String)>> {
+        out.iter()
+            .map(|b| match pb::Record::decode(&b[..]).unwrap().record_type {
+                Some(pb::record::RecordType::History(h)) => h
+                    .item
+                    .into_iter()
+                    .map(|i| (i.nested_key.join("."), i.value_json))
+                    .collect(),
+                _ => panic!("not history"),
+            })
+            .collect()
     }
 
     #[test]
-    fn scalars_are_classified_and_validated() {
-        let k = |t: &str| classify(t).map(|(kind, _)| kind);
-        assert_eq!(k("3").unwrap(), Kind::Int(3));
-        assert_eq!(k("-2.5e-3").unwrap(), Kind::Float(-0.0025));
-        assert!(matches!(k("NaN").unwrap(), Kind::Float(f) if f.is_nan()));
-        assert_eq!(k("-Infinity").unwrap(), Kind::Float(f64::NEG_INFINITY));
-        assert_eq!(k("null").unwrap(), Kind::Null);
-        assert_eq!(k("[1, 2]").unwrap(), Kind::Other);
-        for bad in ["1x", "\"open", "", "tru"] {
-            assert!(k(bad).is_err(), "{bad:?}");
-        }
+    fn steps_commits_and_drops_like_wandb_core() {
+        let mut h = History::new(false, false);
+        // Same explicit step accumulates; a higher step flushes it.
+        assert!(log(&mut h, &[("loss", "0.9")], Some(0), None).0.is_empty());
+        assert!(log(&mut h, &[("acc", "0.1")], Some(0), None).0.is_empty());
+        let (out, _) = log(&mut h, &[("loss", "0.8")], Some(1), None);
+        assert_eq!(
+            rows(&out),
+            vec![vec![
+                ("loss".into(), "0.9".into()),
+                ("acc".into(), "0.1".into()),
+                ("_runtime".into(), "1.5".into()),
+                ("_step".into(), "0".into())
+            ]]
+        );
+        // commit=False keeps accumulating at step 1; a plain log flushes.
+        assert!(
+            log(&mut h, &[("lr", "0.05")], None, Some(false))
+                .0
+                .is_empty()
+        );
+        let (out, _) = log(&mut h, &[("loss", "0.7")], None, None);
+        let r = &rows(&out)[0];
+        assert!(
+            r.contains(&("loss".into(), "0.7".into())) && r.contains(&("lr".into(), "0.05".into()))
+        );
+        assert!(r.contains(&("_step".into(), "1".into())));
+        // Backwards: dropped with the step numbers for the warning.
+        assert_eq!(log(&mut h, &[("x", "1")], Some(10), None).1, Ok(()));
+        let (out, rejected) = log(&mut h, &[("x", "2")], Some(5), None);
+        assert!(out.is_empty());
+        assert_eq!(
+            rejected,
+            Err(Rejected::StepBackwards {
+                step: 5,
+                current: 10
+            })
+        );
+        assert_eq!(h.step(0), 10);
+    }
+
+    #[test]
+    fn step_metrics_are_filled_in() {
+        let mut h = History::new(false, false);
+        h.define_metric(&pb::MetricRecord {
+            name: "val/loss".into(),
+            step_metric: "epoch".into(),
+            options: Some(pb::MetricOptions {
+                step_sync: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert_eq!(log(&mut h, &[("val/loss", "0.5")], None, None).1, Ok(()));
+        assert_eq!(log(&mut h, &[("epoch", "2")], None, None).1, Ok(()));
+        let (out, _) = log(&mut h, &[("val/loss", "0.3")], None, None);
+        assert!(rows(&out)[0].contains(&("epoch".into(), "2".into())));
     }
 }

@@ -1,35 +1,32 @@
-//! One run: handler → writer → sender, connected by bounded channels.
+//! One run: handler → writer → run files, connected by bounded channels.
 //!
-//! * [`handler`] (an async task) owns the run's state: history rows,
-//!   summary, config, metric definitions; it answers requests about them.
+//! * [`handler`] (an async task) owns the run's state: history rows
+//!   ([`rows`], [`history`]), summary, config, metric definitions (in
+//!   [`crate::runstate`]); it answers requests about them.
 //! * [`writer`] (a thread) appends records to the transaction log.
-//! * [`sender`] (a thread) finishes the run's files and answers what must
-//!   wait for everything before it.
+//! * [`runfiles`] (a thread) finishes the run's files and answers what
+//!   must wait for everything before it.
 //! * [`monitor`] (a thread) samples the machine into `stats` records.
-//! * [`online`] (tasks, online runs only) follows the log as it is written
-//!   and sends the run to the W&B backend.
+//! * [`crate::online`] (tasks, online runs only) follows the log as it is
+//!   written and sends the run to the W&B backend; it tells the run what
+//!   it must know through its events (warnings, done).
 //!
 //! Every channel is bounded, so a slow stage slows the one before it, back
 //! to the client's socket, instead of growing memory; clients' waits are
-//! counted and reported ([`backpressure`]). The online sender is not such a
-//! stage: it reads the log back, so a slow backend never holds a client. The stream ends when
-//! its input closes (`inform_finish`) or it is told to finish (teardown);
-//! each stage drains what it has, closes its files and hangs up on the next.
+//! counted and reported ([`backpressure`]). The online sender is not such
+//! a stage: it reads the log back, so a slow backend never holds a client.
+//! The stream ends when its input closes (`inform_finish`) or it is told
+//! to finish (teardown); each stage drains what it has, closes its files
+//! and hangs up on the next.
 
-pub mod backpressure;
-pub mod config;
-pub mod console;
-pub mod handler;
-pub mod history;
-pub mod keys;
-pub mod metrics;
-pub mod monitor;
-pub mod online;
-pub mod sampler;
-pub mod sender;
-pub mod steps;
-pub mod summary;
-pub mod writer;
+pub(crate) mod backpressure;
+pub(crate) mod handler;
+mod history;
+pub(crate) mod monitor;
+mod rows;
+mod runfiles;
+mod sampled_history;
+pub(crate) mod writer;
 
 use std::sync::Arc;
 
@@ -39,9 +36,10 @@ use tokio::task::JoinHandle;
 use wandb_store::txlog::{FlushPolicy, LogWriter};
 
 use self::handler::{Ending, Handler, SUMMARY_INTERVAL};
+use crate::online;
 use crate::respond::Reply;
 use crate::runlog::RunLog;
-use crate::settings::{Console, RunSettings};
+use crate::settings::{ConsoleCapture, RunSettings};
 
 /// Batches of records (up to 256 each) waiting for the handler, per run:
 /// enough to keep it busy, few enough that memory stays small whatever the
@@ -64,11 +62,6 @@ pub enum StreamInput {
     Records(Vec<(Bytes, Option<Reply>)>),
     /// Finish the run if it has not exited (with this exit code), then close.
     Teardown { exit_code: i32 },
-    /// Something the user should know (printed by the SDK): a failure of
-    /// the online sender.
-    Warn(String),
-    /// The online sender is done: no more warnings will come.
-    OnlineFinished,
     /// A sample or the machine's description from the system monitor.
     Monitor(monitor::MonitorOutput),
 }
@@ -106,10 +99,11 @@ const ONLINE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Starts a stream; the returned task completes once every stage has
 /// finished and the log is closed. `stopping` is cancelled when the service
-/// stops.
+/// stops; `core_log` is the process-wide log the run's logs link to.
 pub fn spawn(
     settings: RunSettings,
     stopping: tokio_util::sync::CancellationToken,
+    core_log: Option<&std::path::Path>,
 ) -> (StreamHandle, JoinHandle<()>) {
     let settings = Arc::new(settings);
     let log = RunLog::open(&settings.run_id, settings.log_internal.as_deref());
@@ -117,7 +111,7 @@ pub fn spawn(
         "stream: starting (wandb-core-rs {})",
         env!("CARGO_PKG_VERSION")
     ));
-    link_core_log(&settings);
+    link_core_log(&settings, core_log);
 
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
     let (to_writer, writer_rx) = flume::bounded(WRITER_QUEUE);
@@ -125,16 +119,17 @@ pub fn spawn(
     // finishes once the files sender has written the final run files.
     let (committed_tx, committed_rx) = tokio::sync::watch::channel(0u64);
     let (files_done_tx, files_done_rx) = tokio::sync::watch::channel(false);
+    let events = online::Events::new(log.clone());
     let online = (!settings.offline).then(|| {
         online::spawn(
             settings.clone(),
             log.clone(),
             committed_rx,
             files_done_rx,
-            tx.downgrade(),
+            events.clone(),
         )
     });
-    let (to_sender, sender_rx) = flume::bounded(SENDER_QUEUE);
+    let (to_files, files_rx) = flume::bounded(SENDER_QUEUE);
 
     let mut policy = FlushPolicy::default();
     if let Some(interval) = settings.flush_interval {
@@ -152,7 +147,10 @@ pub fn spawn(
         match LogWriter::create(&settings.sync_file, policy) {
             Ok(w) => (Some(w), None),
             Err(e) => {
-                let message = format!("cannot create the transaction log: {}", writer::chain(&e));
+                let message = format!(
+                    "cannot create the transaction log: {}",
+                    crate::runlog::error_chain(&e)
+                );
                 log.error(&message);
                 (None, Some(message))
             }
@@ -162,14 +160,15 @@ pub fn spawn(
         file,
         policy,
         rx: writer_rx,
-        to_sender,
+        to_files,
         committed: online.is_some().then_some(committed_tx),
         log: log.clone(),
     };
-    let sender = sender::Sender {
+    let run_files = runfiles::RunFiles {
         files_dir: settings.files_dir(),
-        output_name: (settings.console == Console::On).then(|| settings.output_file_name.clone()),
-        rx: sender_rx,
+        output_name: (settings.console == ConsoleCapture::On)
+            .then(|| settings.output_file_name.clone()),
+        rx: files_rx,
         done: files_done_tx,
         log: log.clone(),
     };
@@ -178,10 +177,10 @@ pub fn spawn(
         .name(format!("writer-{run_id}"))
         .spawn(move || writer.run())
         .expect("spawn writer thread");
-    let sender_thread = std::thread::Builder::new()
-        .name(format!("sender-{run_id}"))
-        .spawn(move || sender.run())
-        .expect("spawn sender thread");
+    let files_thread = std::thread::Builder::new()
+        .name(format!("files-{run_id}"))
+        .spawn(move || run_files.run())
+        .expect("spawn run files thread");
 
     let mut handler = Handler::new(settings.clone(), log.clone());
     if let Some(message) = log_error {
@@ -205,7 +204,7 @@ pub fn spawn(
     let waits = backpressure.clone();
     let task = tokio::spawn(async move {
         let settings = stream_settings;
-        run_handler(handler, rx, to_writer, &waits).await;
+        run_handler(handler, rx, to_writer, &waits, &events).await;
         let waited = waits.total();
         if waited.waits > 0 {
             log.info(&format!(
@@ -218,7 +217,7 @@ pub fn spawn(
         // closes the log, then the sender finishes the files.
         let _ = tokio::task::spawn_blocking(move || {
             let _ = writer_thread.join();
-            let _ = sender_thread.join();
+            let _ = files_thread.join();
         })
         .await;
         // The online sender sends what is left in the log.
@@ -266,6 +265,7 @@ async fn run_handler(
     mut rx: mpsc::Receiver<StreamInput>,
     to_writer: flume::Sender<Vec<writer::WriterMsg>>,
     waits: &backpressure::Backpressure,
+    events: &online::Events,
 ) {
     let mut reporter = backpressure::Reporter::default();
     let mut tick = tokio::time::interval(SUMMARY_INTERVAL);
@@ -279,6 +279,14 @@ async fn run_handler(
         }
         let first = tokio::select! {
             input = rx.recv() => input,
+            event = events.next() => {
+                match event {
+                    online::Event::Warn(message) => handler.warn_user(message),
+                    online::Event::Finished => handler.online_finished(),
+                }
+                send(&mut handler, &to_writer).await;
+                continue;
+            }
             result = wait_init(&mut init_wait), if init_wait.is_some() => {
                 init_wait = None;
                 handler.init_done(result);
@@ -308,8 +316,6 @@ async fn run_handler(
                         handler.record(raw, reply);
                     }
                 }
-                Some(StreamInput::Warn(message)) => handler.warn_user(message),
-                Some(StreamInput::OnlineFinished) => handler.online_finished(),
                 Some(StreamInput::Monitor(out)) => handler.monitor_output(out),
                 Some(StreamInput::Teardown { exit_code }) => {
                     let print_footer = !handler.exited();
@@ -380,8 +386,8 @@ async fn send(handler: &mut Handler, to_writer: &flume::Sender<Vec<writer::Write
 
 /// `logs/debug-core.log` in the run directory points at the service's
 /// process-wide log, as wandb-core does.
-fn link_core_log(settings: &RunSettings) {
-    let (Some(dir), Some(target)) = (&settings.log_dir, crate::logging::core_log_path()) else {
+fn link_core_log(settings: &RunSettings, core_log: Option<&std::path::Path>) {
+    let (Some(dir), Some(target)) = (&settings.log_dir, core_log) else {
         return;
     };
     let link = dir.join("debug-core.log");

@@ -10,8 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use wandb_store::txlog::{FlushPolicy, LogWriter, WriteError};
 
-use super::sender::SenderMsg;
+use super::runfiles::FilesMsg;
 use crate::runlog::RunLog;
+use crate::runlog::error_chain;
 
 /// Work for the writer.
 #[derive(Debug)]
@@ -19,9 +20,9 @@ pub enum WriterMsg {
     /// An encoded `Record` (its `num` is set here).
     Append(Bytes),
     /// Pass along to the sender once everything before it is written.
-    Forward(SenderMsg),
+    Forward(FilesMsg),
     /// Flush and fsync everything before it, then pass `then` along.
-    Sync(SenderMsg),
+    Sync(FilesMsg),
 }
 
 pub struct Writer {
@@ -30,7 +31,7 @@ pub struct Writer {
     pub file: Option<LogWriter>,
     pub policy: FlushPolicy,
     pub rx: flume::Receiver<Vec<WriterMsg>>,
-    pub to_sender: flume::Sender<SenderMsg>,
+    pub to_files: flume::Sender<FilesMsg>,
     /// Online runs: how much of the log is in the file, for the online
     /// sender that follows it.
     pub committed: Option<tokio::sync::watch::Sender<u64>>,
@@ -84,7 +85,7 @@ impl Writer {
                     .info(&format!("transaction log closed ({len} bytes)")),
                 Err(e) => self
                     .log
-                    .error(&format!("closing the transaction log: {}", chain(&e))),
+                    .error(&format!("closing the transaction log: {}", error_chain(&e))),
             }
         }
     }
@@ -101,38 +102,26 @@ impl Writer {
         }
     }
 
-    fn forward(&self, msg: SenderMsg) {
+    fn forward(&self, msg: FilesMsg) {
         // The sender outlives the writer; a send fails only if it crashed.
-        let _ = self.to_sender.send(msg);
+        let _ = self.to_files.send(msg);
     }
 
     fn check(&self, result: Result<(), WriteError>, log: &mut Option<LogWriter>) {
         if let Err(e) = result {
             match e {
                 // A malformed record is that record's problem only.
-                WriteError::Record { .. } => {
-                    self.log.warn(&format!("record not written: {}", chain(&e)))
-                }
+                WriteError::Record { .. } => self
+                    .log
+                    .warn(&format!("record not written: {}", error_chain(&e))),
                 WriteError::Io { .. } => {
                     self.log.error(&format!(
                         "transaction log write failed, no more records will be written: {}",
-                        chain(&e)
+                        error_chain(&e)
                     ));
                     *log = None;
                 }
             }
         }
     }
-}
-
-/// An error with its sources, for log lines.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

@@ -12,9 +12,9 @@ use wandb_proto::pb::record::RecordType;
 use wandb_store::txlog::{HeaderError, LogReader, ReadError};
 
 use super::paths::RunTarget;
+use crate::online::{InitResult, Replay, ReplayOutcome, ReplayProgress, replay};
 use crate::runlog::RunLog;
 use crate::settings::RunSettings;
-use crate::stream::online::{InitResult, Replay, ReplayOutcome, ReplayProgress, replay};
 
 /// How bad a message is (the SDK's `ServerSyncMessage.Severity`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 //! `f32` and returned in logging order, as wandb-core does. Memory is fixed
 //! per key however long the run.
 
-use super::keys::{KeyId, Keys};
+use crate::runstate::keys::{KeyId, Keys};
 
 const RESERVOIR: usize = 48;
 
@@ -17,12 +17,12 @@ struct Reservoir {
 
 /// Reservoirs for every numeric top-level key, indexed by key id.
 #[derive(Debug)]
-pub struct Sampler {
+pub struct SampledHistory {
     keys: Vec<Option<Reservoir>>,
     rng: fastrand::Rng,
 }
 
-impl Default for Sampler {
+impl Default for SampledHistory {
     fn default() -> Self {
         Self {
             keys: Vec::new(),
@@ -32,7 +32,7 @@ impl Default for Sampler {
     }
 }
 
-impl Sampler {
+impl SampledHistory {
     pub fn add(&mut self, key: KeyId, value: f64) {
         let i = key as usize;
         if self.keys.len() <= i {
@@ -80,7 +80,7 @@ mod tests {
     fn keeps_all_values_up_to_the_reservoir_size_then_a_sorted_sample() {
         let mut keys = Keys::default();
         let (a, b) = (keys.top("a"), keys.top("b"));
-        let mut s = Sampler::default();
+        let mut s = SampledHistory::default();
         for i in 0..10 {
             s.add(a, i as f64);
         }

@@ -13,16 +13,7 @@ use wandb_proto::json::{self, Value};
 use wandb_proto::{pb, telemetry_descriptor_pool};
 
 use super::metrics::Metrics;
-use super::summary::insert_path;
-
-/// `key`, or `nested_key` when set.
-fn item_path(key: &str, nested_key: &[String]) -> Vec<String> {
-    if nested_key.is_empty() {
-        vec![key.to_string()]
-    } else {
-        nested_key.to_vec()
-    }
-}
+use super::summary::{insert_path, item_path, remove_path};
 
 #[derive(Debug, Default)]
 pub struct RunConfig {
@@ -68,7 +59,7 @@ impl RunConfig {
         let _ = self
             .telemetry
             .merge(other.telemetry.encode_to_vec().as_slice());
-        self.telemetry.core_version = super::handler::PRODUCER.to_string();
+        self.telemetry.core_version = crate::PRODUCER.to_string();
     }
 
     /// Merges a telemetry record (the SDK sends cumulative ones). The
@@ -76,7 +67,7 @@ impl RunConfig {
     pub fn merge_telemetry(&mut self, t: &pb::TelemetryRecord) {
         // A protobuf merge: set fields overwrite, flags accumulate.
         let _ = self.telemetry.merge(t.encode_to_vec().as_slice());
-        self.telemetry.core_version = super::handler::PRODUCER.to_string();
+        self.telemetry.core_version = crate::PRODUCER.to_string();
     }
 
     /// The `_wandb` value.
@@ -144,18 +135,6 @@ impl RunConfig {
             );
         }
         out
-    }
-}
-
-fn remove_path(root: &mut Value, path: &[String]) {
-    let Value::Object(members) = root else { return };
-    let Some((head, rest)) = path.split_first() else {
-        return;
-    };
-    if rest.is_empty() {
-        members.retain(|(k, _)| k != head);
-    } else if let Some((_, child)) = members.iter_mut().find(|(k, _)| k == head) {
-        remove_path(child, rest);
     }
 }
 

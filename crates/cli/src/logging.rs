@@ -1,20 +1,16 @@
 //! The service's process-wide log, `core-debug-<time>.log` in wandb's cache
 //! directory (`$WANDB_CACHE_DIR`, else `~/.cache/wandb`), JSON lines, as
 //! wandb-core keeps it; each run's `logs/debug-core.log` links to it.
+//!
+//! The binary owns the subscriber: the service library only emits
+//! `tracing` events, so a program embedding it (the Rust SDK) keeps its own.
 
 use std::fs::{self, File};
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::SystemTime;
 
 use tracing_subscriber::EnvFilter;
-
-static CORE_LOG: OnceLock<PathBuf> = OnceLock::new();
-
-/// The log file, once [`init`] opened one.
-pub fn core_log_path() -> Option<&'static Path> {
-    CORE_LOG.get().map(PathBuf::as_path)
-}
 
 fn cache_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("WANDB_CACHE_DIR").filter(|d| !d.is_empty()) {
@@ -39,8 +35,8 @@ fn level_name(level: i32) -> &'static str {
 
 /// Sends `tracing` output to the process-wide log file (or stderr when no
 /// cache directory is writable). `WANDB_CORE_RS_LOG` overrides the level
-/// with a `tracing` filter.
-pub fn init(level: i32) {
+/// with a `tracing` filter. Returns the file's path, if there is one.
+pub fn init(level: i32) -> Option<PathBuf> {
     let filter = std::env::var("WANDB_CORE_RS_LOG")
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
@@ -64,11 +60,12 @@ pub fn init(level: i32) {
         .with_current_span(false);
     match file {
         Some((path, file)) => {
-            let _ = CORE_LOG.set(path);
             let _ = builder.with_writer(Mutex::new(file)).try_init();
+            Some(path)
         }
         None => {
             let _ = builder.with_writer(std::io::stderr).try_init();
+            None
         }
     }
 }

@@ -15,6 +15,7 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::events::Events;
 use super::filestream::FsMsg;
 use crate::backend::Backend;
 use crate::runlog::RunLog;
@@ -110,6 +111,26 @@ pub struct RunPath {
     pub name: String,
 }
 
+/// What stays as it is in a path segment (RFC 3986's unreserved).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+impl RunPath {
+    /// `entity/project/name`, each percent-encoded, for URL paths.
+    pub fn url_segments(&self) -> String {
+        let enc = |s: &str| percent_encoding::utf8_percent_encode(s, SEGMENT).to_string();
+        format!(
+            "{}/{}/{}",
+            enc(&self.entity),
+            enc(&self.project),
+            enc(&self.name)
+        )
+    }
+}
+
 /// A path the client named, if it stays inside the files directory.
 pub fn safe_relative(path: &str) -> Option<String> {
     let p = Path::new(path);
@@ -131,7 +152,7 @@ pub struct Uploader {
     fs: mpsc::Sender<FsMsg>,
     log: RunLog,
     stats: Arc<UploadStats>,
-    warn: super::Warn,
+    events: Events,
     /// What was uploaded, by path: (size, modified) at that time.
     done: BTreeMap<String, Stamp>,
 }
@@ -144,7 +165,7 @@ impl Uploader {
         fs: mpsc::Sender<FsMsg>,
         log: RunLog,
         stats: Arc<UploadStats>,
-        warn: super::Warn,
+        events: Events,
     ) -> Self {
         Self {
             backend,
@@ -153,7 +174,7 @@ impl Uploader {
             fs,
             log,
             stats,
-            warn,
+            events,
             done: BTreeMap::new(),
         }
     }
@@ -161,7 +182,7 @@ impl Uploader {
     /// A failure the user must hear of (after retries): logged and shown.
     fn fail(&self, message: String) {
         self.log.error(&message);
-        (self.warn)(message);
+        self.events.warn(message);
     }
 
     fn stamp(&self, path: &str) -> Option<Stamp> {

@@ -11,9 +11,37 @@
 use wandb_proto::json::Value;
 use wandb_proto::pb;
 
-use super::history::Kind;
 use super::keys::{KeyId, Keys};
 use super::metrics::{MetricDef, Metrics};
+
+/// What the summary needs to know about a value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    Null,
+    Int(i64),
+    Float(f64),
+    /// Strings, booleans, lists.
+    Other,
+}
+
+impl Kind {
+    pub fn number(self) -> Option<f64> {
+        match self {
+            Kind::Int(i) => Some(i as f64),
+            Kind::Float(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn of(v: &Value) -> Self {
+        match v {
+            Value::Null => Kind::Null,
+            Value::Int(i) => Kind::Int(*i),
+            Value::Float(f) => Kind::Float(*f),
+            _ => Kind::Other,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Default)]
 struct SLeaf {
@@ -245,6 +273,28 @@ pub fn insert_path(root: &mut Value, path: &[String], value: Value) {
             members[idx].1 = Value::Object(Vec::new());
         }
         insert_path(&mut members[idx].1, rest, value);
+    }
+}
+
+/// `key`, or `nested_key` when set: where an item's value goes.
+pub fn item_path(key: &str, nested_key: &[String]) -> Vec<String> {
+    if nested_key.is_empty() {
+        vec![key.to_string()]
+    } else {
+        nested_key.to_vec()
+    }
+}
+
+/// Removes what is at `path` in a tree of objects, if anything.
+pub fn remove_path(root: &mut Value, path: &[String]) {
+    let Value::Object(members) = root else { return };
+    let Some((head, rest)) = path.split_first() else {
+        return;
+    };
+    if rest.is_empty() {
+        members.retain(|(k, _)| k != head);
+    } else if let Some((_, child)) = members.iter_mut().find(|(k, _)| k == head) {
+        remove_path(child, rest);
     }
 }
 

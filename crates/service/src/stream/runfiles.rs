@@ -1,4 +1,4 @@
-//! The files sender. It finishes the run's files in `files/`:
+//! The run files writer. It finishes the run's files in `files/`:
 //! `output.log` (console output through the emulator), `requirements.txt`,
 //! `config.yaml` and `wandb-summary.json`. It also answers the requests that
 //! must wait for everything before them (exit, poll_exit, shutdown).
@@ -8,21 +8,21 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use wandb_proto::pb;
 
-use super::console::Console;
 use crate::respond::Reply;
 use crate::runlog::RunLog;
+use crate::runstate::console::Console;
 
 /// How often `output.log` is rewritten while output keeps coming.
 const CONSOLE_DEBOUNCE: Duration = Duration::from_secs(2);
 
 /// Work for the sender.
 #[derive(Debug)]
-pub enum SenderMsg {
+pub enum FilesMsg {
     /// Text the user process wrote to stdout or stderr.
     Console { stderr: bool, text: String },
     /// `requirements.txt` lines.
@@ -44,10 +44,10 @@ pub enum Answer {
     Shutdown,
 }
 
-pub struct Sender {
+pub(crate) struct RunFiles {
     pub files_dir: PathBuf,
     pub output_name: Option<String>,
-    pub rx: flume::Receiver<SenderMsg>,
+    pub rx: flume::Receiver<FilesMsg>,
     /// Set once the run exited and its files are final (the online sender
     /// uploads them then).
     pub done: tokio::sync::watch::Sender<bool>,
@@ -60,7 +60,7 @@ struct OutputFile {
     final_len: u64,
 }
 
-impl Sender {
+impl RunFiles {
     pub fn run(self) {
         let mut console = Console::default();
         let mut output: Option<OutputFile> = None;
@@ -73,19 +73,19 @@ impl Sender {
             };
             match msg {
                 None => {}
-                Some(SenderMsg::Console { stderr, text }) => console.write(stderr, &text),
-                Some(SenderMsg::Requirements(lines)) => {
+                Some(FilesMsg::Console { stderr, text }) => console.write(stderr, &text),
+                Some(FilesMsg::Requirements(lines)) => {
                     let mut text = lines.join("\n");
                     text.push('\n');
                     self.write_file("requirements.txt", &text);
                 }
-                Some(SenderMsg::Config(yaml)) => self.write_file("config.yaml", &yaml),
-                Some(SenderMsg::Summary(json)) => self.write_file("wandb-summary.json", &json),
-                Some(SenderMsg::Answer(reply, answer)) => {
+                Some(FilesMsg::Config(yaml)) => self.write_file("config.yaml", &yaml),
+                Some(FilesMsg::Summary(json)) => self.write_file("wandb-summary.json", &json),
+                Some(FilesMsg::Answer(reply, answer)) => {
                     self.flush_console(&mut console, &mut output);
                     answer_now(&reply, answer);
                 }
-                Some(SenderMsg::Exit { reply }) => {
+                Some(FilesMsg::Exit { reply }) => {
                     self.flush_console(&mut console, &mut output);
                     self.done.send_replace(true);
                     if let Some(reply) = reply {
@@ -146,7 +146,9 @@ impl Sender {
     }
 
     fn write_file(&self, name: &str, content: &str) {
-        if let Err(e) = write_atomically(&self.files_dir.join(name), content.as_bytes()) {
+        if let Err(e) =
+            wandb_store::write_atomically(&self.files_dir.join(name), content.as_bytes())
+        {
             self.log.error(&format!("writing {name}: {e}"));
         }
     }
@@ -165,16 +167,4 @@ fn answer_now(reply: &Reply, answer: Answer) {
         )),
         Answer::Shutdown => reply.response(None),
     }
-}
-
-/// Writes through `<path>.tmp` and a rename.
-pub fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir)?;
-    }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    fs::write(&tmp, content)?;
-    fs::rename(&tmp, path)
 }

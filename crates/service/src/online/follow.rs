@@ -1,0 +1,627 @@
+//! The follower: reads the run's transaction log as the writer commits it
+//! (or a finished log, for sync) and turns each record into backend
+//! traffic until the exit record, then finishes the run on the server.
+//!
+//! History rows, system samples, the summary and console lines go to the
+//! file stream; run files to the uploader; parameter and config changes
+//! into one debounced UpsertBucket; artifacts into jobs beside it.
+
+use std::time::Duration;
+
+use prost::Message;
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use wandb_proto::json::Value as JValue;
+use wandb_proto::pb;
+use wandb_proto::pb::record::RecordType;
+use wandb_store::txlog::{LogReader, ReadError};
+
+use super::filestream::{self, FileStreamConfig, FsMsg};
+use super::lines::{ConsoleLines, events_line, history_line};
+use super::requests::{ArtifactJobs, JobContext, answer_exit, refuse_artifacts};
+use super::uploads::{self, Policy, RunPath, UpMsg};
+use super::upsert::{add_environment, config_json, metadata_json, upsert_vars};
+use super::{InitResult, OnlineCtl, Sender};
+use crate::backend::BackendError;
+use crate::respond::Reply;
+use crate::runstate::config::RunConfig;
+use crate::runstate::metrics::Metrics;
+use crate::runstate::summary::{insert_path, item_path, remove_path};
+
+/// Changes to the run wait this long for company before an UpsertBucket.
+const UPSERT_DEBOUNCE: Duration = Duration::from_secs(5);
+
+/// What following a log ended with.
+pub(super) struct Followed {
+    pub exit_synthesized: bool,
+    pub torn: bool,
+    pub file_stream_ok: bool,
+}
+
+/// The run as read back so far.
+struct FollowState {
+    run: pb::RunRecord,
+    storage_id: String,
+    config: RunConfig,
+    metrics: Metrics,
+    summary: JValue,
+    summary_dirty: bool,
+    console: ConsoleLines,
+    params_dirty: bool,
+    config_dirty: bool,
+    upsert_due: Option<Instant>,
+    environment: Vec<pb::EnvironmentRecord>,
+    seen_run: bool,
+    exit_code: Option<i32>,
+    exit_synthesized: bool,
+    torn: bool,
+    skip: Skip,
+    artifacts: ArtifactJobs,
+}
+
+/// Lines the server already has (a continued sync): not sent again.
+#[derive(Debug, Default)]
+struct Skip {
+    history: i64,
+    events: i64,
+    console: u64,
+}
+
+impl FollowState {
+    fn schedule_upsert(&mut self) {
+        self.upsert_due
+            .get_or_insert_with(|| Instant::now() + UPSERT_DEBOUNCE);
+    }
+}
+
+/// The run's file stream and uploader, and how they end.
+struct Pipes {
+    fs: mpsc::Sender<FsMsg>,
+    fs_task: JoinHandle<bool>,
+    up: mpsc::Sender<UpMsg>,
+    up_task: JoinHandle<()>,
+}
+
+impl Pipes {
+    /// Waits for the uploads, then sends what the file stream holds:
+    /// marking the run complete with `exit_code`, or only flushing when
+    /// the run stays unfinished. Returns whether the file stream is
+    /// healthy.
+    async fn close(self, exit_code: Option<i32>) -> bool {
+        drop(self.up);
+        let _ = self.up_task.await;
+        let (done_tx, done_rx) = oneshot::channel();
+        let last = match exit_code {
+            Some(code) => FsMsg::Complete(code, done_tx),
+            None => FsMsg::Flush(done_tx),
+        };
+        let _ = self.fs.send(last).await;
+        let healthy = done_rx.await.unwrap_or(false);
+        drop(self.fs);
+        let _ = self.fs_task.await;
+        healthy
+    }
+}
+
+async fn sleep_opt(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Sender {
+    /// Follows the log until the exit record, then finishes the run.
+    pub(super) async fn follow(
+        mut self,
+        init: InitResult,
+        first_run: pb::RunRecord,
+        mut ctl: mpsc::Receiver<OnlineCtl>,
+        mut exit_replies: Vec<Option<Reply>>,
+    ) -> Followed {
+        let path = RunPath {
+            entity: init.entity.clone(),
+            project: init.project.clone(),
+            name: init.name.clone(),
+        };
+        let resumed = init.resumed.clone().unwrap_or_default();
+        let pipes = self.start_pipes(&path, &resumed).await;
+        let mut state = FollowState {
+            run: first_run,
+            storage_id: init.storage_id.clone(),
+            config: RunConfig::default(),
+            metrics: Metrics::default(),
+            summary: JValue::Object(Vec::new()),
+            summary_dirty: false,
+            console: ConsoleLines::new(self.settings.raw.x_label.clone().filter(|l| !l.is_empty())),
+            params_dirty: false,
+            config_dirty: false,
+            upsert_due: None,
+            environment: Vec::new(),
+            seen_run: false,
+            exit_code: None,
+            exit_synthesized: false,
+            torn: false,
+            skip: Skip::default(),
+            artifacts: ArtifactJobs::default(),
+        };
+        if self.progress.is_some() {
+            // Replaying: what the server has is already sent.
+            state.skip = Skip {
+                history: resumed.history_line_count.max(0),
+                events: resumed.events_line_count.max(0),
+                console: resumed.log_line_count.max(0) as u64,
+            };
+        }
+        // A resumed run keeps the server's config under what is set now.
+        state.config.apply(&resumed.config_record());
+        if let Some(c) = &state.run.config {
+            state.config.apply(c);
+        }
+        if let JValue::Object(members) = &resumed.summary {
+            for (k, v) in members {
+                insert_path(&mut state.summary, std::slice::from_ref(k), v.clone());
+            }
+        }
+
+        let mut reader: Option<LogReader<std::fs::File>> = None;
+        let mut ctl_open = true;
+        loop {
+            self.read_committed(&mut reader, &mut state, &pipes, &path)
+                .await;
+            self.flush_batch(&mut state, &pipes.fs).await;
+            if let Some(code) = state.exit_code {
+                self.finish(&mut state, &path, &pipes).await;
+                let healthy = pipes.close(Some(code)).await;
+                self.log.info(&format!(
+                    "run finished on the server (file stream {})",
+                    if healthy { "complete" } else { "failed" }
+                ));
+                self.done(exit_replies, Some(&mut ctl)).await;
+                return Followed {
+                    exit_synthesized: state.exit_synthesized,
+                    torn: state.torn,
+                    file_stream_ok: healthy,
+                };
+            }
+            // Wait for more of the log, an exit answer to hold, or a
+            // debounced upsert.
+            let upsert_wait = state
+                .upsert_due
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            tokio::select! {
+                changed = self.committed.changed() => {
+                    if changed.is_ok() {
+                        continue;
+                    }
+                    // The writer is gone: read what is left, then stop.
+                    self.read_committed(&mut reader, &mut state, &pipes, &path).await;
+                    if state.exit_code.is_some() {
+                        continue;
+                    }
+                    if self.progress.is_some() {
+                        // A replayed log without an exit record: its
+                        // process crashed. Finish the run as failed (exit
+                        // code 1), as wandb-core's sync does.
+                        state.exit_code = Some(1);
+                        state.exit_synthesized = true;
+                        continue;
+                    }
+                    // Closed without an exit (the service stopped): send
+                    // what there is; the run stays unfinished.
+                    self.flush_batch(&mut state, &pipes.fs).await;
+                    let healthy = pipes.close(None).await;
+                    self.done(exit_replies, None).await;
+                    return Followed {
+                        exit_synthesized: false,
+                        torn: state.torn,
+                        file_stream_ok: healthy,
+                    };
+                }
+                msg = ctl.recv(), if ctl_open => match msg {
+                    Some(OnlineCtl::Exit { reply }) => exit_replies.push(reply),
+                    Some(OnlineCtl::LinkArtifact { request, reply }) => {
+                        let cx = self.job_context(&path);
+                        state.artifacts.link(cx, *request, reply);
+                    }
+                    Some(OnlineCtl::LogArtifact { request, reply }) => {
+                        let request = *request;
+                        let cx = self.job_context(&path);
+                        state.artifacts.save(cx, request.artifact.unwrap_or_default(),
+                            request.history_step, request.staging_dir, reply);
+                    }
+                    Some(OnlineCtl::Init { done, .. }) => {
+                        let _ = done.send(Err(BackendError::Config("the run was already initialised".into())));
+                    }
+                    None => ctl_open = false,
+                },
+                _ = sleep_opt(upsert_wait) => {
+                    state.upsert_due = None;
+                    self.upsert(&mut state, &path).await;
+                }
+            }
+        }
+    }
+
+    /// The file stream (at the server's line counts of a resumed run) and
+    /// the uploader.
+    async fn start_pipes(
+        &self,
+        path: &RunPath,
+        resumed: &crate::backend::graphql::ResumeState,
+    ) -> Pipes {
+        // Asked only when it matters (one request fewer per run otherwise).
+        let gzip = !self.settings.raw.x_file_stream_no_gzip.unwrap_or(true)
+            && self
+                .backend
+                .server_features()
+                .await
+                .iter()
+                .any(|f| f == "FILESTREAM_GZIP");
+        let (fs_tx, fs_rx) = mpsc::channel(1024);
+        let fs_cfg = FileStreamConfig {
+            path: format!("/files/{}/file_stream", path.url_segments()),
+            history_offset: resumed.history_line_count,
+            events_offset: resumed.events_line_count,
+            // Replaying skips the console lines the server has instead.
+            console_offset: if self.progress.is_some() {
+                0
+            } else {
+                resumed.log_line_count.max(0) as u64
+            },
+            transmit_interval: Duration::from_secs_f64(
+                self.settings
+                    .raw
+                    .x_file_stream_transmit_interval
+                    .filter(|t| *t > 0.0)
+                    .unwrap_or(15.0),
+            ),
+            heartbeat: Duration::from_secs(30),
+            max_bytes: self
+                .settings
+                .raw
+                .x_file_stream_max_bytes
+                .filter(|b| *b > 0)
+                .map_or(10 << 20, |b| b as usize),
+            buffer_bytes: filestream::BUFFER_BYTES,
+            gzip,
+        };
+        let events = self.events.clone();
+        let fs_task = tokio::spawn(filestream::run(
+            self.backend.clone(),
+            fs_cfg,
+            fs_rx,
+            self.stopped.clone(),
+            move |m| events.warn(m),
+        ));
+        let (up_tx, up_rx) = mpsc::channel(1024);
+        let uploader = uploads::Uploader::new(
+            self.backend.clone(),
+            path.clone(),
+            self.settings.files_dir(),
+            fs_tx.clone(),
+            self.log.clone(),
+            self.stats.clone(),
+            self.events.clone(),
+        );
+        let up_task = tokio::spawn(uploads::run(uploader, up_rx));
+        Pipes {
+            fs: fs_tx,
+            fs_task,
+            up: up_tx,
+            up_task,
+        }
+    }
+
+    fn job_context<'a>(&'a self, run: &'a RunPath) -> JobContext<'a> {
+        JobContext {
+            backend: &self.backend,
+            log: &self.log,
+            events: &self.events,
+            run,
+        }
+    }
+
+    /// Reads every record committed so far (opening the log once it
+    /// exists).
+    async fn read_committed(
+        &mut self,
+        reader: &mut Option<LogReader<std::fs::File>>,
+        state: &mut FollowState,
+        pipes: &Pipes,
+        path: &RunPath,
+    ) {
+        if reader.is_none() {
+            *reader = LogReader::open(&self.settings.sync_file).ok();
+        }
+        let Some(r) = reader else {
+            return;
+        };
+        let mut buf = Vec::new();
+        loop {
+            match r.next_into(&mut buf) {
+                Ok(Some(pos)) => {
+                    if let Some(p) = &self.progress {
+                        use std::sync::atomic::Ordering::Relaxed;
+                        p.bytes_read.store(pos.end, Relaxed);
+                        p.records.fetch_add(1, Relaxed);
+                    }
+                    let record = match pb::Record::decode(&buf[..]) {
+                        Ok(rec) => rec,
+                        Err(e) => {
+                            self.log
+                                .warn(&format!("record in the log does not decode: {e}"));
+                            continue;
+                        }
+                    };
+                    self.on_record(record, state, pipes, path).await;
+                }
+                Ok(None) => {
+                    state.torn = false;
+                    return;
+                }
+                Err(ReadError::Truncated { .. }) => {
+                    state.torn = true;
+                    return;
+                }
+                Err(ReadError::Corrupt { offset, kind }) => {
+                    let message = format!(
+                        "transaction log corrupt at byte {offset} ({kind}); skipped to the next good block"
+                    );
+                    self.log.error(&message);
+                    self.events.warn(message);
+                    r.recover();
+                }
+                Err(e) => {
+                    self.log
+                        .error(&format!("cannot read the transaction log: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn on_record(
+        &mut self,
+        record: pb::Record,
+        s: &mut FollowState,
+        pipes: &Pipes,
+        path: &RunPath,
+    ) {
+        let Some(kind) = record.record_type else {
+            return;
+        };
+        let (fs, up) = (&pipes.fs, &pipes.up);
+        match kind {
+            RecordType::History(h) => {
+                if s.skip.history > 0 {
+                    s.skip.history -= 1;
+                    if let Some(p) = &self.progress {
+                        p.history_skipped
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    return;
+                }
+                let _ = fs.send(FsMsg::History(history_line(&h.item))).await;
+                if let Some(p) = &self.progress {
+                    p.history_sent
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            RecordType::Summary(sum) => {
+                for item in &sum.update {
+                    let p = item_path(&item.key, &item.nested_key);
+                    let v = JValue::parse(&item.value_json).unwrap_or(JValue::Null);
+                    insert_path(&mut s.summary, &p, v);
+                }
+                for item in &sum.remove {
+                    remove_path(&mut s.summary, &item_path(&item.key, &item.nested_key));
+                }
+                s.summary_dirty = true;
+            }
+            RecordType::OutputRaw(o) => {
+                let stderr = o.output_type() == pb::output_raw_record::OutputType::Stderr;
+                s.console.write(stderr, &o.line);
+            }
+            RecordType::Output(o) => {
+                let stderr = o.output_type() == pb::output_record::OutputType::Stderr;
+                s.console.write(stderr, &o.line);
+            }
+            RecordType::Run(run) => {
+                if !s.seen_run {
+                    // The init record: already upserted.
+                    s.seen_run = true;
+                    return;
+                }
+                if let Some(c) = &run.config {
+                    s.config.apply(c);
+                    s.config_dirty = true;
+                }
+                s.run = run;
+                s.params_dirty = true;
+                s.schedule_upsert();
+            }
+            RecordType::Config(c) => {
+                s.config.apply(&c);
+                s.config_dirty = true;
+                s.schedule_upsert();
+            }
+            RecordType::Telemetry(t) => {
+                s.config.merge_telemetry(&t);
+                s.config_dirty = true;
+                s.schedule_upsert();
+            }
+            RecordType::Metric(m) => {
+                s.metrics.define(&m);
+                s.config_dirty = true;
+                s.schedule_upsert();
+            }
+            RecordType::Environment(env) => {
+                s.environment.push(env);
+                self.write_run_file("wandb-metadata.json", &metadata_json(&s.environment));
+                let _ = up
+                    .send(UpMsg::File {
+                        path: "wandb-metadata.json".into(),
+                        policy: Policy::Now,
+                    })
+                    .await;
+                s.config_dirty = true;
+                s.schedule_upsert();
+            }
+            RecordType::Files(files) => {
+                for f in files.files {
+                    let policy = match pb::files_item::PolicyType::try_from(f.policy) {
+                        Ok(pb::files_item::PolicyType::End) => Policy::End,
+                        Ok(pb::files_item::PolicyType::Live) => Policy::Live,
+                        _ => Policy::Now,
+                    };
+                    let _ = up
+                        .send(UpMsg::File {
+                            path: f.path,
+                            policy,
+                        })
+                        .await;
+                }
+            }
+            RecordType::Stats(stats) => {
+                if s.skip.events > 0 {
+                    s.skip.events -= 1;
+                    return;
+                }
+                let line = events_line(&stats, s.run.start_time.as_ref());
+                let _ = fs.send(FsMsg::Events(line)).await;
+            }
+            RecordType::Alert(a) => {
+                let severity = match a.level.to_uppercase().as_str() {
+                    "WARN" | "WARNING" => "WARN",
+                    "ERROR" => "ERROR",
+                    _ => "INFO",
+                };
+                let vars = json!({
+                    "entityName": path.entity, "projectName": path.project, "runName": path.name,
+                    "title": a.title, "text": a.text, "severity": severity,
+                    "waitDuration": a.wait_duration * 1000,
+                });
+                let backend = self.backend.clone();
+                let log = self.log.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = backend.notify_alert(vars).await {
+                        log.error(&format!("alert not sent: {e}"));
+                    }
+                });
+            }
+            RecordType::Preempting(_) => {
+                let _ = fs.send(FsMsg::Preempting).await;
+            }
+            RecordType::Exit(exit) => s.exit_code = Some(exit.exit_code),
+            // Offline runs record artifacts in the log; sent when synced.
+            RecordType::Artifact(a) => {
+                let cx = self.job_context(path);
+                s.artifacts.save(cx, a, 0, String::new(), None);
+            }
+            _ => {}
+        }
+    }
+
+    /// After a batch of records: the summary and console lines that changed.
+    async fn flush_batch(&mut self, s: &mut FollowState, fs: &mpsc::Sender<FsMsg>) {
+        if std::mem::take(&mut s.summary_dirty) {
+            let _ = fs.send(FsMsg::Summary(s.summary.to_json())).await;
+        }
+        for (n, line) in s.console.changed() {
+            if n < s.skip.console {
+                continue;
+            }
+            let _ = fs.send(FsMsg::Console(n, line)).await;
+        }
+    }
+
+    async fn upsert(&self, s: &mut FollowState, path: &RunPath) {
+        if !s.params_dirty && !s.config_dirty {
+            return;
+        }
+        let config = s.config_dirty.then(|| {
+            let mut cfg = config_json(&s.config, &s.metrics);
+            if !s.environment.is_empty() {
+                // `_wandb.e`: the environment per writer.
+                cfg = add_environment(&cfg, &s.environment);
+            }
+            cfg
+        });
+        let vars = upsert_vars(
+            &self.settings,
+            &s.run,
+            Some(path),
+            &s.storage_id,
+            config,
+            s.params_dirty,
+        );
+        s.params_dirty = false;
+        s.config_dirty = false;
+        if let Err(e) = self.backend.upsert_bucket(vars, None).await {
+            let message = format!("run update not sent: {e}");
+            self.log.error(&message);
+            self.events.warn(message);
+        }
+    }
+
+    fn write_run_file(&self, name: &str, content: &str) {
+        let path = self.settings.files_dir().join(name);
+        if let Err(e) = wandb_store::write_atomically(&path, content.as_bytes()) {
+            self.log.error(&format!("writing {name}: {e}"));
+        }
+    }
+
+    /// Run files are final, the config is sent, every upload is done.
+    async fn finish(&mut self, s: &mut FollowState, path: &RunPath, pipes: &Pipes) {
+        self.flush_batch(s, &pipes.fs).await;
+        let _ = self.files_done.wait_for(|d| *d).await;
+        // Artifacts logged during the run are committed before it ends.
+        s.artifacts.wait().await;
+        if self.progress.is_some() {
+            // Replaying: no run-files writer made these (W&B's service
+            // writes none offline); make them from the log, as it does.
+            self.write_run_file("config.yaml", &s.config.to_yaml(&s.metrics));
+            self.write_run_file("wandb-summary.json", &s.summary.to_json());
+        }
+        if s.params_dirty || s.config_dirty {
+            self.upsert(s, path).await;
+        }
+        let mut also = vec![
+            "wandb-metadata.json".to_string(),
+            "requirements.txt".to_string(),
+            "config.yaml".to_string(),
+            "wandb-summary.json".to_string(),
+        ];
+        if self.settings.console == crate::settings::ConsoleCapture::On {
+            also.push(self.settings.output_file_name.clone());
+        }
+        let (done, wait) = oneshot::channel();
+        if pipes.up.send(UpMsg::Finish { also, done }).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// Nothing more will be sent: tells the run, answers the exits held,
+    /// and (when the handler is still there) answers later exits at once
+    /// and refuses later artifacts until it hangs up.
+    async fn done(
+        &self,
+        exit_replies: Vec<Option<Reply>>,
+        ctl: Option<&mut mpsc::Receiver<OnlineCtl>>,
+    ) {
+        self.events.finished();
+        exit_replies.into_iter().for_each(answer_exit);
+        if let Some(ctl) = ctl {
+            while let Some(msg) = ctl.recv().await {
+                if let Some(OnlineCtl::Exit { reply }) =
+                    refuse_artifacts(msg, "the run is finished")
+                {
+                    answer_exit(reply);
+                }
+            }
+        }
+    }
+}

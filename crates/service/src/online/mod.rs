@@ -1,0 +1,274 @@
+//! The online sender: everything a run sends to the W&B backend.
+//!
+//! A peer of [`crate::stream`]: a live run's stream starts it beside its
+//! pipeline, and `sync` runs it over a finished log ([`replay`]). It
+//! follows the run's transaction log as the writer commits it (the log is
+//! the queue: memory stays bounded however slow the network, and the same
+//! records drive a later `sync`) and turns records into backend traffic
+//! ([`follow`]): history rows, events, the summary and console lines into
+//! the file stream ([`filestream`], lines built in [`lines`]); run files
+//! and media into uploads ([`uploads`]); run parameters and config into
+//! debounced UpsertBuckets ([`upsert`]); artifacts into save and link
+//! jobs ([`requests`], [`artifacts`]). The handler asks it for the
+//! blocking part of `wandb.init` (resume status and the first
+//! UpsertBucket) and hands it the exit answer, which goes out once every
+//! upload is done and the file stream is complete. It talks back only
+//! through [`events`]: warnings for the user, and that it is done.
+
+pub(crate) mod artifacts;
+pub(crate) mod checksums;
+pub(crate) mod events;
+mod filestream;
+mod follow;
+mod lines;
+mod replay;
+mod requests;
+pub(crate) mod uploads;
+mod upsert;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use wandb_proto::pb;
+
+pub(crate) use self::events::{Event, Events};
+pub(crate) use self::replay::{Replay, ReplayOutcome, ReplayProgress, replay};
+use self::requests::{answer_exit, refuse_artifacts};
+use self::uploads::UploadStats;
+use self::upsert::{config_json, upsert_vars};
+use crate::backend::graphql::ResumeState;
+use crate::backend::{Backend, BackendConfig, BackendError};
+use crate::respond::Reply;
+use crate::runlog::RunLog;
+use crate::runstate::config::RunConfig;
+use crate::runstate::metrics::Metrics;
+use crate::settings::RunSettings;
+
+/// What the handler asks of the online sender.
+#[derive(Debug)]
+pub enum OnlineCtl {
+    /// The run record of `wandb.init`: create (or resume) the run.
+    Init {
+        run: Box<pb::RunRecord>,
+        done: oneshot::Sender<Result<InitResult, BackendError>>,
+    },
+    /// Answer this exit once the run is complete on the server.
+    Exit { reply: Option<Reply> },
+    /// Save an artifact (`run.log_artifact`); answer with its ID.
+    LogArtifact {
+        request: Box<pb::LogArtifactRequest>,
+        reply: Option<Reply>,
+    },
+    /// Link a saved artifact into a portfolio (a registry collection).
+    LinkArtifact {
+        request: Box<pb::LinkArtifactRequest>,
+        reply: Option<Reply>,
+    },
+}
+
+/// The run as the server has it after init.
+#[derive(Debug, Clone)]
+pub struct InitResult {
+    pub entity: String,
+    pub project: String,
+    pub name: String,
+    pub display_name: String,
+    pub storage_id: String,
+    pub sweep_name: String,
+    pub resumed: Option<ResumeState>,
+}
+
+/// The handler's handle on the online sender.
+pub struct OnlineHandle {
+    pub ctl: mpsc::Sender<OnlineCtl>,
+    /// The server stopped the run (from the UI).
+    pub stopped: Arc<AtomicBool>,
+    pub backend: Backend,
+    pub stats: Arc<UploadStats>,
+}
+
+/// Starts the online sender of a run; it tells the run what it must know
+/// through `events`.
+pub(crate) fn spawn(
+    settings: Arc<RunSettings>,
+    log: RunLog,
+    committed: watch::Receiver<u64>,
+    files_done: watch::Receiver<bool>,
+    events: Events,
+) -> Result<(OnlineHandle, tokio::task::JoinHandle<()>), BackendError> {
+    let backend = Backend::new(BackendConfig::from_settings(&settings.raw)?)?;
+    // Room for many artifacts logged at once.
+    let (ctl, ctl_rx) = mpsc::channel(256);
+    let stopped = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(UploadStats::default());
+    let sender = Sender {
+        stats: stats.clone(),
+        settings,
+        backend: backend.clone(),
+        log,
+        committed,
+        files_done,
+        events,
+        stopped: stopped.clone(),
+        progress: None,
+    };
+    let task = tokio::spawn(sender.run(ctl_rx));
+    Ok((
+        OnlineHandle {
+            ctl,
+            stopped,
+            backend,
+            stats,
+        },
+        task,
+    ))
+}
+
+/// One run's sender (live or replaying).
+struct Sender {
+    settings: Arc<RunSettings>,
+    backend: Backend,
+    log: RunLog,
+    committed: watch::Receiver<u64>,
+    files_done: watch::Receiver<bool>,
+    events: Events,
+    stopped: Arc<AtomicBool>,
+    stats: Arc<UploadStats>,
+    /// Set when replaying a finished log (sync): how far it has been read.
+    progress: Option<Arc<ReplayProgress>>,
+}
+
+impl Sender {
+    /// Init first (records wait in the log meanwhile), then follow.
+    async fn run(mut self, mut ctl: mpsc::Receiver<OnlineCtl>) {
+        // Init first; records wait in the log meanwhile.
+        let mut exit_replies = Vec::new();
+        let init = loop {
+            match ctl.recv().await {
+                Some(OnlineCtl::Init { run, done }) => {
+                    let result = self.init(&run).await;
+                    let _ = done.send(result.clone());
+                    match result {
+                        Ok(init) => break Some((init, *run)),
+                        Err(e) => {
+                            self.log
+                                .error(&format!("run not created on the server: {e}"));
+                            break None;
+                        }
+                    }
+                }
+                Some(OnlineCtl::Exit { reply }) => exit_replies.push(reply),
+                Some(other) => {
+                    refuse_artifacts(other, "the run is not created yet");
+                }
+                None => {
+                    // The run never started; nothing to send.
+                    let _ = self.files_done.wait_for(|d| *d).await;
+                    exit_replies.into_iter().for_each(answer_exit);
+                    return;
+                }
+            }
+        };
+        let Some((init, run)) = init else {
+            // Nothing to send; exits are answered once the files are done.
+            self.events.finished();
+            exit_replies.into_iter().for_each(answer_exit);
+            while let Some(msg) = ctl.recv().await {
+                if let Some(OnlineCtl::Exit { reply }) =
+                    refuse_artifacts(msg, "the run was not created on the server")
+                {
+                    let _ = self.files_done.wait_for(|d| *d).await;
+                    answer_exit(reply);
+                }
+            }
+            return;
+        };
+        self.follow(init, run, ctl, exit_replies).await;
+    }
+
+    /// Resume status (if asked) and the first UpsertBucket, within
+    /// `init_timeout`.
+    async fn init(&self, run: &pb::RunRecord) -> Result<InitResult, BackendError> {
+        let timeout = self
+            .settings
+            .raw
+            .init_timeout
+            .filter(|t| *t > 0.0)
+            .unwrap_or(90.0);
+        let deadline = Some(Instant::now() + Duration::from_secs_f64(timeout));
+        let resume_mode = self.settings.raw.resume.clone().unwrap_or_default();
+        let mut resumed = None;
+        if !resume_mode.is_empty() {
+            let entity = if run.entity.is_empty() {
+                self.settings.raw.entity.clone().unwrap_or_default()
+            } else {
+                run.entity.clone()
+            };
+            let project = if run.project.is_empty() {
+                self.settings.raw.project.clone().unwrap_or_default()
+            } else {
+                run.project.clone()
+            };
+            let state = self
+                .backend
+                .run_resume_status(&entity, &project, &run.run_id, deadline)
+                .await?;
+            match (resume_mode.as_str(), &state) {
+                ("must", None) => {
+                    return Err(BackendError::Config(format!(
+                        "You provided an invalid value for the `resume` argument. The value 'must' requires run {} to exist",
+                        run.run_id
+                    )));
+                }
+                ("never", Some(_)) => {
+                    return Err(BackendError::Config(format!(
+                        "resume='never' but run {} already exists; use a different run ID",
+                        run.run_id
+                    )));
+                }
+                _ => {}
+            }
+            resumed = state;
+        }
+        let mut config = RunConfig::default();
+        if let Some(c) = &run.config {
+            config.apply(c);
+        }
+        if let Some(t) = &run.telemetry {
+            config.merge_telemetry(t);
+        }
+        let storage_id = resumed
+            .as_ref()
+            .map(|r| r.storage_id.clone())
+            .unwrap_or_default();
+        let vars = upsert_vars(
+            &self.settings,
+            run,
+            None,
+            &storage_id,
+            Some(config_json(&config, &Metrics::default())),
+            true,
+        );
+        let bucket = self.backend.upsert_bucket(vars, deadline).await?;
+        self.log.info(&format!(
+            "run created on the server: {}/{}/{}",
+            bucket.entity, bucket.project, bucket.name
+        ));
+        Ok(InitResult {
+            entity: bucket.entity,
+            project: bucket.project,
+            name: if bucket.name.is_empty() {
+                run.run_id.clone()
+            } else {
+                bucket.name
+            },
+            display_name: bucket.display_name,
+            storage_id: bucket.storage_id,
+            sweep_name: bucket.sweep_name,
+            resumed,
+        })
+    }
+}

@@ -1,0 +1,160 @@
+//! The end of a run: the last row and summary, the exit record, the run
+//! files made final, and the exit answered once all of it is durable (and,
+//! online, on the backend). Also what describes the run's process (the
+//! environment record) and what an unfinished offline run prints.
+
+use bytes::Bytes;
+use prost::Message;
+use wandb_proto::pb;
+use wandb_proto::pb::record::RecordType;
+
+use super::{Ending, Handler, timestamp_now};
+use crate::online::OnlineCtl;
+use crate::respond::Reply;
+use crate::stream::runfiles::FilesMsg;
+use crate::stream::writer::WriterMsg;
+
+impl Handler {
+    /// The environment record of `probe_system_info`: what the settings
+    /// say about the process (the system monitor adds hardware after it).
+    pub(super) fn environment(&mut self) {
+        let s = &self.settings.raw;
+        let git = self
+            .run
+            .as_ref()
+            .and_then(|r| r.git.clone())
+            .filter(|g| !g.remote_url.is_empty() || !g.commit.is_empty());
+        let slurm = std::env::vars()
+            .filter_map(|(k, v)| Some((k.strip_prefix("SLURM_")?.to_lowercase(), v)))
+            .collect();
+        let env = pb::EnvironmentRecord {
+            docker: s.docker.clone().unwrap_or_default(),
+            code_path: s.program_relpath.clone().unwrap_or_default(),
+            code_path_local: s.program_relpath.clone().unwrap_or_default(),
+            git,
+            colab: s.colab_url.clone().unwrap_or_default(),
+            slurm,
+            os: s.os.clone().unwrap_or_default(),
+            python: s.python.clone().unwrap_or_default(),
+            started_at: Some(match self.start {
+                Some(t) => prost_types::Timestamp {
+                    seconds: t.trunc() as i64,
+                    nanos: (t.fract() * 1e9) as i32,
+                },
+                None => timestamp_now(),
+            }),
+            args: s.args.as_ref().map(|a| a.value.clone()).unwrap_or_default(),
+            program: s.program.clone().unwrap_or_default(),
+            root: s.root_dir.clone().unwrap_or_default(),
+            host: s.host.clone().unwrap_or_default(),
+            username: s.username.clone().unwrap_or_default(),
+            email: s.email.clone().unwrap_or_default(),
+            executable: s.x_executable.clone().unwrap_or_default(),
+            writer_id: self.writer_id.clone(),
+            ..Default::default()
+        };
+        self.emit(RecordType::Environment(env));
+    }
+
+    /// What wandb-core prints when it finishes an offline run the SDK did
+    /// not finish itself (the SDK prints it otherwise). The service's stdout
+    /// is the user's terminal.
+    pub fn print_offline_footer(&self) {
+        if self.settings.silent || !self.settings.offline {
+            return;
+        }
+        let mut out = String::from("wandb: You can sync this run to the cloud by running:\n");
+        out.push_str(&format!(
+            "wandb: wandb sync {}\n",
+            self.settings.sync_dir.display()
+        ));
+        if let Some(dir) = &self.settings.log_dir {
+            out.push_str(&format!("wandb: Find logs at: {}\n", dir.display()));
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    }
+
+    /// Online, the exit is answered once the run is complete on the
+    /// backend; returns the reply if the files sender should answer it.
+    fn online_exit(&mut self, reply: Reply) -> Option<Reply> {
+        let Some(online) = &self.online else {
+            return Some(reply);
+        };
+        match online.ctl.try_send(OnlineCtl::Exit { reply: Some(reply) }) {
+            Ok(()) => None,
+            Err(tokio::sync::mpsc::error::TrySendError::Full(OnlineCtl::Exit { reply }))
+            | Err(tokio::sync::mpsc::error::TrySendError::Closed(OnlineCtl::Exit { reply })) => {
+                reply
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Ends the run: flushes the pending row, writes the final summary and
+    /// the exit record, makes the log durable, finalises the run files, then
+    /// answers the exit (from the sender, after all of that).
+    pub fn finish(&mut self, ending: Ending) {
+        if self.exited {
+            // A second exit (or a teardown after the exit): answer, write nothing.
+            if let Ending::Exit(_, Some(reply)) = ending {
+                let reply = self.online_exit(reply);
+                self.queue(WriterMsg::Sync(FilesMsg::Exit { reply }));
+            }
+            return;
+        }
+        let runtime = self.runtime() as i64;
+        let text = runtime.to_string();
+        self.history
+            .summary
+            .set_plain_value(self.k_wandb_runtime, &text);
+        self.history.summary.set_plain_value(self.k_runtime, &text);
+        if self.history.has_pending_row() {
+            self.flush_row();
+        }
+        self.emit_summary();
+        self.exited = true;
+        // No samples after the exit record.
+        self.monitor = None;
+
+        let (mut record, reply) = match ending {
+            Ending::Exit(record, reply) => (*record, reply),
+            Ending::Synthesized(code) => (
+                pb::Record {
+                    record_type: Some(RecordType::Exit(pb::RunExitRecord {
+                        exit_code: code,
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                },
+                None,
+            ),
+        };
+        let exit_code = match &mut record.record_type {
+            Some(RecordType::Exit(exit)) => {
+                exit.runtime = i32::try_from(runtime).unwrap_or(i32::MAX);
+                exit.exit_code
+            }
+            _ => 0,
+        };
+        self.persist(Bytes::from(record.encode_to_vec()));
+        self.forward(FilesMsg::Config(self.config.to_yaml(&self.history.metrics)));
+        let h = &self.history;
+        let tree = h.summary.to_tree(&h.keys, &h.metrics).to_json();
+        self.forward(FilesMsg::Summary(tree));
+        let reply = match reply {
+            Some(reply) => self.online_exit(reply),
+            None => None,
+        };
+        self.queue(WriterMsg::Sync(FilesMsg::Exit { reply }));
+        self.log.info(&format!(
+            "run exited with code {exit_code} after {runtime}s"
+        ));
+
+        if self.messages_closed()
+            && let Some(pending) = self.pending_messages.take()
+        {
+            self.answer_messages(&pending);
+        }
+    }
+}

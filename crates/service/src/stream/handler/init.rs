@@ -1,0 +1,205 @@
+//! The run record and `wandb.init`'s answer: at once offline; online once
+//! the backend has the run (resumed runs bring back their config, step and
+//! runtime); refused when the run cannot start (no transaction log, no
+//! way to reach the backend).
+
+use bytes::Bytes;
+use wandb_proto::pb;
+
+use super::{Handler, timestamp_secs};
+use crate::online::{InitResult, OnlineCtl, OnlineHandle};
+use crate::respond::Reply;
+use crate::runstate::config::RunConfig;
+use crate::stream::runfiles::FilesMsg;
+
+/// `wandb.init` waiting for the run to be created on the backend.
+pub(crate) struct PendingInit {
+    pub(super) reply: Option<Reply>,
+    pub(super) answer: pb::RunRecord,
+    /// Taken by the stream's task, which awaits it.
+    pub wait:
+        Option<tokio::sync::oneshot::Receiver<Result<InitResult, crate::backend::BackendError>>>,
+}
+
+impl Handler {
+    /// The run cannot start: its run record is answered with this error,
+    /// which wandb.init raises.
+    pub fn refuse_init(&mut self, error: pb::ErrorInfo) {
+        self.refusal.get_or_insert(error);
+    }
+
+    /// No transaction log: refused as wandb-core refuses it (a plain
+    /// `wandb.Error`, "Error initializing run: …").
+    pub fn refuse_without_log(&mut self, why: &str) {
+        self.refuse_init(pb::ErrorInfo {
+            message: format!("Error initializing run: {why}"),
+            code: pb::error_info::ErrorCode::Unknown as i32,
+        });
+    }
+
+    /// Makes this an online run: the run record goes to the backend first.
+    pub fn set_online(&mut self, online: Result<OnlineHandle, String>) {
+        match online {
+            Ok(handle) => self.online = Some(handle),
+            Err(e) => self.refuse_init(init_error(&e).error.unwrap_or_default()),
+        }
+    }
+
+    /// The backend's answer to the run record, for the stream's task to
+    /// await.
+    pub fn take_init_wait(
+        &mut self,
+    ) -> Option<tokio::sync::oneshot::Receiver<Result<InitResult, crate::backend::BackendError>>>
+    {
+        self.pending_init.as_mut().and_then(|p| p.wait.take())
+    }
+
+    /// The run exists on the backend (or could not be created): answers
+    /// `wandb.init`.
+    pub fn init_done(&mut self, result: Result<InitResult, crate::backend::BackendError>) {
+        let Some(pending) = self.pending_init.take() else {
+            return;
+        };
+        let mut answer = pending.answer;
+        match result {
+            Ok(init) => {
+                answer.entity = init.entity;
+                answer.project = init.project;
+                answer.run_id = init.name;
+                if !init.display_name.is_empty() {
+                    answer.display_name = init.display_name;
+                }
+                answer.storage_id = init.storage_id;
+                if !init.sweep_name.is_empty() {
+                    answer.sweep_id = init.sweep_name;
+                }
+                if let Some(resumed) = init.resumed {
+                    answer.resumed = true;
+                    if let Some(step) = resumed.last_step {
+                        answer.starting_step = step + 1;
+                    }
+                    answer.runtime = resumed.runtime as i32;
+                    self.resumed_runtime = resumed.runtime.max(0.0);
+                    // The server's config, under what this session sets.
+                    let mut merged = RunConfig::default();
+                    merged.apply(&resumed.config_record());
+                    merged.merge_from(&self.config);
+                    self.config = merged;
+                    if let Some(sum) = resumed.summary.get("_step").and_then(|v| v.as_i64()) {
+                        answer.starting_step = answer.starting_step.max(sum + 1);
+                    }
+                }
+                if let Some(run) = &mut self.run {
+                    run.entity = answer.entity.clone();
+                    run.project = answer.project.clone();
+                    run.display_name = answer.display_name.clone();
+                    run.storage_id = answer.storage_id.clone();
+                    run.starting_step = answer.starting_step;
+                    run.resumed = answer.resumed;
+                    run.runtime = answer.runtime;
+                }
+                answer.config = Some(pb::ConfigRecord {
+                    update: self.config.wrapped_items(&self.history.metrics),
+                    ..Default::default()
+                });
+                self.forward(FilesMsg::Config(self.config.to_yaml(&self.history.metrics)));
+                if let Some(reply) = pending.reply {
+                    reply.result(pb::result::ResultType::RunResult(pb::RunUpdateResult {
+                        run: Some(answer),
+                        ..Default::default()
+                    }));
+                }
+            }
+            Err(e) => {
+                self.log.error(&format!("wandb.init failed: {e}"));
+                if let Some(reply) = pending.reply {
+                    reply.result(pb::result::ResultType::RunResult(init_error(
+                        &e.to_string(),
+                    )));
+                }
+            }
+        }
+    }
+
+    pub(super) fn run_record(&mut self, mut run: pb::RunRecord, raw: Bytes, reply: Option<Reply>) {
+        let first = self.run.is_none();
+        if let Some(config) = &run.config {
+            self.config.apply(config);
+        }
+        if let Some(t) = &run.telemetry {
+            self.config.merge_telemetry(t);
+        }
+        if self.run.is_none() {
+            if let Some(t) = &run.start_time {
+                self.start = Some(timestamp_secs(t));
+            }
+            self.resumed_runtime = f64::from(run.runtime.max(0));
+        } else if run.start_time.is_none() {
+            run.start_time = self.run.as_ref().and_then(|r| r.start_time);
+        }
+        self.persist(raw);
+        self.forward(FilesMsg::Config(self.config.to_yaml(&self.history.metrics)));
+        if first && let Some(error) = &self.refusal {
+            if let Some(reply) = reply {
+                reply.result(pb::result::ResultType::RunResult(pb::RunUpdateResult {
+                    error: Some(error.clone()),
+                    ..Default::default()
+                }));
+            }
+            self.run = Some(run);
+            return;
+        }
+        if first && let Some(online) = &self.online {
+            // Online: answer once the backend has the run.
+            let (done, wait) = tokio::sync::oneshot::channel();
+            let ctl = OnlineCtl::Init {
+                run: Box::new(run.clone()),
+                done,
+            };
+            if online.ctl.try_send(ctl).is_err() {
+                if let Some(reply) = reply {
+                    reply.result(pb::result::ResultType::RunResult(init_error(
+                        "the online sender is not running",
+                    )));
+                }
+            } else {
+                let mut answer = run.clone();
+                answer.summary = Some(pb::SummaryRecord::default());
+                answer.git.get_or_insert_with(Default::default);
+                self.pending_init = Some(PendingInit {
+                    reply,
+                    answer,
+                    wait: Some(wait),
+                });
+            }
+            self.run = Some(run);
+            return;
+        }
+        if let Some(reply) = &reply {
+            let mut answer = run.clone();
+            answer.config = Some(pb::ConfigRecord {
+                update: self.config.wrapped_items(&self.history.metrics),
+                ..Default::default()
+            });
+            // The SDK would re-publish summary items it finds here.
+            answer.summary = Some(pb::SummaryRecord::default());
+            answer.git.get_or_insert_with(Default::default);
+            reply.result(pb::result::ResultType::RunResult(pb::RunUpdateResult {
+                run: Some(answer),
+                ..Default::default()
+            }));
+        }
+        self.run = Some(run);
+    }
+}
+
+/// A failed `wandb.init`, as the SDK raises it (`CommError`).
+fn init_error(message: &str) -> pb::RunUpdateResult {
+    pb::RunUpdateResult {
+        error: Some(pb::ErrorInfo {
+            message: message.to_string(),
+            code: pb::error_info::ErrorCode::Communication as i32,
+        }),
+        ..Default::default()
+    }
+}
