@@ -16,7 +16,7 @@ use rusqlite::{OptionalExtension, params};
 use serde_json::{Value, json};
 
 use crate::graphql::Ctx;
-use crate::store::Store;
+use crate::store::{Store, hex};
 
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS art_collections (
@@ -640,10 +640,6 @@ pub fn complete_multipart(field: &GField<'_>, ctx: &Ctx<'_>) -> Result<Value, St
         )
     });
     Ok(json!({"__typename": "CompleteMultipartUploadArtifactPayload", "digest": hex}))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn hex_md5(bytes: &[u8]) -> String {

@@ -487,27 +487,6 @@ async fn file_stream_handler(
     axum::Json(json!({"exitcode": null, "limits": {}, "stopped": stopped})).into_response()
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len() + 1
-            && let Some(b) = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The checks every upload PUT goes through: the upload token, then any
 /// injected failure for `op`. `Some` is the answer to give instead.
 fn refuse_upload(
@@ -548,12 +527,10 @@ async fn upload_handler(
     if let Some(refused) = refuse_upload(&shared, &headers, &url_path, "upload", body.len()) {
         return refused;
     }
-    let key = RunKey::new(
-        &percent_decode(&entity),
-        &percent_decode(&project),
-        &percent_decode(&run),
-    );
-    let file = percent_decode(&path);
+    // `Path` has percent-decoded the segments already (decoding again
+    // would turn a file named `%41` into `A`).
+    let key = RunKey::new(&entity, &project, &run);
+    let file = path;
     let store = shared.store.clone();
     let len = body.len();
     let _ = tokio::task::spawn_blocking(move || store.put_file(&key, &file, &body)).await;

@@ -468,7 +468,8 @@ fn row_to_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
     })
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex, as digests are shown.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
