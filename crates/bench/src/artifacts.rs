@@ -6,7 +6,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
-use wandb_standin::{Config, StandIn, Store};
 
 use crate::process::Service;
 
@@ -62,14 +61,7 @@ pub fn run(
 ) -> anyhow::Result<ArtifactRun> {
     let _ = std::fs::remove_dir_all(scratch);
     std::fs::create_dir_all(scratch)?;
-    let standin = StandIn::spawn(
-        Config {
-            api_key: Some(KEY.into()),
-            ..Default::default()
-        },
-        0,
-        Store::open(None)?,
-    )?;
+    let standin = crate::standin::fresh(KEY, std::time::Duration::ZERO)?;
     let svc = Service::start(service, scratch, &[], &[], None)?;
     let out = Command::new(python)
         .args(["-c", SCRIPT])

@@ -17,6 +17,7 @@ mod process;
 mod report;
 mod rust_sdk;
 mod sdk;
+mod standin;
 mod startup;
 mod sync;
 

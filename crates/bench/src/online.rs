@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::bail;
-use wandb_standin::{Config, RunKey, StandIn, Store};
+use wandb_standin::RunKey;
 
 use crate::sdk::{self, SdkRun};
 
@@ -37,15 +37,7 @@ pub fn run(
     latency: Duration,
     pinned: bool,
 ) -> anyhow::Result<SdkRun> {
-    let standin = StandIn::spawn(
-        Config {
-            api_key: Some(KEY.into()),
-            latency,
-            ..Default::default()
-        },
-        0,
-        Store::open(None)?,
-    )?;
+    let standin = crate::standin::fresh(KEY, latency)?;
     let _ = std::fs::remove_dir_all(dir);
     let online = sdk::Online {
         base_url: &standin.base_url,

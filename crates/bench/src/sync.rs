@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use wandb::{Mode, Settings, Transport};
-use wandb_standin::{Config, RunKey, StandIn, Store};
+use wandb_standin::RunKey;
 
 use crate::process::Service;
 
@@ -82,14 +82,7 @@ pub fn run(
     // A fresh copy (sync writes markers) and a fresh stand-in each time.
     let _ = std::fs::remove_dir_all(scratch);
     copy_dir(&logs.join("wandb"), &scratch.join("wandb"))?;
-    let standin = StandIn::spawn(
-        Config {
-            api_key: Some(KEY.into()),
-            ..Default::default()
-        },
-        0,
-        Store::open(None)?,
-    )?;
+    let standin = crate::standin::fresh(KEY, std::time::Duration::ZERO)?;
     let (wall_s, cpu_s) = match via {
         Via::Sdk { python, service } => {
             let svc = Service::start(service, scratch, &[], &[], None)?;

@@ -9,12 +9,14 @@
 //!   wandb-core's number formatting).
 //! * [`token`]: `WANDB_SERVICE` tokens and port files (how clients find a
 //!   service).
+//! * [`time`]: protobuf timestamps.
 //! * [`view`]: zero-copy views of the hottest message (`partial_history`).
 //! * [`descriptor_pool`]: run-time reflection over the same schema, for
 //!   rendering records as JSON.
 
 pub mod frame;
 pub mod json;
+pub mod time;
 pub mod token;
 pub mod view;
 pub mod wire;

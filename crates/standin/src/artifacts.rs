@@ -491,14 +491,22 @@ fn manifest_answer(ctx: &Ctx<'_>, id: i64) -> Value {
     })
 }
 
+/// The artifact version named by the input's `artifactID`, for operation
+/// `op` (its name starts the error).
+fn input_version(field: &GField<'_>, ctx: &Ctx<'_>, op: &str) -> Result<(i64, Version), String> {
+    let id = str_of(&input_value(field, ctx, "artifactID"))
+        .and_then(|s| parse_gid(&s))
+        .ok_or_else(|| format!("{op}: bad artifactID"))?;
+    let v = ctx
+        .store
+        .artifact_version(id)
+        .ok_or_else(|| format!("{op}: no such artifact"))?;
+    Ok((id, v))
+}
+
 /// `createArtifactManifest`: one manifest per (artifact, name), upserted.
 pub fn create_manifest(field: &GField<'_>, ctx: &Ctx<'_>) -> Result<Value, String> {
-    let artifact = str_of(&input_value(field, ctx, "artifactID"))
-        .and_then(|s| parse_gid(&s))
-        .ok_or("createArtifactManifest: bad artifactID")?;
-    if ctx.store.artifact_version(artifact).is_none() {
-        return Err("createArtifactManifest: no such artifact".into());
-    }
+    let (artifact, _) = input_version(field, ctx, "createArtifactManifest")?;
     let name =
         str_of(&input_value(field, ctx, "name")).unwrap_or_else(|| "wandb_manifest.json".into());
     let digest = str_of(&input_value(field, ctx, "digest")).unwrap_or_default();
@@ -663,13 +671,7 @@ fn store_blob(store: &Store, hex: &str, content: &[u8], artifact: i64) {
 /// `commitArtifact`: numbers the version, moves its aliases, checks that
 /// every file of its manifest is stored.
 pub fn commit(field: &GField<'_>, ctx: &Ctx<'_>) -> Result<Value, String> {
-    let id = str_of(&input_value(field, ctx, "artifactID"))
-        .and_then(|s| parse_gid(&s))
-        .ok_or("commitArtifact: bad artifactID")?;
-    let v = ctx
-        .store
-        .artifact_version(id)
-        .ok_or("commitArtifact: no such artifact")?;
+    let (id, v) = input_version(field, ctx, "commitArtifact")?;
     if v.state != "COMMITTED" {
         let manifest = ctx
             .store
@@ -734,13 +736,7 @@ pub fn commit(field: &GField<'_>, ctx: &Ctx<'_>) -> Result<Value, String> {
 
 /// `useArtifact`: the run used this version.
 pub fn use_artifact(field: &GField<'_>, ctx: &Ctx<'_>) -> Result<Value, String> {
-    let id = str_of(&input_value(field, ctx, "artifactID"))
-        .and_then(|s| parse_gid(&s))
-        .ok_or("useArtifact: bad artifactID")?;
-    let v = ctx
-        .store
-        .artifact_version(id)
-        .ok_or("useArtifact: no such artifact")?;
+    let (id, v) = input_version(field, ctx, "useArtifact")?;
     let entity = str_of(&input_value(field, ctx, "entityName"))
         .unwrap_or_else(|| crate::DEFAULT_ENTITY.into());
     let project = str_of(&input_value(field, ctx, "projectName")).unwrap_or_default();
@@ -942,22 +938,23 @@ pub fn project_fields(
     out: &mut Value,
 ) {
     use crate::graphql::find_subfield;
-    if let Some(f) = find_subfield(field, "artifact") {
-        let name = str_of(&ctx.arg(f, "name")).unwrap_or_default();
+    // The `name` argument of a selected subfield.
+    let named = |sub: &str| {
+        find_subfield(field, sub).map(|f| str_of(&ctx.arg(f, "name")).unwrap_or_default())
+    };
+    if let Some(name) = named("artifact") {
         out["artifact"] = ctx
             .store
             .version_by_name(entity, project, &name)
             .map_or(Value::Null, |v| artifact_json(ctx, &v));
     }
-    if let Some(f) = find_subfield(field, "artifactCollectionMembership") {
-        let name = str_of(&ctx.arg(f, "name")).unwrap_or_default();
+    if let Some(name) = named("artifactCollectionMembership") {
         out["artifactCollectionMembership"] = ctx
             .store
             .member_by_name(entity, project, &name)
             .map_or(Value::Null, |m| membership_json(ctx, &m));
     }
-    if let Some(f) = find_subfield(field, "artifactType") {
-        let name = str_of(&ctx.arg(f, "name")).unwrap_or_default();
+    if let Some(name) = named("artifactType") {
         out["artifactType"] = json!({"__typename": "ArtifactType", "name": name});
     }
     if let Some(f) = find_subfield(field, "artifactCollection") {

@@ -297,15 +297,16 @@ impl Sender {
             move |m| events.warn(m),
         ));
         let (up_tx, up_rx) = mpsc::channel(1024);
-        let uploader = uploads::Uploader::new(
-            self.backend.clone(),
-            path.clone(),
-            self.settings.files_dir(),
-            fs_tx.clone(),
-            self.log.clone(),
-            self.stats.clone(),
-            self.events.clone(),
-        );
+        let uploader = uploads::Uploader {
+            backend: self.backend.clone(),
+            run: path.clone(),
+            files_dir: self.settings.files_dir(),
+            fs: fs_tx.clone(),
+            log: self.log.clone(),
+            stats: self.stats.clone(),
+            events: self.events.clone(),
+            done: Default::default(),
+        };
         let up_task = tokio::spawn(uploads::run(uploader, up_rx));
         Pipes {
             fs: fs_tx,

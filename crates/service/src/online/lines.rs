@@ -82,7 +82,7 @@ pub(super) fn events_line(
     stats: &pb::StatsRecord,
     start: Option<&prost_types::Timestamp>,
 ) -> String {
-    let secs = |t: &prost_types::Timestamp| t.seconds as f64 + f64::from(t.nanos) / 1e9;
+    let secs = wandb_proto::time::secs;
     let mut out = String::from("{\"_wandb\":true");
     if let Some(ts) = &stats.timestamp {
         out.push_str(",\"_timestamp\":");

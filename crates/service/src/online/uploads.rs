@@ -146,39 +146,19 @@ type Stamp = (u64, Option<SystemTime>);
 
 /// Uploads the files of one run.
 pub struct Uploader {
-    backend: Backend,
-    run: RunPath,
-    files_dir: PathBuf,
-    fs: mpsc::Sender<FsMsg>,
-    log: RunLog,
-    stats: Arc<UploadStats>,
-    events: Events,
+    pub backend: Backend,
+    pub run: RunPath,
+    pub files_dir: PathBuf,
+    /// Where an uploaded file is announced (`uploaded` in the file stream).
+    pub fs: mpsc::Sender<FsMsg>,
+    pub log: RunLog,
+    pub stats: Arc<UploadStats>,
+    pub events: Events,
     /// What was uploaded, by path: (size, modified) at that time.
-    done: BTreeMap<String, Stamp>,
+    pub done: BTreeMap<String, Stamp>,
 }
 
 impl Uploader {
-    pub fn new(
-        backend: Backend,
-        run: RunPath,
-        files_dir: PathBuf,
-        fs: mpsc::Sender<FsMsg>,
-        log: RunLog,
-        stats: Arc<UploadStats>,
-        events: Events,
-    ) -> Self {
-        Self {
-            backend,
-            run,
-            files_dir,
-            fs,
-            log,
-            stats,
-            events,
-            done: BTreeMap::new(),
-        }
-    }
-
     /// A failure the user must hear of (after retries): logged and shown.
     fn fail(&self, message: String) {
         self.log.error(&message);

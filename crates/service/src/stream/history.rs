@@ -237,6 +237,40 @@ impl History {
     }
 }
 
+/// A `partial_history` record as the SDK sends it (for tests).
+#[cfg(test)]
+pub(crate) fn partial_history_record(
+    items: &[(&str, &str)],
+    step: Option<i64>,
+    commit: Option<bool>,
+) -> Bytes {
+    use prost::Message;
+    use wandb_proto::pb;
+    Bytes::from(
+        pb::Record {
+            record_type: Some(pb::record::RecordType::Request(pb::Request {
+                request_type: Some(pb::request::RequestType::PartialHistory(
+                    pb::PartialHistoryRequest {
+                        item: items
+                            .iter()
+                            .map(|(k, v)| pb::HistoryItem {
+                                key: k.to_string(),
+                                value_json: v.to_string(),
+                                ..Default::default()
+                            })
+                            .collect(),
+                        step: step.map(|num| pb::HistoryStep { num }),
+                        action: commit.map(|flush| pb::HistoryAction { flush }),
+                        ..Default::default()
+                    },
+                )),
+            })),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use prost::Message;
@@ -250,29 +284,7 @@ mod tests {
         step: Option<i64>,
         commit: Option<bool>,
     ) -> (Vec<Bytes>, Result<(), Rejected>) {
-        let raw = Bytes::from(
-            pb::Record {
-                record_type: Some(pb::record::RecordType::Request(pb::Request {
-                    request_type: Some(pb::request::RequestType::PartialHistory(
-                        pb::PartialHistoryRequest {
-                            item: items
-                                .iter()
-                                .map(|(k, v)| pb::HistoryItem {
-                                    key: k.to_string(),
-                                    value_json: v.to_string(),
-                                    ..Default::default()
-                                })
-                                .collect(),
-                            step: step.map(|num| pb::HistoryStep { num }),
-                            action: commit.map(|flush| pb::HistoryAction { flush }),
-                            ..Default::default()
-                        },
-                    )),
-                })),
-                ..Default::default()
-            }
-            .encode_to_vec(),
-        );
+        let raw = partial_history_record(items, step, commit);
         let view = PartialHistoryView::from_record(&raw).unwrap().unwrap();
         let mut out = Vec::new();
         let r = h.partial(&view, 0, 1.5, &mut out);

@@ -9,7 +9,7 @@
 //! writes them and keeps the buffer `get_system_metrics` answers from.
 
 use std::sync::mpsc as std_mpsc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use wandb_monitor::{Config, Sampler};
@@ -130,16 +130,6 @@ impl Monitor {
     }
 }
 
-fn now_timestamp() -> prost_types::Timestamp {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    prost_types::Timestamp {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
-    }
-}
-
 fn send(to: &mpsc::WeakSender<StreamInput>, out: MonitorOutput) -> bool {
     match to.upgrade() {
         // A plain thread may block: the handler drains its input.
@@ -232,7 +222,7 @@ fn run(plan: Plan, rx: std_mpsc::Receiver<Ctl>, to: mpsc::WeakSender<StreamInput
             .unwrap_or_default();
         let record = pb::StatsRecord {
             stats_type: pb::stats_record::StatsType::System as i32,
-            timestamp: Some(now_timestamp()),
+            timestamp: Some(wandb_proto::time::now()),
             item: metrics
                 .into_iter()
                 .map(|m| pb::StatsItem {

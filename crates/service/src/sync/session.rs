@@ -403,6 +403,11 @@ impl SyncSession {
         s.log_internal = None;
         let settings =
             RunSettings::from_proto(s, &run.run_id).map_err(|e| format!("settings: {e}"))?;
+        let label = entry
+            .label
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         Ok(Replay {
             settings: Arc::new(settings),
             run,
@@ -410,23 +415,13 @@ impl SyncSession {
             progress: entry.progress.clone(),
             log: RunLog::detached(&entry.name()),
             warn: {
-                let messages = self.messages.clone();
-                let label = entry
-                    .label
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
+                let (messages, label) = (self.messages.clone(), label.clone());
                 Arc::new(move |m: String| {
                     push(&messages, Severity::Warning, format!("[{label}] {m}"));
                 })
             },
             ready: {
                 let messages = self.messages.clone();
-                let label = entry
-                    .label
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
                 let settings = self.options.settings.clone();
                 Box::new(move |init: &InitResult| {
                     let url = run_url(&settings, &init.entity, &init.project, &init.name);

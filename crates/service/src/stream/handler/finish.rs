@@ -8,7 +8,7 @@ use prost::Message;
 use wandb_proto::pb;
 use wandb_proto::pb::record::RecordType;
 
-use super::{Ending, Handler, timestamp_now};
+use super::{Ending, Handler};
 use crate::online::OnlineCtl;
 use crate::respond::Reply;
 use crate::stream::runfiles::FilesMsg;
@@ -37,11 +37,8 @@ impl Handler {
             os: s.os.clone().unwrap_or_default(),
             python: s.python.clone().unwrap_or_default(),
             started_at: Some(match self.start {
-                Some(t) => prost_types::Timestamp {
-                    seconds: t.trunc() as i64,
-                    nanos: (t.fract() * 1e9) as i32,
-                },
-                None => timestamp_now(),
+                Some(t) => wandb_proto::time::from_secs(t),
+                None => wandb_proto::time::now(),
             }),
             args: s.args.as_ref().map(|a| a.value.clone()).unwrap_or_default(),
             program: s.program.clone().unwrap_or_default(),

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use wandb_proto::pb;
 
-use super::{Handler, timestamp_secs};
+use super::Handler;
 use crate::online::{InitResult, OnlineCtl, OnlineHandle};
 use crate::respond::Reply;
 use crate::runstate::config::RunConfig;
@@ -131,7 +131,7 @@ impl Handler {
         }
         if self.run.is_none() {
             if let Some(t) = &run.start_time {
-                self.start = Some(timestamp_secs(t));
+                self.start = Some(wandb_proto::time::secs(t));
             }
             self.resumed_runtime = f64::from(run.runtime.max(0));
         } else if run.start_time.is_none() {

@@ -120,20 +120,6 @@ fn now_secs() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn timestamp_secs(t: &prost_types::Timestamp) -> f64 {
-    t.seconds as f64 + f64::from(t.nanos) / 1e9
-}
-
-fn timestamp_now() -> prost_types::Timestamp {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    prost_types::Timestamp {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
-    }
-}
-
 /// A summary item for a key: `key` for one-element paths, `nested_key` for
 /// deeper ones (how the SDK reads summaries), or always `nested_key` (how
 /// wandb-core writes summary records).

@@ -8,7 +8,7 @@ use wandb_proto::pb::record::RecordType;
 use wandb_proto::pb::request::RequestType;
 use wandb_proto::pb::response::ResponseType;
 
-use super::{Handler, now_secs, summary_item, timestamp_secs};
+use super::{Handler, now_secs, summary_item};
 use crate::online::OnlineCtl;
 use crate::respond::Reply;
 use crate::stream::runfiles::{Answer, FilesMsg};
@@ -132,7 +132,7 @@ impl Handler {
     fn run_start(&mut self, start: pb::RunStartRequest, reply: Option<Reply>) {
         if let Some(run) = start.run {
             if let Some(t) = &run.start_time {
-                self.start = Some(timestamp_secs(t));
+                self.start = Some(wandb_proto::time::secs(t));
             }
             self.run = Some(run);
         }

@@ -15,6 +15,7 @@ use super::{Ending, Handler};
 use crate::respond::{Reply, Responder};
 use crate::runlog::RunLog;
 use crate::settings::RunSettings;
+use crate::stream::history::partial_history_record;
 use crate::stream::runfiles::FilesMsg;
 use crate::stream::writer::WriterMsg;
 
@@ -66,23 +67,7 @@ fn ask(h: &mut Handler, to: &Responder, id: &str, kind: RequestType) {
 }
 
 fn log_row(h: &mut Handler, items: &[(&str, &str)], step: Option<i64>) {
-    h.record(
-        raw(RecordType::Request(pb::Request {
-            request_type: Some(RequestType::PartialHistory(pb::PartialHistoryRequest {
-                item: items
-                    .iter()
-                    .map(|(k, v)| pb::HistoryItem {
-                        key: k.to_string(),
-                        value_json: v.to_string(),
-                        ..Default::default()
-                    })
-                    .collect(),
-                step: step.map(|num| pb::HistoryStep { num }),
-                ..Default::default()
-            })),
-        })),
-        None,
-    );
+    h.record(partial_history_record(items, step, None), None);
 }
 
 /// Every answer so far.
