@@ -1,9 +1,10 @@
 //! Zero-copy views of the messages on the hottest path.
 //!
-//! Every `run.log()` arrives as a `Record{request{partial_history}}`. A full
-//! decode allocates a string per key and per value, twenty-odd allocations
-//! for a row of ten scalars; these views read the same fields straight out
-//! of the received bytes instead. Anything unexpected (a field of the wrong
+//! Every `run.log()` arrives as a `Record{request{partial_history}}`, and
+//! leaves the log, online, as a `Record{history}` read back. A full decode
+//! allocates a string per key and per value, twenty-odd allocations for a
+//! row of ten scalars; these views read the same fields straight out of the
+//! bytes instead. Anything unexpected (a field of the wrong
 //! wire type, a truncated message) is a [`WireError`], and callers fall back
 //! to the full decode, which reports it properly.
 
@@ -11,6 +12,8 @@ use crate::wire::{Field, WireError, fields};
 
 /// Field numbers used below (see `schema/internal.proto`).
 mod num {
+    pub const RECORD_HISTORY: u32 = 2;
+    pub const HISTORY_ITEM: u32 = 1;
     pub const RECORD_REQUEST: u32 = 100;
     pub const REQUEST_PARTIAL_HISTORY: u32 = 10;
     pub const PARTIAL_ITEM: u32 = 1;
@@ -173,6 +176,32 @@ impl<'a> PartialHistoryView<'a> {
     }
 }
 
+/// The items of a history record (`Record.history`), borrowed: a row as
+/// the log holds it. `HistoryItem` numbers its fields as
+/// `partial_history`'s items do, so the same [`ItemView`] reads them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HistoryView<'a> {
+    pub items: Vec<ItemView<'a>>,
+}
+
+impl<'a> HistoryView<'a> {
+    /// The row inside an encoded `Record`, or `None` when the record is
+    /// something else.
+    pub fn from_record(record: &'a [u8]) -> Result<Option<Self>, WireError> {
+        let Some(history) = sub_message(record, num::RECORD_HISTORY)? else {
+            return Ok(None);
+        };
+        let mut view = HistoryView::default();
+        for f in fields(history) {
+            let f = f?;
+            if f.number == num::HISTORY_ITEM {
+                view.items.push(ItemView::parse(len_payload(history, &f)?)?);
+            }
+        }
+        Ok(Some(view))
+    }
+}
+
 /// The payload of the last occurrence of a length-delimited field.
 fn sub_message(msg: &[u8], number: u32) -> Result<Option<&[u8]>, WireError> {
     let mut found = None;
@@ -219,6 +248,44 @@ mod tests {
             ..Default::default()
         }
         .encode_to_vec()
+    }
+
+    #[test]
+    fn history_rows_read_as_prost_wrote_them() {
+        let record = pb::Record {
+            record_type: Some(pb::record::RecordType::History(pb::HistoryRecord {
+                item: vec![
+                    pb::HistoryItem {
+                        key: "loss".into(),
+                        value_json: "0.5".into(),
+                        ..Default::default()
+                    },
+                    pb::HistoryItem {
+                        nested_key: vec!["a".into(), "b".into()],
+                        value_json: "NaN".into(),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            })),
+            num: 7,
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let view = HistoryView::from_record(&record).unwrap().unwrap();
+        assert_eq!(view.items.len(), 2);
+        assert_eq!(
+            (view.items[0].key, view.items[0].value_json),
+            ("loss", "0.5")
+        );
+        assert_eq!(view.items[1].nested_key, ["a", "b"]);
+        assert_eq!(view.items[1].value_json, "NaN");
+        let other = pb::Record {
+            record_type: Some(pb::record::RecordType::Exit(Default::default())),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        assert_eq!(HistoryView::from_record(&other).unwrap(), None);
     }
 
     #[test]

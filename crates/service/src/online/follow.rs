@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use wandb_proto::json::Value as JValue;
 use wandb_proto::pb;
 use wandb_proto::pb::record::RecordType;
+use wandb_proto::view::{HistoryView, ItemView};
 use wandb_store::txlog::{LogReader, ReadError};
 
 use super::filestream::{self, FileStreamConfig, FsMsg};
@@ -349,6 +350,12 @@ impl Sender {
                         p.bytes_read.store(pos.end, Relaxed);
                         p.records.fetch_add(1, Relaxed);
                     }
+                    // Rows, nearly every record of a run, are read where
+                    // they lie: no decode, no string per key and value.
+                    if let Ok(Some(row)) = HistoryView::from_record(&buf) {
+                        self.on_row(&row.items, state, &pipes.fs).await;
+                        continue;
+                    }
                     let record = match pb::Record::decode(&buf[..]) {
                         Ok(rec) => rec,
                         Err(e) => {
@@ -396,20 +403,19 @@ impl Sender {
         };
         let (fs, up) = (&pipes.fs, &pipes.up);
         match kind {
+            // Read as a view before decoding; here if that failed.
             RecordType::History(h) => {
-                if s.skip.history > 0 {
-                    s.skip.history -= 1;
-                    if let Some(p) = &self.progress {
-                        p.history_skipped
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    return;
-                }
-                let _ = fs.send(FsMsg::History(history_line(&h.item))).await;
-                if let Some(p) = &self.progress {
-                    p.history_sent
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
+                let items: Vec<ItemView<'_>> = h
+                    .item
+                    .iter()
+                    .map(|i| ItemView {
+                        key: &i.key,
+                        nested_key: i.nested_key.iter().map(String::as_str).collect(),
+                        typed: None,
+                        value_json: &i.value_json,
+                    })
+                    .collect();
+                self.on_row(&items, s, fs).await;
             }
             RecordType::Summary(sum) => {
                 for item in &sum.update {
@@ -523,6 +529,22 @@ impl Sender {
                 s.artifacts.save(cx, a, 0, String::new(), None);
             }
             _ => {}
+        }
+    }
+
+    /// A history row: a file stream line, unless the server has it.
+    async fn on_row(&self, items: &[ItemView<'_>], s: &mut FollowState, fs: &mpsc::Sender<FsMsg>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if s.skip.history > 0 {
+            s.skip.history -= 1;
+            if let Some(p) = &self.progress {
+                p.history_skipped.fetch_add(1, Relaxed);
+            }
+            return;
+        }
+        let _ = fs.send(FsMsg::History(history_line(items))).await;
+        if let Some(p) = &self.progress {
+            p.history_sent.fetch_add(1, Relaxed);
         }
     }
 

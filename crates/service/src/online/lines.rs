@@ -6,12 +6,13 @@
 use std::time::SystemTime;
 
 use wandb_proto::pb;
+use wandb_proto::view::ItemView;
 
 use crate::runstate::console::Console;
 
 /// A history row as a JSON line: leaves under their paths, nested objects
 /// rebuilt; values as recorded.
-pub(super) fn history_line(items: &[pb::HistoryItem]) -> String {
+pub(super) fn history_line(items: &[ItemView<'_>]) -> String {
     enum Node<'a> {
         Leaf(&'a str),
         Obj(Vec<(&'a str, Node<'a>)>),
@@ -59,17 +60,18 @@ pub(super) fn history_line(items: &[pb::HistoryItem]) -> String {
     }
     let mut root = Vec::new();
     for item in items {
-        let path: Vec<&str> = if item.nested_key.is_empty() {
-            vec![item.key.as_str()]
+        let key = [item.key];
+        let path: &[&str] = if item.nested_key.is_empty() {
+            &key
         } else {
-            item.nested_key.iter().map(String::as_str).collect()
+            &item.nested_key
         };
         let value = if item.value_json.is_empty() {
             "null"
         } else {
-            item.value_json.as_str()
+            item.value_json
         };
-        insert(&mut root, &path, value);
+        insert(&mut root, path, value);
     }
     let mut out = String::new();
     write(&root, &mut out);
@@ -180,9 +182,9 @@ mod tests {
 
     #[test]
     fn history_lines_rebuild_nested_objects() {
-        let item = |path: &[&str], v: &str| pb::HistoryItem {
-            nested_key: path.iter().map(|s| s.to_string()).collect(),
-            value_json: v.into(),
+        let item = |path: &[&'static str], v: &'static str| ItemView {
+            nested_key: path.to_vec(),
+            value_json: v,
             ..Default::default()
         };
         let line = history_line(&[
