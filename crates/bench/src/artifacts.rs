@@ -7,7 +7,10 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
 
+use crate::Args;
 use crate::process::Service;
+use crate::report::{self, Series, row, table_header};
+use std::fmt::Write as _;
 
 const KEY: &str = "benchartifactskey0123456789012345678901234";
 
@@ -107,4 +110,93 @@ pub fn run(
         save_s,
         service_cpu_s: usage.cpu_s,
     })
+}
+
+/// Logging a directory as an artifact, first and unchanged, ours and theirs.
+pub fn report(
+    args: &Args,
+    binaries: &[(&str, &Path); 2],
+    out_dir: &Path,
+    scratch: &Path,
+) -> anyhow::Result<()> {
+    let (files, size) = if args.quick {
+        (20, 100_000)
+    } else {
+        (1000, 1 << 20)
+    };
+    let data = scratch.join("artifact-data");
+    let _ = std::fs::remove_dir_all(&data);
+    make_dir(&data, files, size)?;
+    let mut figures: [[Series; 5]; 2] = Default::default();
+    for r in 0..args.repeat {
+        for (i, (name, bin)) in binaries.iter().enumerate() {
+            eprintln!("artifacts, {name}, run {}…", r + 1);
+            let run = run(bin, &args.python, &data, &scratch.join("artifact-run"))?;
+            for (s, x) in figures[i].iter_mut().zip([
+                run.save_s[0],
+                run.save_s[1],
+                run.add_s[0],
+                run.add_s[1],
+                run.service_cpu_s,
+            ]) {
+                s.push(x);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_dir_all(scratch.join("artifact-run"));
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# Logging a directory as an artifact, wandb-core-rs beside wandb-core 0.31.0\n"
+    );
+    let _ = writeln!(md, "- date: {}", crate::today());
+    let _ = writeln!(md, "- machine: {}", report::machine());
+    let _ = writeln!(
+        md,
+        "- {files} files of {size} bytes ({:.2} GB), `wandb.Artifact.add_dir` + `run.log_artifact` + `wait()` \
+         through the Python SDK to the backend stand-in (in the bench process), then the same directory again \
+         (unchanged: the server has it, nothing is uploaded); median [min–max] of {} run(s)\n",
+        (files * size) as f64 / 1e9,
+        args.repeat
+    );
+    table_header(&mut md, "figure (s)");
+    row(
+        &mut md,
+        "log_artifact + wait, first time",
+        &figures[0][0],
+        &figures[1][0],
+        2,
+    );
+    row(
+        &mut md,
+        "log_artifact + wait, unchanged",
+        &figures[0][1],
+        &figures[1][1],
+        2,
+    );
+    row(
+        &mut md,
+        "add_dir (SDK hashing), first time",
+        &figures[0][2],
+        &figures[1][2],
+        2,
+    );
+    row(
+        &mut md,
+        "add_dir, unchanged",
+        &figures[0][3],
+        &figures[1][3],
+        2,
+    );
+    row(
+        &mut md,
+        "service CPU, whole run",
+        &figures[0][4],
+        &figures[1][4],
+        2,
+    );
+    std::fs::write(out_dir.join("artifacts.md"), &md)?;
+    print!("{md}");
+    Ok(())
 }

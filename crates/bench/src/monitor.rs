@@ -17,7 +17,10 @@ use prost::Message;
 use wandb_proto::pb;
 use wandb_store::txlog::LogReader;
 
+use crate::Args;
 use crate::process::Service;
+use crate::report::{self, Series, row, table_header};
+use std::fmt::Write as _;
 
 const CLIENT: &str = r#"
 import os, time, wandb
@@ -157,4 +160,64 @@ fn count_stats(dir: &Path) -> anyhow::Result<u64> {
         }
     }
     bail!("no run log under {}", runs.display())
+}
+
+/// The system monitor's cost per sample and in memory, ours and theirs.
+pub fn report(
+    args: &Args,
+    binaries: &[(&str, &Path); 2],
+    out_dir: &Path,
+    scratch: &Path,
+) -> anyhow::Result<()> {
+    let (seconds, interval) = if args.quick { (2.0, 0.2) } else { (10.0, 0.1) };
+    let mut per_sample_ms = [Series::default(), Series::default()];
+    let mut rss_cost = [Series::default(), Series::default()];
+    let mut samples = [Series::default(), Series::default()];
+    for r in 0..args.repeat {
+        for (i, (name, bin)) in binaries.iter().enumerate() {
+            eprintln!("system monitor, {name}, run {}…", r + 1);
+            let dir = scratch.join(format!("monitor-{name}"));
+            let on = run(bin, &args.python, &dir, seconds, interval, true)?;
+            let off = run(bin, &args.python, &dir, seconds, interval, false)?;
+            if on.samples == 0 {
+                bail!("{name}: no stats records written");
+            }
+            per_sample_ms[i].push((on.cpu_s - off.cpu_s).max(0.0) * 1000.0 / on.samples as f64);
+            rss_cost[i].push(on.peak_rss_mib - off.peak_rss_mib);
+            samples[i].push(on.samples as f64);
+        }
+    }
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# System monitor cost, wandb-core-rs beside wandb-core 0.31.0\n"
+    );
+    let _ = writeln!(md, "- date: {}", crate::today());
+    let _ = writeln!(md, "- machine: {}", report::machine());
+    let _ = writeln!(
+        md,
+        "- an idle offline run of {seconds} s sampled every {interval} s, and the same with `x_disable_stats`; \
+         CPU and memory of the service and every process it started (wandb-core's includes its `wandb-symon` sidecar); \
+         median [min–max] of {} run(s)\n",
+        args.repeat
+    );
+    table_header(&mut md, "figure");
+    row(
+        &mut md,
+        "CPU per sample (ms)",
+        &per_sample_ms[0],
+        &per_sample_ms[1],
+        3,
+    );
+    row(
+        &mut md,
+        "memory for monitoring (MiB, peak RSS difference)",
+        &rss_cost[0],
+        &rss_cost[1],
+        1,
+    );
+    row(&mut md, "samples written", &samples[0], &samples[1], 0);
+    std::fs::write(out_dir.join("monitor.md"), &md)?;
+    print!("{md}");
+    Ok(())
 }

@@ -7,7 +7,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+use crate::Args;
+use crate::report::{self, Series};
 use anyhow::{Context, bail};
+use std::fmt::Write as _;
 use wandb::{Mode, Settings, Transport};
 
 /// One measured run.
@@ -119,4 +122,86 @@ pub fn python(python: &Path, dir: &Path, rows: u64) -> anyhow::Result<LogRun> {
         .filter_map(|l| l.parse().ok())
         .collect();
     Ok(percentiles(ns, rows, log_ns / 1e9, total_ns / 1e9))
+}
+
+/// The Rust SDK's log() beside the Python SDK's run.log.
+pub fn report(
+    args: &Args,
+    binaries: &[(&str, &Path); 2],
+    out_dir: &Path,
+    scratch: &Path,
+) -> anyhow::Result<()> {
+    use wandb::Transport;
+    let rows = args.sdk_rows;
+    let setups: [(&str, Option<Transport>); 4] = [
+        (
+            "Rust SDK, our service in-process",
+            Some(Transport::InProcess),
+        ),
+        (
+            "Rust SDK → our wandb-core (socket)",
+            Some(Transport::Launch(binaries[0].1.to_path_buf())),
+        ),
+        (
+            "Rust SDK → W&B's wandb-core (socket)",
+            Some(Transport::Launch(binaries[1].1.to_path_buf())),
+        ),
+        ("Python SDK → W&B's wandb-core", None),
+    ];
+    let mut figures: Vec<[Series; 5]> = (0..setups.len()).map(|_| Default::default()).collect();
+    for r in 0..args.repeat {
+        for (i, (name, transport)) in setups.iter().enumerate() {
+            eprintln!("{name}, run {}…", r + 1);
+            let dir = scratch.join(format!("rust-sdk-{i}-{r}"));
+            let run = match transport {
+                Some(t) => rust(t.clone(), &dir, rows)?,
+                None => python(&args.python, &dir, rows)?,
+            };
+            let _ = std::fs::remove_dir_all(&dir);
+            for (s, x) in figures[i].iter_mut().zip([
+                run.p50_us,
+                run.p99_us,
+                run.max_us / 1000.0,
+                run.calls_per_s,
+                run.sustained_per_s,
+            ]) {
+                s.push(x);
+            }
+        }
+    }
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# The Rust SDK's log(), beside the Python SDK's run.log\n"
+    );
+    let _ = writeln!(md, "- date: {}", crate::today());
+    let _ = writeln!(md, "- machine: {}", report::machine());
+    let _ = writeln!(
+        md,
+        "- {rows} rows of 10 float scalars, offline, system metrics off; latency of each call \
+         from the caller's side; sustained = rows / (first log → finish() returned, everything \
+         written by the service); median [min–max] of {} run(s)\n",
+        args.repeat
+    );
+    let _ = writeln!(
+        md,
+        "| setup | log() p50 (µs) | p99 (µs) | max (ms) | log() calls/s | sustained rows/s | sustained vs Python |"
+    );
+    let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let python = figures[setups.len() - 1][4].median();
+    for ((name, _), f) in setups.iter().zip(&figures) {
+        let _ = writeln!(
+            md,
+            "| {name} | {} | {} | {} | {} | {} | {:.2}× |",
+            f[0].show(2),
+            f[1].show(2),
+            f[2].show(2),
+            f[3].show(0),
+            f[4].show(0),
+            f[4].median() / python
+        );
+    }
+    std::fs::write(out_dir.join("rust-sdk.md"), &md)?;
+    print!("{md}");
+    Ok(())
 }

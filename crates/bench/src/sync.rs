@@ -9,7 +9,10 @@ use anyhow::{Context, bail};
 use wandb::{Mode, Settings, Transport};
 use wandb_standin::RunKey;
 
+use crate::Args;
 use crate::process::Service;
+use crate::report;
+use std::fmt::Write as _;
 
 const KEY: &str = "bench-sync-key-0123456789012345678901234567890";
 
@@ -149,4 +152,98 @@ pub fn run(
 /// Where a workload's logs live.
 pub fn logs_dir(scratch: &Path, name: &str) -> PathBuf {
     scratch.join(format!("sync-logs-{name}"))
+}
+
+/// Syncing offline runs: ours (through `wandb sync` and `wandb-core sync`)
+/// beside W&B's `wandb sync`, on the same logs, one run each.
+pub fn report(
+    args: &Args,
+    binaries: &[(&str, &Path); 2],
+    out_dir: &Path,
+    scratch: &Path,
+) -> anyhow::Result<()> {
+    let workloads: [(&str, usize, u64); 2] = if args.quick {
+        [("one run", 1, 10_000), ("several runs", 3, 2_000)]
+    } else {
+        [("one run", 1, 1_000_000), ("several runs", 20, 50_000)]
+    };
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "# Syncing offline runs, wandb-core-rs beside wandb-core 0.31.0\n"
+    );
+    let _ = writeln!(md, "- date: {}", crate::today());
+    let _ = writeln!(md, "- machine: {}", report::machine());
+    let _ = writeln!(
+        md,
+        "- offline runs of 10-scalar rows (written by the Rust SDK), synced to a fresh backend stand-in \
+         (in the bench process) each time; every run checked complete with all its rows; \
+         parallelism 5 (the `wandb sync` default); wall time of the sync command; \
+         CPU of the service (SDK path) or of `wandb-core sync`; one run per figure\n"
+    );
+    let _ = writeln!(
+        md,
+        "| workload | W&B `wandb sync` → wandb-core (s) | `wandb sync` → ours (s) | `wandb-core sync` (s) | ours/theirs (SDK path) | ours/theirs (wandb-core sync) | service CPU theirs / ours / wandb-core sync (s) |"
+    );
+    let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (name, runs, rows) in workloads {
+        let logs = logs_dir(scratch, &name.replace(' ', "-"));
+        let _ = std::fs::remove_dir_all(&logs);
+        std::fs::create_dir_all(&logs)?;
+        eprintln!("sync, {name}: writing {runs} × {rows} rows…");
+        let ids = make_logs(&logs, runs, rows)?;
+        let target = scratch.join("sync-target");
+        eprintln!("sync, {name}: W&B's…");
+        let theirs = run(
+            Via::Sdk {
+                python: &args.python,
+                service: binaries[1].1,
+            },
+            &logs,
+            &target,
+            &ids,
+            rows,
+        )?;
+        eprintln!("sync, {name}: ours through wandb sync…");
+        let ours_sdk = run(
+            Via::Sdk {
+                python: &args.python,
+                service: binaries[0].1,
+            },
+            &logs,
+            &target,
+            &ids,
+            rows,
+        )?;
+        eprintln!("sync, {name}: wandb-core sync…");
+        let ours_cli = run(
+            Via::Cli {
+                binary: binaries[0].1,
+            },
+            &logs,
+            &target,
+            &ids,
+            rows,
+        )?;
+        let _ = std::fs::remove_dir_all(&target);
+        // BENCH_KEEP_LOGS=1 keeps the logs, to sync them again by hand.
+        if std::env::var_os("BENCH_KEEP_LOGS").is_none() {
+            let _ = std::fs::remove_dir_all(&logs);
+        }
+        let _ = writeln!(
+            md,
+            "| {name}: {runs} × {rows} rows | {:.2} | {:.2} | {:.2} | {:.3} | {:.3} | {:.2} / {:.2} / {:.2} |",
+            theirs.wall_s,
+            ours_sdk.wall_s,
+            ours_cli.wall_s,
+            ours_sdk.wall_s / theirs.wall_s,
+            ours_cli.wall_s / theirs.wall_s,
+            theirs.cpu_s,
+            ours_sdk.cpu_s,
+            ours_cli.cpu_s,
+        );
+    }
+    std::fs::write(out_dir.join("sync.md"), &md)?;
+    print!("{md}");
+    Ok(())
 }
