@@ -359,7 +359,7 @@ fn upsert_bucket(field: &GField<'_>, ctx: &Ctx<'_>) -> Result<Value, String> {
     let project = s("modelName")
         .or_else(|| s("project"))
         .unwrap_or_else(|| "uncategorized".to_string());
-    let name = s("name").unwrap_or_else(|| format!("standin{:08x}", fastrand_u32()));
+    let name = s("name").unwrap_or_else(|| format!("standin{:08x}", fastrand::u32(..)));
     let tags = match ctx
         .arg(field, "input")
         .get("tags")
@@ -492,15 +492,6 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
 /// Percent-encodes a path segment.
 fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
-}
-
-fn fastrand_u32() -> u32 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    n ^ std::process::id().rotate_left(16)
 }
 
 #[cfg(test)]
