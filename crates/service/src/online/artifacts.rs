@@ -51,6 +51,23 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok()?.parse().ok()
 }
 
+/// Why an artifact was not saved or linked: the step that failed, named as
+/// wandb-core names it (the SDK shows the text as it is), and its cause.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{step}: {cause}")]
+pub struct ArtifactError {
+    pub step: &'static str,
+    pub cause: String,
+}
+
+/// Turns a step's failure into an [`ArtifactError`].
+fn at<E: std::fmt::Display>(step: &'static str) -> impl FnOnce(E) -> ArtifactError {
+    move |cause| ArtifactError {
+        step,
+        cause: cause.to_string(),
+    }
+}
+
 /// One save.
 pub struct SaveJob {
     pub artifact: pb::ArtifactRecord,
@@ -76,9 +93,9 @@ struct Entry {
 }
 
 /// Saves the artifact; returns its server ID.
-pub async fn save(backend: &Backend, job: SaveJob) -> Result<String, String> {
+pub async fn save(backend: &Backend, job: SaveJob) -> Result<String, ArtifactError> {
     let a = &job.artifact;
-    let mut entries = entries_of(a).map_err(|e| format!("ArtifactSaver.readManifest: {e}"))?;
+    let mut entries = entries_of(a).map_err(at("ArtifactSaver.readManifest"))?;
     entries.sort_by(|x, y| x.path.cmp(&y.path));
     // XXH128 artifacts need a server that takes them (its
     // ARTIFACT_DIGEST_ALGORITHM feature); without that, as wandb-core does,
@@ -87,7 +104,7 @@ pub async fn save(backend: &Backend, job: SaveJob) -> Result<String, String> {
     if a.digest_algorithm == "MANIFEST_XXH128" || entries.iter().any(is_xxh128) {
         digest = to_md5(&mut entries)
             .await
-            .map_err(|e| format!("ArtifactSaver.rehash: {e}"))?;
+            .map_err(at("ArtifactSaver.rehash"))?;
     }
     let (entity, project) = (job.run.entity.clone(), job.run.project.clone());
     let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
@@ -127,11 +144,11 @@ pub async fn save(backend: &Backend, job: SaveJob) -> Result<String, String> {
         json!({"input": input}),
     )
     .await
-    .map_err(|e| format!("ArtifactSaver.createArtifact: {e}"))?;
+    .map_err(at("ArtifactSaver.createArtifact"))?;
     let art = &created["createArtifact"]["artifact"];
     let artifact_id = art["id"]
         .as_str()
-        .ok_or("ArtifactSaver.createArtifact: no artifact id in the answer")?
+        .ok_or_else(|| at("ArtifactSaver.createArtifact")("no artifact id in the answer"))?
         .to_string();
     let base_id = opt(&a.base_id).or_else(|| {
         art["artifactSequence"]["latestArtifact"]["id"]
@@ -153,9 +170,9 @@ pub async fn save(backend: &Backend, job: SaveJob) -> Result<String, String> {
         }
         Some("PENDING") | Some("DELETED") => {}
         other => {
-            return Err(format!(
-                "ArtifactSaver.createArtifact: unexpected artifact state {other:?}"
-            ));
+            return Err(at("ArtifactSaver.createArtifact")(format!(
+                "unexpected artifact state {other:?}"
+            )));
         }
     }
 
@@ -183,10 +200,10 @@ pub async fn save(backend: &Backend, job: SaveJob) -> Result<String, String> {
         manifest_vars("", false),
     )
     .await
-    .map_err(|e| format!("ArtifactSaver.createManifest: {e}"))?;
+    .map_err(at("ArtifactSaver.createManifest"))?;
     let manifest_id = manifest["createArtifactManifest"]["artifactManifest"]["id"]
         .as_str()
-        .ok_or("ArtifactSaver.createManifest: nil createArtifactManifest")?
+        .ok_or_else(|| at("ArtifactSaver.createManifest")("nil createArtifactManifest"))?
         .to_string();
 
     // 3. The files.
@@ -208,7 +225,7 @@ pub async fn save(backend: &Backend, job: SaveJob) -> Result<String, String> {
             .await
             .into_iter()
             .collect::<Result<_, _>>()
-            .map_err(|e| format!("ArtifactSaver.uploadFiles: {e}"))?;
+            .map_err(at("ArtifactSaver.uploadFiles"))?;
         for (i, birth) in births.into_iter().flatten() {
             entries[i].birth_artifact_id = birth;
         }
@@ -237,11 +254,11 @@ pub async fn save(backend: &Backend, job: SaveJob) -> Result<String, String> {
         .await
         .map(|v| v["updateArtifactManifest"].clone())
     }
-    .map_err(|e| format!("ArtifactSaver.upsertManifest: {e}"))?;
+    .map_err(at("ArtifactSaver.upsertManifest"))?;
     let file = &upserted["artifactManifest"]["file"];
     let url = file["uploadUrl"]
         .as_str()
-        .ok_or("ArtifactSaver.upsertManifest: nil uploadURL")?;
+        .ok_or_else(|| at("ArtifactSaver.upsertManifest")("nil uploadURL"))?;
     backend
         .upload(
             url,
@@ -250,7 +267,7 @@ pub async fn save(backend: &Backend, job: SaveJob) -> Result<String, String> {
             "artifact manifest",
         )
         .await
-        .map_err(|e| format!("ArtifactSaver.uploadManifest: {e}"))?;
+        .map_err(at("ArtifactSaver.uploadManifest"))?;
 
     // 5. Commit, use.
     if a.finalize {
@@ -261,7 +278,7 @@ pub async fn save(backend: &Backend, job: SaveJob) -> Result<String, String> {
             json!({"artifactID": artifact_id}),
         )
         .await
-        .map_err(|e| format!("ArtifactSaver.commitArtifact: {e}"))?;
+        .map_err(at("ArtifactSaver.commitArtifact"))?;
     }
     if a.use_after_commit {
         use_artifact(backend, &artifact_id, &job).await?;
@@ -331,7 +348,7 @@ pub async fn link(
     backend: &Backend,
     run: &RunPath,
     r: &pb::LinkArtifactRequest,
-) -> Result<i32, String> {
+) -> Result<i32, ArtifactError> {
     let or = |s: &str, default: &str| {
         if s.is_empty() {
             default.to_string()
@@ -354,11 +371,11 @@ pub async fn link(
         }),
     )
     .await
-    .map_err(|e| format!("ArtifactLinker: {e}"))?;
+    .map_err(at("ArtifactLinker"))?;
     answer["linkArtifact"]["versionIndex"]
         .as_i64()
         .map(|n| n as i32)
-        .ok_or_else(|| "ArtifactLinker: no version index in the answer".to_string())
+        .ok_or_else(|| at("ArtifactLinker")("no version index in the answer"))
 }
 
 fn is_xxh128(e: &Entry) -> bool {
@@ -394,7 +411,7 @@ async fn to_md5(entries: &mut [Entry]) -> Result<String, String> {
     Ok(super::checksums::hex(&Md5::digest(text.as_bytes())))
 }
 
-async fn use_artifact(backend: &Backend, id: &str, job: &SaveJob) -> Result<(), String> {
+async fn use_artifact(backend: &Backend, id: &str, job: &SaveJob) -> Result<(), ArtifactError> {
     gql(
         backend,
         "UseArtifact",
@@ -406,7 +423,7 @@ async fn use_artifact(backend: &Backend, id: &str, job: &SaveJob) -> Result<(), 
     )
     .await
     .map(|_| ())
-    .map_err(|e| format!("gql.UseArtifact: {e}"))
+    .map_err(at("gql.UseArtifact"))
 }
 
 async fn gql(backend: &Backend, op: &str, query: &str, vars: Value) -> Result<Value, String> {

@@ -128,7 +128,7 @@ impl ArtifactJobs {
                     }
                 }
             }
-            answer_artifact(reply, result);
+            answer_artifact(reply, result.map_err(|e| e.to_string()));
         });
     }
 
@@ -147,7 +147,12 @@ impl ArtifactJobs {
             for lock in earlier {
                 drop(lock.lock().await);
             }
-            answer_link(reply, artifacts::link(&backend, &run, &request).await);
+            answer_link(
+                reply,
+                artifacts::link(&backend, &run, &request)
+                    .await
+                    .map_err(|e| e.to_string()),
+            );
         });
     }
 
