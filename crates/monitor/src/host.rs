@@ -10,6 +10,9 @@
 //! counters bytes, percentages 0–100. Counters start at zero when the
 //! sampler is created; `cpu` is the average over the time since the
 //! previous sample, as a share of the CPUs the process may use.
+//!
+//! Long for one file, but one concept: the host sampler; most of it is
+//! the parsing of each `/proc` file, with its tests.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

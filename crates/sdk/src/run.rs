@@ -3,6 +3,9 @@
 //! Every method encodes a record and hands it to the connection's queue;
 //! none waits for the service except `finish` (and `init` before it), so a
 //! slow disk or network never slows training.
+//!
+//! Long for one file, but one concept: the `Run` type and its methods
+//! (the SDK's public surface), each small.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

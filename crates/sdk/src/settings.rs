@@ -1,5 +1,8 @@
 //! Settings for a run: built in code, read from `WANDB_*` variables as
 //! the Python SDK reads them, code winning over the environment.
+//!
+//! Long for one file, but one concept: the `Settings` builder, a setter
+//! and an environment variable per setting.
 
 use std::path::PathBuf;
 use std::time::Duration;

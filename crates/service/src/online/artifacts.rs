@@ -8,6 +8,9 @@
 //! CommitArtifact, and UseArtifact when asked. Errors read
 //! `ArtifactSaver.<step>: <cause>`, as wandb-core's, since the SDK shows
 //! them as they are.
+//!
+//! Long for one file, but one concept: one save, step by step, and the
+//! link after it.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};

@@ -5,6 +5,9 @@
 //! History rows, system samples, the summary and console lines go to the
 //! file stream; run files to the uploader; parameter and config changes
 //! into one debounced UpsertBucket; artifacts into jobs beside it.
+//!
+//! Long for one file, but one concept: the follower's state machine and
+//! what each record does to it.
 
 use std::time::Duration;
 
