@@ -603,6 +603,11 @@ impl Sender {
     /// Run files are final, the config is sent, every upload is done.
     async fn finish(&mut self, s: &mut FollowState, path: &RunPath, pipes: &Pipes) {
         self.flush_batch(s, &pipes.fs).await;
+        // What the file stream holds goes now, while the run files are
+        // finished and uploaded, not after them (one round trip fewer at
+        // the end; the answer is not needed).
+        let (early, _) = oneshot::channel();
+        let _ = pipes.fs.send(FsMsg::Flush(early)).await;
         let _ = self.files_done.wait_for(|d| *d).await;
         // Artifacts logged during the run are committed before it ends.
         s.artifacts.wait().await;
@@ -611,9 +616,6 @@ impl Sender {
             // writes none offline); make them from the log, as it does.
             self.write_run_file("config.yaml", &s.config.to_yaml(&s.metrics));
             self.write_run_file("wandb-summary.json", &s.summary.to_json());
-        }
-        if s.params_dirty || s.config_dirty {
-            self.upsert(s, path).await;
         }
         let mut also = vec![
             "wandb-metadata.json".to_string(),
@@ -624,10 +626,20 @@ impl Sender {
         if self.settings.console == crate::settings::ConsoleCapture::On {
             also.push(self.settings.output_file_name.clone());
         }
-        let (done, wait) = oneshot::channel();
-        if pipes.up.send(UpMsg::Finish { also, done }).await.is_ok() {
-            let _ = wait.await;
-        }
+        // The last run update and the end-of-run uploads are independent:
+        // both at once.
+        let upsert = async {
+            if s.params_dirty || s.config_dirty {
+                self.upsert(s, path).await;
+            }
+        };
+        let uploads = async {
+            let (done, wait) = oneshot::channel();
+            if pipes.up.send(UpMsg::Finish { also, done }).await.is_ok() {
+                let _ = wait.await;
+            }
+        };
+        tokio::join!(upsert, uploads);
     }
 
     /// Nothing more will be sent: tells the run, answers the exits held,
