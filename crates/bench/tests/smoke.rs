@@ -4,6 +4,7 @@
 //! suite fails otherwise), and the report has its sections.
 
 use std::process::Command;
+use testkit::CommandExt as _;
 
 #[test]
 fn quick_benchmark_runs_both_services_and_writes_a_report() {
@@ -22,7 +23,7 @@ fn quick_benchmark_runs_both_services_and_writes_a_report() {
         .arg(testkit::reference_python())
         .arg("--out")
         .arg(&out)
-        .status()
+        .status_limited()
         .expect("run wandb-bench");
     assert!(status.success(), "wandb-bench --quick failed");
     let report = std::fs::read_to_string(out.join("report.md")).expect("report.md written");

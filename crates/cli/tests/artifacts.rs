@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::{install_ours, ours, python_script, standin, text};
+use testkit::CommandExt as _;
 use testkit::{reference_python, scratch_dir};
 use wandb_standin::StandIn;
 
@@ -33,7 +34,7 @@ fn run(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    (cmd.output().unwrap(), work)
+    (cmd.output_limited().unwrap(), work)
 }
 
 /// What the stand-in has of an artifact collection, comparable across
@@ -332,7 +333,7 @@ run.finish()
     let work = scratch_dir("art-offline");
     let out = python_script(py, script, &work)
         .env("WANDB_MODE", "offline")
-        .output()
+        .output_limited()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let s = standin(KEY, &[]);
@@ -341,7 +342,7 @@ run.finish()
         .arg(work.join("wandb"))
         .env("WANDB_BASE_URL", &s.base_url)
         .env("WANDB_API_KEY", KEY)
-        .output()
+        .output_limited()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let v = s.store.artifact_versions("standin", "arts", "offds");

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use testkit::CommandExt as _;
 use testkit::reference_runs;
 use wandb_store::txlog::LogReader;
 use wandb_store::txlog::format::BLOCK_SIZE;
@@ -14,7 +15,7 @@ fn inspect(args: &[&str], file: &Path) -> Output {
         .arg("inspect")
         .args(args)
         .arg(file)
-        .output()
+        .output_limited()
         .expect("run wandb-core")
 }
 

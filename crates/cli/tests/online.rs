@@ -13,6 +13,7 @@ use std::process::{Command, Output};
 
 use common::{install_ours, stable, standin};
 use serde_json::{Value, json};
+use testkit::CommandExt as _;
 use testkit::{reference_python, scratch_dir};
 use wandb_standin::{Config, RunKey, StandIn, Store};
 
@@ -48,7 +49,7 @@ fn run_script(python: &Path, standin: &StandIn, script: &str, key: &str, what: &
         .env("HOME", &work)
         .env("WANDB_DIR", &work)
         .env("WANDB_CONFIG_DIR", work.join(".config"))
-        .output()
+        .output_limited()
         .unwrap();
     Ran { out, work }
 }
@@ -655,7 +656,7 @@ run.finish()
 "#;
     let out = common::python_script(python, script, &work)
         .env("WANDB_MODE", "offline")
-        .output()
+        .output_limited()
         .unwrap();
     assert!(
         out.status.success(),
@@ -685,7 +686,7 @@ run.finish()
         .env("WANDB_API_KEY", KEY)
         .env("WANDB_ERROR_REPORTING", "false")
         .env("HOME", &work)
-        .output()
+        .output_limited()
         .unwrap();
     let text = format!(
         "{}{}",

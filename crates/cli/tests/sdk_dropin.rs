@@ -12,6 +12,7 @@ use std::process::Command;
 
 use common::{install_ours, ours, stable};
 use serde_json::Value;
+use testkit::CommandExt as _;
 use testkit::{reference_manifest, reference_python, run_scenarios, scratch_dir};
 
 /// Keys whose values differ between any two runs of the same script.
@@ -160,7 +161,7 @@ fn the_sdk_attaches_through_wandb_service_and_gets_the_reference_results() {
     let started = Command::new(ours())
         .args(["start", "--idle-timeout", "0"])
         .env_remove("WANDB_SERVICE")
-        .output()
+        .output_limited()
         .unwrap();
     assert!(
         started.status.success(),
@@ -186,7 +187,7 @@ fn the_sdk_attaches_through_wandb_service_and_gets_the_reference_results() {
     // service has removed its socket, after every log is closed.
     let stop = Command::new(ours())
         .args(["stop", &token])
-        .output()
+        .output_limited()
         .unwrap();
     assert!(
         stop.status.success(),
@@ -227,7 +228,7 @@ fn uninstall_restores_the_original_binary() {
             .args([cmd, "--python"])
             .arg(python)
             .env("PYTHONPATH", &dir)
-            .output()
+            .output_limited()
             .unwrap()
     };
     let out = run("install");

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use prost::Message;
+use testkit::CommandExt as _;
 use testkit::{reference_python, scratch_dir};
 use wandb_proto::frame::encode_frame;
 use wandb_proto::pb;
@@ -262,7 +263,7 @@ fn flags_in_go_syntax_and_loopback_tcp() {
     let bad = ours()
         .arg("--idle-timeout")
         .arg("10 minutes")
-        .output()
+        .output_limited()
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid duration"));
@@ -284,7 +285,7 @@ fn exits_when_its_launcher_is_gone() {
         .arg(r#""$0" --port-filename "$1" --pid $$ >/dev/null 2>&1 & sleep 0.5"#)
         .arg(env!("CARGO_BIN_EXE_wandb-core"))
         .arg(&port_file)
-        .status()
+        .status_limited()
         .unwrap();
     assert!(status.success());
     let socket = wait_port_file(&port_file);

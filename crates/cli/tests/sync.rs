@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{install_ours, ours, python_script, standin, text};
 use serde_json::Value;
+use testkit::CommandExt as _;
 use testkit::{reference_python, scratch_dir};
 use wandb_standin::{RunKey, StandIn};
 
@@ -42,7 +43,7 @@ run.finish()
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
-    let out = cmd.output().unwrap();
+    let out = cmd.output_limited().unwrap();
     assert!(out.status.success(), "{what}: {}", text(&out));
     run_dir_in(&work.join("wandb"))
 }
@@ -113,7 +114,7 @@ fn wandb_sync(python: &Path, standin: &StandIn, dir: &Path, args: &[&str]) -> Ou
         .env("WANDB_ERROR_REPORTING", "false")
         .env("HOME", cwd)
         .env("WANDB_CONFIG_DIR", cwd.join(".config"))
-        .output()
+        .output_limited()
         .unwrap()
 }
 
@@ -126,7 +127,7 @@ fn core_sync(standin: &StandIn, args: &[&str], extra_env: &[(&str, &str)]) -> Ou
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
-    cmd.output().unwrap()
+    cmd.output_limited().unwrap()
 }
 
 /// What the backend has of a run, for comparing two syncs.

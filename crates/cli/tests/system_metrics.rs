@@ -12,6 +12,7 @@ use std::process::{Command, Output};
 
 use common::{install_ours, ours, python_script, text};
 use serde_json::Value;
+use testkit::CommandExt as _;
 use testkit::{reference_python, scratch_dir};
 
 const SCRIPT: &str = r#"
@@ -65,7 +66,7 @@ impl Ran {
         let out = Command::new(ours())
             .args(["inspect", "--type", kind])
             .arg(&log)
-            .output()
+            .output_limited()
             .unwrap();
         assert!(out.status.success());
         String::from_utf8_lossy(&out.stdout)
@@ -79,7 +80,7 @@ fn run(python: &Path, what: &str) -> Ran {
     let work = scratch_dir(what);
     let out = python_script(python, SCRIPT, &work)
         .env("WANDB_MODE", "offline")
-        .output()
+        .output_limited()
         .unwrap();
     let ran = Ran { out, work };
     assert!(ran.out.status.success(), "{what}: {}", ran.text());
@@ -274,7 +275,7 @@ run.finish()
         .env("WANDB_ERROR_REPORTING", "false")
         .env("HOME", &work)
         .env("WANDB_DIR", &work)
-        .output()
+        .output_limited()
         .unwrap();
     assert!(
         out.status.success(),
@@ -307,7 +308,7 @@ run.finish()
 fn wandb_core_monitor_prints_samples() {
     let out = Command::new(ours())
         .args(["monitor", "-n", "2", "--interval", "0.2", "--json"])
-        .output()
+        .output_limited()
         .unwrap();
     assert!(
         out.status.success(),

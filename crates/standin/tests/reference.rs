@@ -5,6 +5,7 @@
 use std::process::{Command, Output};
 
 use serde_json::json;
+use testkit::CommandExt as _;
 use wandb_standin::{Config, Inject, RunKey, StandIn, Store};
 
 const KEY: &str = "standinkeystandinkeystandinkeystandinkey";
@@ -32,7 +33,7 @@ fn run_reference(standin: &StandIn, script: &str, key: &str) -> Output {
         .env("WANDB_SILENT", "true")
         .env("HOME", &work)
         .env("WANDB_DIR", &work)
-        .output()
+        .output_limited()
         .unwrap()
 }
 

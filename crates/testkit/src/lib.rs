@@ -19,6 +19,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Deserialize;
 
+pub mod process;
+pub use process::CommandExt;
+
 /// The wandb version whose wire format and service we reproduce.
 pub const WANDB_VERSION: &str = "0.31.0";
 
@@ -83,7 +86,7 @@ pub fn ours_python() -> &'static Path {
 fn check_wandb(python: &Path) {
     let out = Command::new(python)
         .args(["-c", "import wandb; print(wandb.__version__)"])
-        .output();
+        .output_limited();
     match out {
         Ok(out) if out.status.success() => {
             let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -124,7 +127,7 @@ pub fn run_scenarios(out: &Path, args: &[&str]) -> Option<serde_json::Value> {
         .arg(&script)
         .arg(out)
         .args(args)
-        .output()
+        .output_limited()
         .expect("run scenarios.py");
     assert!(
         output.status.success(),
@@ -173,7 +176,7 @@ pub fn installed_descriptor_set() -> Vec<u8> {
     let status = Command::new(reference_python())
         .arg(&script)
         .arg(&out_file)
-        .status()
+        .status_limited()
         .expect("run descriptors.py");
     assert!(status.success(), "descriptors.py failed");
     let bytes = fs::read(&out_file).expect("descriptor set written");
@@ -296,7 +299,7 @@ fn generate(root: &Path, key: &str) {
         let out = Command::new(reference_python())
             .arg(&script)
             .arg(scratch.join("out"))
-            .output()
+            .output_limited()
             .expect("run scenarios.py");
         assert!(
             out.status.success(),
@@ -320,7 +323,7 @@ pub fn reference_core() -> &'static Path {
     CORE.get_or_init(|| {
         let out = Command::new(reference_python())
             .args(["-c", "import wandb.util as u; print(u.get_core_path())"])
-            .output()
+            .output_limited()
             .expect("run the reference python");
         assert!(
             out.status.success(),

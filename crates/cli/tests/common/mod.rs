@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use serde_json::Value;
+use testkit::CommandExt as _;
 use wandb_standin::{Config, Inject, StandIn, Store};
 
 /// The `wandb-core` binary under test.
@@ -24,7 +25,7 @@ pub fn install_ours() -> &'static Path {
         let out = Command::new(ours())
             .args(["install", "--python"])
             .arg(python)
-            .output()
+            .output_limited()
             .unwrap();
         assert!(
             out.status.success(),
