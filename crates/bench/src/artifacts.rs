@@ -145,13 +145,9 @@ pub fn report(
     }
     let _ = std::fs::remove_dir_all(&data);
     let _ = std::fs::remove_dir_all(scratch.join("artifact-run"));
-    let mut md = String::new();
-    let _ = writeln!(
-        md,
-        "# Logging a directory as an artifact, wandb-core-rs beside wandb-core 0.31.0\n"
+    let mut md = report::heading(
+        "Logging a directory as an artifact, wandb-core-rs beside wandb-core 0.31.0",
     );
-    let _ = writeln!(md, "- date: {}", crate::today());
-    let _ = writeln!(md, "- machine: {}", report::machine());
     let _ = writeln!(
         md,
         "- {files} files of {size} bytes ({:.2} GB), `wandb.Artifact.add_dir` + `run.log_artifact` + `wait()` \

@@ -153,10 +153,7 @@ fn main() -> anyhow::Result<()> {
         return online::report(&args, &binaries, &out_dir, &scratch);
     }
 
-    let mut md = String::new();
-    let _ = writeln!(md, "# wandb-core-rs beside wandb-core 0.31.0\n");
-    let _ = writeln!(md, "- date: {}", today());
-    let _ = writeln!(md, "- machine: {}", report::machine());
+    let mut md = report::heading("wandb-core-rs beside wandb-core 0.31.0");
     let _ = writeln!(
         md,
         "- ours: `{}` ({:.1} MB); theirs: `{}` ({:.1} MB)",

@@ -187,13 +187,7 @@ pub fn report(
             samples[i].push(on.samples as f64);
         }
     }
-    let mut md = String::new();
-    let _ = writeln!(
-        md,
-        "# System monitor cost, wandb-core-rs beside wandb-core 0.31.0\n"
-    );
-    let _ = writeln!(md, "- date: {}", crate::today());
-    let _ = writeln!(md, "- machine: {}", report::machine());
+    let mut md = report::heading("System monitor cost, wandb-core-rs beside wandb-core 0.31.0");
     let _ = writeln!(
         md,
         "- an idle offline run of {seconds} s sampled every {interval} s, and the same with `x_disable_stats`; \

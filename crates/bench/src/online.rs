@@ -116,13 +116,9 @@ pub fn report(
         &[0, 100, 1000]
     };
     let pinnable = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
-    let mut md = String::new();
-    let _ = writeln!(
-        md,
-        "# Online runs through the Python SDK, wandb-core-rs beside wandb-core 0.31.0\n"
+    let mut md = report::heading(
+        "Online runs through the Python SDK, wandb-core-rs beside wandb-core 0.31.0",
     );
-    let _ = writeln!(md, "- date: {}", crate::today());
-    let _ = writeln!(md, "- machine: {}", report::machine());
     let _ = writeln!(
         md,
         "- `wandb.init()` online, {rows} × `run.log` of 10 scalars, `finish()`; the backend is \

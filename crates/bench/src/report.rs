@@ -68,6 +68,15 @@ pub fn table_header(out: &mut String, first: &str) {
     let _ = writeln!(out, "| --- | ---: | ---: | ---: |");
 }
 
+/// A report's opening: its title, then the date and the machine.
+pub fn heading(title: &str) -> String {
+    format!(
+        "# {title}\n\n- date: {}\n- machine: {}\n",
+        crate::today(),
+        machine()
+    )
+}
+
 /// A description of this machine for the report.
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")

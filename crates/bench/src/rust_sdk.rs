@@ -169,13 +169,7 @@ pub fn report(
             }
         }
     }
-    let mut md = String::new();
-    let _ = writeln!(
-        md,
-        "# The Rust SDK's log(), beside the Python SDK's run.log\n"
-    );
-    let _ = writeln!(md, "- date: {}", crate::today());
-    let _ = writeln!(md, "- machine: {}", report::machine());
+    let mut md = report::heading("The Rust SDK's log(), beside the Python SDK's run.log");
     let _ = writeln!(
         md,
         "- {rows} rows of 10 float scalars, offline, system metrics off; latency of each call \

@@ -167,13 +167,7 @@ pub fn report(
     } else {
         [("one run", 1, 1_000_000), ("several runs", 20, 50_000)]
     };
-    let mut md = String::new();
-    let _ = writeln!(
-        md,
-        "# Syncing offline runs, wandb-core-rs beside wandb-core 0.31.0\n"
-    );
-    let _ = writeln!(md, "- date: {}", crate::today());
-    let _ = writeln!(md, "- machine: {}", report::machine());
+    let mut md = report::heading("Syncing offline runs, wandb-core-rs beside wandb-core 0.31.0");
     let _ = writeln!(
         md,
         "- offline runs of 10-scalar rows (written by the Rust SDK), synced to a fresh backend stand-in \

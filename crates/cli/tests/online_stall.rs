@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use prost::Message;
@@ -21,48 +20,6 @@ const KEY: &str = "stallkeystallkeystallkeystallkeystallkey";
 /// About 80 MB of transaction log: far more than any buffer on the way
 /// (socket, the SDK's queue, the run's queues, the file stream's buffer).
 const ROWS: u64 = 200_000;
-
-/// Our service, started for this test and killed when it ends.
-struct Service {
-    child: Child,
-    token: String,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_service(scratch: &Path) -> Service {
-    let port_file = scratch.join("port.txt");
-    let mut service = Service {
-        child: Command::new(common::ours())
-            .arg("--port-filename")
-            .arg(&port_file)
-            .arg("--pid")
-            .arg(std::process::id().to_string())
-            .spawn()
-            .unwrap(),
-        token: String::new(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&port_file)
-            && let Ok(Some(pf)) = wandb_proto::token::PortFile::parse(&text)
-        {
-            service.token = wandb_proto::token::ServiceToken {
-                parent_pid: std::process::id(),
-                addr: wandb_proto::token::ServiceAddr::Unix(pf.unix.unwrap()),
-            }
-            .to_string();
-            return service;
-        }
-        assert!(Instant::now() < deadline, "the service wrote no port file");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 fn find_log(dir: &Path, name: &str) -> Option<PathBuf> {
     for entry in std::fs::read_dir(dir).ok()?.flatten() {
@@ -126,7 +83,7 @@ fn the_service_keeps_reading_while_the_backend_stalls() {
     let standin = common::standin(KEY, &[]);
     // Runs are created, but no file stream request is answered.
     standin.hold("file_stream");
-    let service = start_service(&scratch);
+    let service = common::start_service(&scratch);
     let run = wandb::init(
         Settings::new()
             .mode(Mode::Online)
@@ -213,7 +170,7 @@ fn a_stopping_service_does_not_wait_forever_for_a_dead_backend() {
     let scratch = testkit::scratch_dir("online-stall-stop");
     let standin = common::standin(KEY, &[]);
     standin.hold("file_stream");
-    let mut service = start_service(&scratch);
+    let mut service = common::start_service(&scratch);
     let run = wandb::init(
         Settings::new()
             .mode(Mode::Online)

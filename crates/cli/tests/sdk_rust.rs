@@ -5,6 +5,8 @@
 //! one run; a run online against the stand-in; bad input and a service that
 //! dies mid-run.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -463,52 +465,10 @@ fn a_dropped_run_is_finished_and_disabled_runs_do_nothing() {
     disabled.finish(0).unwrap();
 }
 
-/// A service we started ourselves, so we can stop and kill it.
-struct OwnService {
-    child: std::process::Child,
-    token: String,
-}
-
-impl Drop for OwnService {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn own_service(scratch: &Path) -> OwnService {
-    let port_file = scratch.join("port.txt");
-    let mut service = OwnService {
-        child: std::process::Command::new(our_core())
-            .arg("--port-filename")
-            .arg(&port_file)
-            .arg("--pid")
-            .arg(std::process::id().to_string())
-            .spawn()
-            .unwrap(),
-        token: String::new(),
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&port_file)
-            && let Ok(Some(pf)) = wandb_proto::token::PortFile::parse(&text)
-        {
-            service.token = wandb_proto::token::ServiceToken {
-                parent_pid: std::process::id(),
-                addr: wandb_proto::token::ServiceAddr::Unix(pf.unix.unwrap()),
-            }
-            .to_string();
-            return service;
-        }
-        assert!(std::time::Instant::now() < deadline, "no port file");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn a_service_that_dies_mid_run_is_reported() {
     let scratch = testkit::scratch_dir("sdk-dies");
-    let mut service = own_service(&scratch);
+    let mut service = common::start_service(&scratch);
     let run = wandb::init(
         offline(&scratch, Transport::Attach(service.token.clone()))
             .queue_capacity(1000usize)
@@ -559,7 +519,7 @@ fn a_service_that_dies_mid_run_is_reported() {
 fn attach_to_a_running_service_and_online_against_the_standin() {
     // Attach: a service started by someone else is not torn down by us.
     let scratch = testkit::scratch_dir("sdk-attach");
-    let mut service = own_service(&scratch);
+    let mut service = common::start_service(&scratch);
     let run = wandb::init(offline(&scratch, Transport::Attach(service.token.clone()))).unwrap();
     run.log([("x", 1)]).unwrap();
     let report = run.finish(0).unwrap();

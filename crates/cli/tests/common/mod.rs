@@ -4,8 +4,9 @@
 #![allow(dead_code)] // each test file uses some of these
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use testkit::CommandExt as _;
@@ -91,5 +92,49 @@ pub fn stable(v: &Value, volatile: &dyn Fn(&str) -> bool) -> Value {
             .and_then(serde_json::Number::from_f64)
             .map_or_else(|| v.clone(), Value::Number),
         other => other.clone(),
+    }
+}
+
+/// Our service, started by the test with its own pid as `--pid`, killed
+/// when dropped.
+pub struct OurService {
+    pub child: Child,
+    /// Its `WANDB_SERVICE` token.
+    pub token: String,
+}
+
+impl Drop for OurService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn start_service(scratch: &Path) -> OurService {
+    let port_file = scratch.join("port.txt");
+    let mut service = OurService {
+        child: Command::new(ours())
+            .arg("--port-filename")
+            .arg(&port_file)
+            .arg("--pid")
+            .arg(std::process::id().to_string())
+            .spawn()
+            .unwrap(),
+        token: String::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&port_file)
+            && let Ok(Some(pf)) = wandb_proto::token::PortFile::parse(&text)
+        {
+            service.token = wandb_proto::token::ServiceToken {
+                parent_pid: std::process::id(),
+                addr: wandb_proto::token::ServiceAddr::Unix(pf.unix.unwrap()),
+            }
+            .to_string();
+            return service;
+        }
+        assert!(Instant::now() < deadline, "the service wrote no port file");
+        std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -46,6 +46,17 @@ fn now() -> String {
         .to_string()
 }
 
+/// The names of an `aliases` input (`[{alias: …}, …]`).
+fn alias_names(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.get("alias").and_then(Value::as_str).map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub(crate) fn str_of(v: &Value) -> Option<String> {
     v.as_str().map(String::from)
 }
@@ -104,14 +115,7 @@ pub fn create_artifact(field: &GField<'_>, ctx: &Ctx<'_>) -> Result<Value, Strin
                           "artifactSequence": sequence(&latest)},
         }));
     }
-    let aliases: Vec<String> = get("aliases")
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.get("alias").and_then(Value::as_str).map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let aliases = alias_names(&get("aliases"));
     let tags: Vec<String> = get("tags")
         .as_array()
         .map(|a| {
@@ -476,14 +480,7 @@ pub fn link_artifact(field: &GField<'_>, ctx: &Ctx<'_>) -> Result<Value, String>
     let entity = str_of(&input_value(field, ctx, "entityName")).unwrap_or_else(|| v.entity.clone());
     let project =
         str_of(&input_value(field, ctx, "projectName")).unwrap_or_else(|| v.project.clone());
-    let aliases: Vec<String> = input_value(field, ctx, "aliases")
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.get("alias").and_then(Value::as_str).map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
+    let aliases = alias_names(&input_value(field, ctx, "aliases"));
     let collection: i64 = ctx.store.with(|c| {
         c.execute(
             "INSERT OR IGNORE INTO art_collections (entity, project, name, type, kind) VALUES (?1, ?2, ?3, ?4, 'PORTFOLIO')",
