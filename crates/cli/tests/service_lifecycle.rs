@@ -538,3 +538,40 @@ run.finish()
     );
     assert_eq!(types.last().map(String::as_str), Some("exit"));
 }
+
+#[test]
+fn a_launched_service_exits_once_every_client_hung_up_without_a_teardown() {
+    // A client whose connection broke cannot tear the service down and
+    // would wait for its exit forever (the SDK's teardown joins it): once
+    // no client is left, the service closes its runs and exits by itself.
+    let (mut child, socket, dir) = start(&["--pid", &std::process::id().to_string()]);
+    let mut owner = Client::connect(&socket);
+    owner.send(&inform_init("orphan", &dir));
+    assert_eq!(owner.recv().unwrap().request_id, "init-orphan");
+    owner.send(&record(
+        "orphan",
+        "",
+        RecordType::Run(pb::RunRecord {
+            run_id: "orphan".into(),
+            ..Default::default()
+        }),
+    ));
+    // A second client (a child process of the user's): the service stays
+    // while either is connected.
+    let other = Client::connect(&socket);
+    drop(owner);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "a client is still connected"
+    );
+    drop(other);
+    let status = wait_exit(&mut child, Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+    // The run was closed as when its process dies: everything accepted is
+    // in the log, and no exit was invented.
+    let types = log_types(&dir.join("run-orphan.wandb"));
+    assert!(types.contains(&"run".to_string()), "{types:?}");
+    assert!(!types.contains(&"exit".to_string()), "{types:?}");
+    assert!(!socket.exists(), "socket removed");
+}

@@ -5,6 +5,10 @@
 //! <pid>` in a new session; the port file is polled until its last line is
 //! `EOF` (30 s at most, failing early if the process exits). The service
 //! watches `--pid`, which must be its real parent: us.
+//!
+//! Like the Python SDK's service connection, one connection stays open
+//! for the service's whole life (runs open their own beside it): a
+//! launched service ends once every client is gone, and runs come and go.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -21,6 +25,27 @@ const SERVICE_WAIT: Duration = Duration::from_secs(30);
 pub(crate) struct Launched {
     child: Child,
     _port_dir: TempDir,
+    /// Held open, unused: the launcher's connection.
+    _control: Control,
+}
+
+#[expect(dead_code, reason = "held open, never read or written")]
+enum Control {
+    Unix(std::os::unix::net::UnixStream),
+    Tcp(std::net::TcpStream),
+}
+
+impl Control {
+    fn connect(addr: &ServiceAddr) -> std::io::Result<Self> {
+        Ok(match addr {
+            ServiceAddr::Unix(path) => {
+                Control::Unix(std::os::unix::net::UnixStream::connect(path)?)
+            }
+            ServiceAddr::Tcp(port) => {
+                Control::Tcp(std::net::TcpStream::connect(("127.0.0.1", *port))?)
+            }
+        })
+    }
 }
 
 impl Launched {
@@ -64,10 +89,22 @@ impl Launched {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
+        let control = match Control::connect(&addr) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Error::Service(format!(
+                    "cannot connect to {} at {addr:?}: {e}",
+                    binary.display()
+                )));
+            }
+        };
         Ok((
             Self {
                 child,
                 _port_dir: port_dir,
+                _control: control,
             },
             addr,
         ))

@@ -1,5 +1,6 @@
-//! When the service ends on its own: its launcher is gone, it has been idle
-//! too long (detached mode), or it got SIGINT/SIGTERM.
+//! When the service ends on its own: its launcher is gone, its clients all
+//! hung up without a teardown, it has been idle too long (detached mode),
+//! or it got SIGINT/SIGTERM.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,6 +12,10 @@ use super::{Ctx, ServiceOptions, ShutdownReason};
 
 /// How often the parent and the idle timer are checked.
 const POLL: Duration = Duration::from_millis(100);
+
+/// How long a launched service waits for a client to come back once the
+/// last one hung up.
+const CLIENTS_GRACE: Duration = Duration::from_secs(2);
 
 pub fn watch(ctx: &Arc<Ctx>, options: &ServiceOptions) {
     let signals = ctx.clone();
@@ -43,6 +48,29 @@ pub fn watch(ctx: &Arc<Ctx>, options: &ServiceOptions) {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
             }
         }
+        // The launcher keeps one connection for its whole life (the SDK's
+        // service connection) and tears us down through it. Once every
+        // client is gone without that, nobody can: a launcher that lost
+        // its connection would wait for our exit forever. Runs are closed
+        // as when the launcher dies.
+        let clients = ctx.clone();
+        tokio::spawn(async move {
+            let mut seen = false;
+            let mut empty_since: Option<Instant> = None;
+            loop {
+                if clients.connections.load(Ordering::SeqCst) > 0 {
+                    seen = true;
+                    empty_since = None;
+                } else if seen {
+                    let since = *empty_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= CLIENTS_GRACE {
+                        clients.shutdown(ShutdownReason::ClientsGone);
+                        return;
+                    }
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        });
         let parent = ctx.clone();
         tokio::spawn(async move {
             loop {

@@ -72,6 +72,10 @@ pub enum ShutdownReason {
     Teardown(i32),
     IdleTimeout,
     ParentGone,
+    /// Every client hung up without a teardown while the launcher lives
+    /// on (a client that lost its connection cannot tear us down, and
+    /// would wait for us forever).
+    ClientsGone,
     Signal(i32),
 }
 
@@ -82,7 +86,9 @@ impl ShutdownReason {
         match self {
             ShutdownReason::Teardown(code) => Some(code),
             ShutdownReason::IdleTimeout => Some(0),
-            ShutdownReason::ParentGone | ShutdownReason::Signal(_) => None,
+            ShutdownReason::ParentGone
+            | ShutdownReason::ClientsGone
+            | ShutdownReason::Signal(_) => None,
         }
     }
 
