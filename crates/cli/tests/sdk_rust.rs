@@ -260,114 +260,118 @@ fn run_scenario(transport: Transport, scratch: &Path) -> (RunView, PathBuf) {
 
 #[test]
 fn the_same_run_through_every_transport() {
-    let base = testkit::scratch_dir("sdk-transports");
-    let runs = [
-        ("in-process", Transport::InProcess),
-        ("our binary", Transport::Launch(our_core())),
-        (
-            "W&B's wandb-core",
-            Transport::Launch(testkit::reference_core().to_path_buf()),
-        ),
-    ];
-    let mut views = Vec::new();
-    for (name, transport) in runs {
-        let scratch = base.join(name.replace(' ', "-").replace('\'', ""));
-        std::fs::create_dir_all(&scratch).unwrap();
-        let (v, dir) = run_scenario(transport, &scratch);
-        // Media and saved files are in the run's files/.
-        let img = v
-            .files
+    testkit::within(testkit::process::LIMIT, || {
+        let base = testkit::scratch_dir("sdk-transports");
+        let runs = [
+            ("in-process", Transport::InProcess),
+            ("our binary", Transport::Launch(our_core())),
+            (
+                "W&B's wandb-core",
+                Transport::Launch(testkit::reference_core().to_path_buf()),
+            ),
+        ];
+        let mut views = Vec::new();
+        for (name, transport) in runs {
+            let scratch = base.join(name.replace(' ', "-").replace('\'', ""));
+            std::fs::create_dir_all(&scratch).unwrap();
+            let (v, dir) = run_scenario(transport, &scratch);
+            // Media and saved files are in the run's files/.
+            let img = v
+                .files
+                .iter()
+                .find(|f| f.starts_with("media/images/img_"))
+                .unwrap_or_else(|| panic!("{name}: no image in {:?}", v.files));
+            assert!(dir.join("files").join(img).is_file(), "{name}: {img}");
+            assert!(dir.join("files/notes.txt").is_file());
+            views.push((name, v));
+        }
+        let (_, first) = &views[0];
+        // Sanity of the run itself, then equality across services.
+        assert_eq!(first.exit_code, Some(0));
+        assert_eq!(first.metrics, 2);
+        // 40 rows, 4 val rows, the step-100 row (a, b and the next row's
+        // values: a row without a step joins the open step), the media row.
+        assert_eq!(first.rows.len(), 40 + 4 + 1 + 1, "{:#?}", first.rows);
+        assert_eq!(first.rows[0]["_step"], "0");
+        assert_eq!(first.rows[0]["nested.deep.v"], "2.5");
+        assert_eq!(first.rows[0]["train/grad.norm"], "0.5");
+        let special = first.rows.iter().find(|r| r.contains_key("nan")).unwrap();
+        assert_eq!(special["nan"], "NaN");
+        assert_eq!(special["inf"], "Infinity");
+        assert_eq!(special["ninf"], "-Infinity");
+        assert_eq!(special["f32"], "0.1");
+        assert_eq!(special["big"], "1.8446744073709552e+19");
+        let merged = first.rows.iter().find(|r| r.contains_key("a")).unwrap();
+        assert_eq!(
+            (merged["b"].as_str(), merged["_step"].as_str()),
+            ("2", "100")
+        );
+        assert!(merged.contains_key("nan"));
+        assert!(
+            !first.rows.iter().any(|r| r.contains_key("late")),
+            "step 5 < 100 is dropped"
+        );
+        let media = first
+            .rows
             .iter()
-            .find(|f| f.starts_with("media/images/img_"))
-            .unwrap_or_else(|| panic!("{name}: no image in {:?}", v.files));
-        assert!(dir.join("files").join(img).is_file(), "{name}: {img}");
-        assert!(dir.join("files/notes.txt").is_file());
-        views.push((name, v));
-    }
-    let (_, first) = &views[0];
-    // Sanity of the run itself, then equality across services.
-    assert_eq!(first.exit_code, Some(0));
-    assert_eq!(first.metrics, 2);
-    // 40 rows, 4 val rows, the step-100 row (a, b and the next row's
-    // values: a row without a step joins the open step), the media row.
-    assert_eq!(first.rows.len(), 40 + 4 + 1 + 1, "{:#?}", first.rows);
-    assert_eq!(first.rows[0]["_step"], "0");
-    assert_eq!(first.rows[0]["nested.deep.v"], "2.5");
-    assert_eq!(first.rows[0]["train/grad.norm"], "0.5");
-    let special = first.rows.iter().find(|r| r.contains_key("nan")).unwrap();
-    assert_eq!(special["nan"], "NaN");
-    assert_eq!(special["inf"], "Infinity");
-    assert_eq!(special["ninf"], "-Infinity");
-    assert_eq!(special["f32"], "0.1");
-    assert_eq!(special["big"], "1.8446744073709552e+19");
-    let merged = first.rows.iter().find(|r| r.contains_key("a")).unwrap();
-    assert_eq!(
-        (merged["b"].as_str(), merged["_step"].as_str()),
-        ("2", "100")
-    );
-    assert!(merged.contains_key("nan"));
-    assert!(
-        !first.rows.iter().any(|r| r.contains_key("late")),
-        "step 5 < 100 is dropped"
-    );
-    let media = first
-        .rows
-        .iter()
-        .find(|r| r.contains_key("hist._type"))
-        .unwrap();
-    assert_eq!(media["hist.values"], "[4,0,1]");
-    assert_eq!(media["img._type"], "\"image-file\"");
-    assert_eq!(first.config["lr"], "0.5");
-    assert_eq!(first.config["layers"], "3");
-    assert_eq!(first.config["optimizer"], "\"adam\"");
-    assert_eq!(first.summary["best"], "0.125");
-    assert_eq!(first.summary["loss"], r#"{"last":0.025,"min":0.025}"#);
-    assert_eq!(first.alerts, ["hi|WARN|text"]);
-    for (name, v) in &views[1..] {
-        assert_eq!(v.rows, first.rows, "history rows: {name} vs in-process");
-        assert_eq!(v.config, first.config, "config: {name} vs in-process");
-        assert_eq!(v.summary, first.summary, "summary: {name} vs in-process");
-        assert_eq!(v.exit_code, first.exit_code, "{name}");
-        assert_eq!(v.metrics, first.metrics, "{name}");
-        assert_eq!(v.files, first.files, "{name}");
-        assert_eq!(v.alerts, first.alerts, "{name}");
-    }
+            .find(|r| r.contains_key("hist._type"))
+            .unwrap();
+        assert_eq!(media["hist.values"], "[4,0,1]");
+        assert_eq!(media["img._type"], "\"image-file\"");
+        assert_eq!(first.config["lr"], "0.5");
+        assert_eq!(first.config["layers"], "3");
+        assert_eq!(first.config["optimizer"], "\"adam\"");
+        assert_eq!(first.summary["best"], "0.125");
+        assert_eq!(first.summary["loss"], r#"{"last":0.025,"min":0.025}"#);
+        assert_eq!(first.alerts, ["hi|WARN|text"]);
+        for (name, v) in &views[1..] {
+            assert_eq!(v.rows, first.rows, "history rows: {name} vs in-process");
+            assert_eq!(v.config, first.config, "config: {name} vs in-process");
+            assert_eq!(v.summary, first.summary, "summary: {name} vs in-process");
+            assert_eq!(v.exit_code, first.exit_code, "{name}");
+            assert_eq!(v.metrics, first.metrics, "{name}");
+            assert_eq!(v.files, first.files, "{name}");
+            assert_eq!(v.alerts, first.alerts, "{name}");
+        }
+    });
 }
 
 #[test]
 fn eight_threads_log_to_one_run() {
-    const THREADS: u64 = 8;
-    const ROWS: u64 = 100_000;
-    let scratch = testkit::scratch_dir("sdk-threads");
-    let run = wandb::init(offline(&scratch, Transport::InProcess)).unwrap();
-    std::thread::scope(|s| {
-        for t in 0..THREADS {
-            let run = run.clone();
-            s.spawn(move || {
-                let key = format!("t{t}");
-                for i in 0..ROWS {
-                    run.log([(key.as_str(), i)]).unwrap();
-                }
-            });
+    testkit::within(testkit::process::LIMIT, || {
+        const THREADS: u64 = 8;
+        const ROWS: u64 = 100_000;
+        let scratch = testkit::scratch_dir("sdk-threads");
+        let run = wandb::init(offline(&scratch, Transport::InProcess)).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..THREADS {
+                let run = run.clone();
+                s.spawn(move || {
+                    let key = format!("t{t}");
+                    for i in 0..ROWS {
+                        run.log([(key.as_str(), i)]).unwrap();
+                    }
+                });
+            }
+        });
+        let report = run.finish(0).unwrap();
+        assert_eq!(report.stats.dropped, 0);
+        let rows = view(&log_of(&report.dir.unwrap())).rows;
+        assert_eq!(rows.len() as u64, THREADS * ROWS);
+        let mut next = vec![0u64; THREADS as usize];
+        for (i, row) in rows.iter().enumerate() {
+            assert_eq!(row["_step"], write(i as f64), "steps are 0, 1, 2, …");
+            let (k, v) = row.iter().find(|(k, _)| k.starts_with('t')).unwrap();
+            let t: usize = k[1..].parse().unwrap();
+            assert_eq!(
+                *v,
+                write(next[t] as f64),
+                "thread {t}'s rows arrive in order"
+            );
+            next[t] += 1;
         }
+        assert!(next.iter().all(|n| *n == ROWS));
     });
-    let report = run.finish(0).unwrap();
-    assert_eq!(report.stats.dropped, 0);
-    let rows = view(&log_of(&report.dir.unwrap())).rows;
-    assert_eq!(rows.len() as u64, THREADS * ROWS);
-    let mut next = vec![0u64; THREADS as usize];
-    for (i, row) in rows.iter().enumerate() {
-        assert_eq!(row["_step"], write(i as f64), "steps are 0, 1, 2, …");
-        let (k, v) = row.iter().find(|(k, _)| k.starts_with('t')).unwrap();
-        let t: usize = k[1..].parse().unwrap();
-        assert_eq!(
-            *v,
-            write(next[t] as f64),
-            "thread {t}'s rows arrive in order"
-        );
-        next[t] += 1;
-    }
-    assert!(next.iter().all(|n| *n == ROWS));
 }
 
 fn write(f: f64) -> String {
@@ -378,214 +382,222 @@ fn write(f: f64) -> String {
 
 #[test]
 fn bad_input_is_refused_with_a_typed_error() {
-    let scratch = testkit::scratch_dir("sdk-bad-input");
-    let run = wandb::init(offline(&scratch, Transport::InProcess)).unwrap();
-    assert!(matches!(run.log([("", 1)]), Err(Error::InvalidKey { .. })));
-    assert!(matches!(
-        run.log([("_step", 1)]),
-        Err(Error::InvalidKey { .. })
-    ));
-    assert!(matches!(
-        run.config_update(&[1, 2]),
-        Err(Error::InvalidValue { .. })
-    ));
-    assert!(matches!(
-        run.config_set("", 1),
-        Err(Error::InvalidKey { .. })
-    ));
-    assert!(matches!(
-        run.define_metric(Metric::new("*")),
-        Err(Error::InvalidKey { .. })
-    ));
-    assert!(matches!(
-        run.save(scratch.join("missing.bin"), wandb::SavePolicy::Now),
-        Err(Error::Io { .. })
-    ));
-    assert!(Image::from_rgb8(3, 3, &[0; 5]).is_err());
-    // A refused call logs nothing; the run goes on.
-    run.log([("ok", 1)]).unwrap();
-    let report = run.finish(0).unwrap();
-    assert!(matches!(run.log([("x", 1)]), Err(Error::Finished)));
-    assert!(matches!(run.finish(0), Err(Error::Finished)));
-    let v = view(&log_of(&report.dir.unwrap()));
-    assert_eq!(v.rows.len(), 1);
-    assert_eq!(v.rows[0]["ok"], "1");
-    // A bad setting fails init with its name.
-    let bad = wandb::init(Settings::new().mode(Mode::Offline).run_id("a b"));
-    assert!(matches!(
-        bad,
-        Err(Error::InvalidSetting { name: "run_id", .. })
-    ));
-    let bad = wandb::init(
-        Settings::new()
-            .mode(Mode::Offline)
-            .dir(&scratch)
-            .transport(Transport::Launch("/nonexistent/wandb-core".into())),
-    );
-    assert!(matches!(bad, Err(Error::Service(_))), "{bad:?}");
-    let bad = wandb::init(
-        Settings::new()
-            .mode(Mode::Offline)
-            .dir(&scratch)
-            .transport(Transport::Attach("garbage".into())),
-    );
-    assert!(matches!(bad, Err(Error::Service(_))), "{bad:?}");
+    testkit::within(testkit::process::LIMIT, || {
+        let scratch = testkit::scratch_dir("sdk-bad-input");
+        let run = wandb::init(offline(&scratch, Transport::InProcess)).unwrap();
+        assert!(matches!(run.log([("", 1)]), Err(Error::InvalidKey { .. })));
+        assert!(matches!(
+            run.log([("_step", 1)]),
+            Err(Error::InvalidKey { .. })
+        ));
+        assert!(matches!(
+            run.config_update(&[1, 2]),
+            Err(Error::InvalidValue { .. })
+        ));
+        assert!(matches!(
+            run.config_set("", 1),
+            Err(Error::InvalidKey { .. })
+        ));
+        assert!(matches!(
+            run.define_metric(Metric::new("*")),
+            Err(Error::InvalidKey { .. })
+        ));
+        assert!(matches!(
+            run.save(scratch.join("missing.bin"), wandb::SavePolicy::Now),
+            Err(Error::Io { .. })
+        ));
+        assert!(Image::from_rgb8(3, 3, &[0; 5]).is_err());
+        // A refused call logs nothing; the run goes on.
+        run.log([("ok", 1)]).unwrap();
+        let report = run.finish(0).unwrap();
+        assert!(matches!(run.log([("x", 1)]), Err(Error::Finished)));
+        assert!(matches!(run.finish(0), Err(Error::Finished)));
+        let v = view(&log_of(&report.dir.unwrap()));
+        assert_eq!(v.rows.len(), 1);
+        assert_eq!(v.rows[0]["ok"], "1");
+        // A bad setting fails init with its name.
+        let bad = wandb::init(Settings::new().mode(Mode::Offline).run_id("a b"));
+        assert!(matches!(
+            bad,
+            Err(Error::InvalidSetting { name: "run_id", .. })
+        ));
+        let bad = wandb::init(
+            Settings::new()
+                .mode(Mode::Offline)
+                .dir(&scratch)
+                .transport(Transport::Launch("/nonexistent/wandb-core".into())),
+        );
+        assert!(matches!(bad, Err(Error::Service(_))), "{bad:?}");
+        let bad = wandb::init(
+            Settings::new()
+                .mode(Mode::Offline)
+                .dir(&scratch)
+                .transport(Transport::Attach("garbage".into())),
+        );
+        assert!(matches!(bad, Err(Error::Service(_))), "{bad:?}");
+    });
 }
 
 #[test]
 fn a_dropped_run_is_finished_and_disabled_runs_do_nothing() {
-    let scratch = testkit::scratch_dir("sdk-drop");
-    let dir = {
-        let run = wandb::init(offline(&scratch, Transport::InProcess)).unwrap();
-        run.log([("x", 1)]).unwrap();
-        run.dir().unwrap().to_path_buf()
-    };
-    let v = view(&log_of(&dir));
-    assert_eq!(v.exit_code, Some(0));
-    assert_eq!(v.rows.len(), 1);
-
-    let panicked = std::thread::spawn({
-        let scratch = scratch.clone();
-        move || {
+    testkit::within(testkit::process::LIMIT, || {
+        let scratch = testkit::scratch_dir("sdk-drop");
+        let dir = {
             let run = wandb::init(offline(&scratch, Transport::InProcess)).unwrap();
-            let dir = run.dir().unwrap().to_path_buf();
-            std::fs::write(scratch.join("panicked-dir"), dir.to_str().unwrap()).unwrap();
-            run.log([("y", 1)]).unwrap();
-            panic!("training failed");
-        }
-    })
-    .join();
-    assert!(panicked.is_err());
-    let dir = std::fs::read_to_string(scratch.join("panicked-dir")).unwrap();
-    assert_eq!(view(&log_of(Path::new(&dir))).exit_code, Some(1));
+            run.log([("x", 1)]).unwrap();
+            run.dir().unwrap().to_path_buf()
+        };
+        let v = view(&log_of(&dir));
+        assert_eq!(v.exit_code, Some(0));
+        assert_eq!(v.rows.len(), 1);
 
-    let disabled = wandb::init(Settings::new().mode(Mode::Disabled).dir(&scratch)).unwrap();
-    disabled.log([("x", 1)]).unwrap();
-    assert!(disabled.dir().is_none());
-    disabled.finish(0).unwrap();
+        let panicked = std::thread::spawn({
+            let scratch = scratch.clone();
+            move || {
+                let run = wandb::init(offline(&scratch, Transport::InProcess)).unwrap();
+                let dir = run.dir().unwrap().to_path_buf();
+                std::fs::write(scratch.join("panicked-dir"), dir.to_str().unwrap()).unwrap();
+                run.log([("y", 1)]).unwrap();
+                panic!("training failed");
+            }
+        })
+        .join();
+        assert!(panicked.is_err());
+        let dir = std::fs::read_to_string(scratch.join("panicked-dir")).unwrap();
+        assert_eq!(view(&log_of(Path::new(&dir))).exit_code, Some(1));
+
+        let disabled = wandb::init(Settings::new().mode(Mode::Disabled).dir(&scratch)).unwrap();
+        disabled.log([("x", 1)]).unwrap();
+        assert!(disabled.dir().is_none());
+        disabled.finish(0).unwrap();
+    });
 }
 
 #[test]
 fn a_service_that_dies_mid_run_is_reported() {
-    let scratch = testkit::scratch_dir("sdk-dies");
-    let mut service = common::start_service(&scratch);
-    let run = wandb::init(
-        offline(&scratch, Transport::Attach(service.token.clone()))
-            .queue_capacity(1000usize)
-            .queue_policy(QueuePolicy::Drop),
-    )
-    .unwrap();
-    for i in 0..200 {
-        run.log([("x", i)]).unwrap();
-    }
-    // Freeze the service: the socket and then the queue fill up, and the
-    // rest is dropped (counted); then kill it.
-    let pid = service.child.id() as i32;
-    // SAFETY: signalling our own child process.
-    unsafe { libc::kill(pid, libc::SIGSTOP) };
-    let mut accepted = 200u64;
-    for i in 0..50_000 {
-        if run.log([("x", i)]).is_ok() {
-            accepted += 1;
+    testkit::within(testkit::process::LIMIT, || {
+        let scratch = testkit::scratch_dir("sdk-dies");
+        let mut service = common::start_service(&scratch);
+        let run = wandb::init(
+            offline(&scratch, Transport::Attach(service.token.clone()))
+                .queue_capacity(1000usize)
+                .queue_policy(QueuePolicy::Drop),
+        )
+        .unwrap();
+        for i in 0..200 {
+            run.log([("x", i)]).unwrap();
         }
-    }
-    // SAFETY: as above.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
-    service.child.wait().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let err = loop {
-        match run.log([("after", 1)]) {
-            Err(e) => break e,
-            Ok(()) => {
-                assert!(std::time::Instant::now() < deadline, "log keeps succeeding");
-                std::thread::sleep(Duration::from_millis(20));
+        // Freeze the service: the socket and then the queue fill up, and the
+        // rest is dropped (counted); then kill it.
+        let pid = service.child.id() as i32;
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        let mut accepted = 200u64;
+        for i in 0..50_000 {
+            if run.log([("x", i)]).is_ok() {
+                accepted += 1;
             }
         }
-    };
-    assert!(matches!(err, Error::Disconnected(_)), "{err}");
-    let Err(Error::Incomplete { report, reason }) = run.finish(0) else {
-        panic!("finish must report the loss");
-    };
-    let s = report.stats;
-    assert!(s.dropped > 0, "{s:?}");
-    assert!(s.undelivered > 0, "{s:?} ({reason})");
-    assert!(
-        s.sent + s.dropped + s.undelivered >= accepted,
-        "{s:?} vs {accepted}"
-    );
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        service.child.wait().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let err = loop {
+            match run.log([("after", 1)]) {
+                Err(e) => break e,
+                Ok(()) => {
+                    assert!(std::time::Instant::now() < deadline, "log keeps succeeding");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        };
+        assert!(matches!(err, Error::Disconnected(_)), "{err}");
+        let Err(Error::Incomplete { report, reason }) = run.finish(0) else {
+            panic!("finish must report the loss");
+        };
+        let s = report.stats;
+        assert!(s.dropped > 0, "{s:?}");
+        assert!(s.undelivered > 0, "{s:?} ({reason})");
+        assert!(
+            s.sent + s.dropped + s.undelivered >= accepted,
+            "{s:?} vs {accepted}"
+        );
+    });
 }
 
 #[test]
 fn attach_to_a_running_service_and_online_against_the_standin() {
-    // Attach: a service started by someone else is not torn down by us.
-    let scratch = testkit::scratch_dir("sdk-attach");
-    let mut service = common::start_service(&scratch);
-    let run = wandb::init(offline(&scratch, Transport::Attach(service.token.clone()))).unwrap();
-    run.log([("x", 1)]).unwrap();
-    let report = run.finish(0).unwrap();
-    assert_eq!(view(&log_of(&report.dir.unwrap())).rows.len(), 1);
-    assert!(service.child.try_wait().unwrap().is_none(), "still serving");
-    drop(service);
+    testkit::within(testkit::process::LIMIT, || {
+        // Attach: a service started by someone else is not torn down by us.
+        let scratch = testkit::scratch_dir("sdk-attach");
+        let mut service = common::start_service(&scratch);
+        let run = wandb::init(offline(&scratch, Transport::Attach(service.token.clone()))).unwrap();
+        run.log([("x", 1)]).unwrap();
+        let report = run.finish(0).unwrap();
+        assert_eq!(view(&log_of(&report.dir.unwrap())).rows.len(), 1);
+        assert!(service.child.try_wait().unwrap().is_none(), "still serving");
+        drop(service);
 
-    // Online, in-process, against the backend stand-in.
-    const KEY: &str = "rustsdk-0123456789012345678901234567890123";
-    let standin = wandb_standin::StandIn::spawn(
-        wandb_standin::Config {
-            api_key: Some(KEY.into()),
-            ..Default::default()
-        },
-        0,
-        wandb_standin::Store::open(None).unwrap(),
-    )
-    .unwrap();
-    let run = wandb::init(
-        Settings::new()
-            .mode(Mode::Online)
-            .api_key(KEY)
-            .base_url(standin.base_url.clone())
-            .project("rust-online")
-            .run_id("rsonline1")
-            .dir(&scratch)
-            .transport(Transport::InProcess)
-            .disable_stats(true)
-            .config(&serde_json::json!({"lr": 0.1}))
-            .unwrap(),
-    )
-    .unwrap();
-    for i in 0..50 {
-        run.log(wandb::row! {"loss" => 1.0 / f64::from(i + 1), "i" => i})
-            .unwrap();
-    }
-    run.log(wandb::row! {"img" => Image::from_gray8(2, 2, &[0, 50, 100, 150]).unwrap()})
+        // Online, in-process, against the backend stand-in.
+        const KEY: &str = "rustsdk-0123456789012345678901234567890123";
+        let standin = wandb_standin::StandIn::spawn(
+            wandb_standin::Config {
+                api_key: Some(KEY.into()),
+                ..Default::default()
+            },
+            0,
+            wandb_standin::Store::open(None).unwrap(),
+        )
         .unwrap();
-    run.summary_set("best", 1).unwrap();
-    run.finish(0).unwrap();
-    let key = wandb_standin::RunKey::new("standin", "rust-online", "rsonline1");
-    let history = standin.store.history(&key);
-    assert_eq!(history.len(), 51, "{history:?}");
-    assert_eq!(history[49]["i"], 49);
-    let row = standin
-        .store
-        .run(&key)
-        .expect("the run exists on the backend");
-    let _ = row;
-    let files: Vec<String> = standin
-        .store
-        .files(&key)
-        .into_iter()
-        .map(|f| f.path)
-        .collect();
-    assert!(
-        files.iter().any(|f| f.starts_with("media/images/img_")),
-        "{files:?}"
-    );
-    assert!(files.iter().any(|f| f == "wandb-summary.json"), "{files:?}");
-    let summary = String::from_utf8(
-        standin
+        let run = wandb::init(
+            Settings::new()
+                .mode(Mode::Online)
+                .api_key(KEY)
+                .base_url(standin.base_url.clone())
+                .project("rust-online")
+                .run_id("rsonline1")
+                .dir(&scratch)
+                .transport(Transport::InProcess)
+                .disable_stats(true)
+                .config(&serde_json::json!({"lr": 0.1}))
+                .unwrap(),
+        )
+        .unwrap();
+        for i in 0..50 {
+            run.log(wandb::row! {"loss" => 1.0 / f64::from(i + 1), "i" => i})
+                .unwrap();
+        }
+        run.log(wandb::row! {"img" => Image::from_gray8(2, 2, &[0, 50, 100, 150]).unwrap()})
+            .unwrap();
+        run.summary_set("best", 1).unwrap();
+        run.finish(0).unwrap();
+        let key = wandb_standin::RunKey::new("standin", "rust-online", "rsonline1");
+        let history = standin.store.history(&key);
+        assert_eq!(history.len(), 51, "{history:?}");
+        assert_eq!(history[49]["i"], 49);
+        let row = standin
             .store
-            .file_content(&key, "wandb-summary.json")
-            .unwrap(),
-    )
-    .unwrap();
-    assert!(summary.contains("\"best\":1"), "{summary}");
+            .run(&key)
+            .expect("the run exists on the backend");
+        let _ = row;
+        let files: Vec<String> = standin
+            .store
+            .files(&key)
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
+        assert!(
+            files.iter().any(|f| f.starts_with("media/images/img_")),
+            "{files:?}"
+        );
+        assert!(files.iter().any(|f| f == "wandb-summary.json"), "{files:?}");
+        let summary = String::from_utf8(
+            standin
+                .store
+                .file_content(&key, "wandb-summary.json")
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(summary.contains("\"best\":1"), "{summary}");
+    });
 }

@@ -5,7 +5,8 @@
 //! with [`LIMIT`]) runs the command in a process group of its own,
 //! captures its output, and past the limit kills the whole group (what
 //! the program started with it, unless it left the group) and fails the
-//! test with what the program printed.
+//! test with what the program printed. [`within`] gives a test body that
+//! drives a service in-process (the Rust SDK) the same limit.
 
 use std::io::Read;
 use std::os::unix::process::CommandExt as _;
@@ -146,9 +147,49 @@ impl CommandExt for Command {
     }
 }
 
+/// Runs a test's body with a time limit: past it the test fails. The
+/// body's thread is left behind; what it started ends with the test
+/// process (a service we launch watches its parent).
+pub fn within<F: FnOnce() + Send + 'static>(limit: Duration, body: F) {
+    let (done, finished) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        body();
+        let _ = done.send(());
+    });
+    match finished.recv_timeout(limit) {
+        Ok(()) => {
+            let _ = thread.join();
+        }
+        // The body panicked: fail with its panic.
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(panic) = thread.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("the test still ran after {limit:?}")
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_past_its_limit_fails_and_a_panic_is_the_bodys() {
+        let late = std::panic::catch_unwind(|| {
+            within(Duration::from_millis(50), || {
+                std::thread::sleep(Duration::from_secs(5))
+            })
+        });
+        let message = *late.expect_err("late").downcast::<String>().unwrap();
+        assert!(message.contains("still ran after"), "{message}");
+        let failed = std::panic::catch_unwind(|| within(LIMIT, || panic!("the body's own")));
+        let message = *failed.expect_err("panicked").downcast::<&str>().unwrap();
+        assert_eq!(message, "the body's own");
+        within(LIMIT, || {});
+    }
 
     #[test]
     fn output_is_captured() {
