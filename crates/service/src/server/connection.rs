@@ -180,25 +180,87 @@ impl Write for Socket {
     }
 }
 
-/// Waits until `fd` is readable (or writable), checking `give_up` every
-/// [`POLL_INTERVAL`]. Returns false if it gave up.
-fn wait_fd(fd: RawFd, writable: bool, give_up: impl Fn() -> bool) -> bool {
+/// Wakes the connection threads blocked in `poll` when the service stops
+/// them, instead of leaving them to notice within [`POLL_INTERVAL`] (which
+/// every client waiting for the service to exit would feel): a pipe whose
+/// read end every wait also watches. The byte written is never read, so the
+/// pipe stays readable for all of them.
+pub struct Wakeup {
+    read: std::os::fd::OwnedFd,
+    write: std::os::fd::OwnedFd,
+}
+
+impl Wakeup {
+    pub fn new() -> io::Result<Self> {
+        use std::os::fd::FromRawFd;
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills the two descriptors on success.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: both descriptors were just created and are owned here.
+        Ok(unsafe {
+            Wakeup {
+                read: std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+                write: std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+            }
+        })
+    }
+
+    /// Wakes every wait, now and later (call it once stopping).
+    pub fn wake(&self) {
+        // SAFETY: writing one byte from a valid buffer to our own pipe.
+        let _ = unsafe { libc::write(self.write.as_raw_fd(), b"!".as_ptr().cast(), 1) };
+    }
+
+    fn fd(&self) -> RawFd {
+        self.read.as_raw_fd()
+    }
+}
+
+/// Waits until `fd` is readable (or writable), checking `give_up` when
+/// `wakeup` fires and at least every [`POLL_INTERVAL`]. Returns false if
+/// it gave up.
+fn wait_fd(fd: RawFd, writable: bool, wakeup: Option<&Wakeup>, give_up: impl Fn() -> bool) -> bool {
     let events = if writable {
         libc::POLLOUT
     } else {
         libc::POLLIN | libc::POLLRDHUP
     };
+    let mut watch_wakeup = wakeup.is_some();
     loop {
         if give_up() {
             return false;
         }
-        let mut pfd = libc::pollfd {
-            fd,
-            events,
-            revents: 0,
+        let mut pfds = [
+            libc::pollfd {
+                fd,
+                events,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: wakeup.map_or(-1, Wakeup::fd),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let count = if watch_wakeup { 2 } else { 1 };
+        // SAFETY: `count` valid pollfds for the duration of the call.
+        let n = unsafe {
+            libc::poll(
+                pfds.as_mut_ptr(),
+                count,
+                POLL_INTERVAL.as_millis() as libc::c_int,
+            )
         };
-        // SAFETY: one valid pollfd for the duration of the call.
-        let n = unsafe { libc::poll(&mut pfd, 1, POLL_INTERVAL.as_millis() as libc::c_int) };
+        if n > 0 && pfds[0].revents == 0 {
+            // Only the wakeup: `give_up` says at the top; if it does not
+            // give up (it always does once woken), stop watching the pipe.
+            if !give_up() {
+                watch_wakeup = false;
+            }
+            continue;
+        }
         if n > 0 {
             return true;
         }
@@ -251,6 +313,7 @@ pub fn serve(
             None
         }
     };
+    let wake_writer = tx.clone();
     let responder = Responder::new(tx, conn_id);
     let mut codec = FrameCodec::new(ctx.max_frame_len);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
@@ -258,7 +321,7 @@ pub fn serve(
     let mut pending = Pending::default();
     let fd = sock.as_raw_fd();
     loop {
-        if !wait_fd(fd, false, || stop.is_cancelled()) {
+        if !wait_fd(fd, false, ctx.wakeup.as_ref(), || stop.is_cancelled()) {
             break;
         }
         let (eof, mut problem) = match read_available(&mut sock, &mut buf, &mut chunk) {
@@ -316,6 +379,9 @@ pub fn serve(
         }
     }
     closing.store(true, Ordering::SeqCst);
+    // An empty message wakes the answer writer to look at `closing` now.
+    let _ = wake_writer.try_send(Bytes::new());
+    drop(wake_writer);
     drop(responder);
     if let Some(writer) = writer {
         let _ = writer.join();
@@ -338,9 +404,20 @@ fn write_answers(
     loop {
         match rx.recv_timeout(POLL_INTERVAL) {
             Ok(msg) => {
-                encode_frame(&msg, &mut out);
+                // Empty: the reader stopped (see `serve`), not an answer.
+                if !msg.is_empty() {
+                    encode_frame(&msg, &mut out);
+                }
                 while let Ok(more) = rx.try_recv() {
-                    encode_frame(&more, &mut out);
+                    if !more.is_empty() {
+                        encode_frame(&more, &mut out);
+                    }
+                }
+                if out.is_empty() {
+                    if closing.load(Ordering::SeqCst) && rx.is_empty() {
+                        return;
+                    }
+                    continue;
                 }
                 let mut written = 0;
                 while written < out.len() {
@@ -348,7 +425,7 @@ fn write_answers(
                         Ok(0) => return,
                         Ok(n) => written += n,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            if !wait_fd(fd, true, || stop.is_cancelled()) {
+                            if !wait_fd(fd, true, None, || stop.is_cancelled()) {
                                 return;
                             }
                         }

@@ -112,6 +112,9 @@ pub struct Ctx {
     shutdown: watch::Sender<Option<ShutdownReason>>,
     /// Open connections (the idle timer runs while there are none).
     connections: AtomicUsize,
+    /// Wakes connections blocked waiting for their clients when the
+    /// service stops them (without it they notice within 100 ms).
+    wakeup: Option<connection::Wakeup>,
 }
 
 impl Ctx {
@@ -197,6 +200,9 @@ impl Service {
             max_frame_len: self.options.max_frame_len,
             shutdown: shutdown_tx,
             connections: AtomicUsize::new(0),
+            wakeup: connection::Wakeup::new()
+                .inspect_err(|e| tracing::warn!("no wake-up pipe for connections: {e}"))
+                .ok(),
         });
         lifetime::watch(&ctx, &self.options);
 
@@ -249,6 +255,9 @@ impl Service {
         settle_connections(&ctx).await;
         ctx.mux.finish_all(reason.run_exit_code()).await;
         stop_connections.cancel();
+        if let Some(w) = &ctx.wakeup {
+            w.wake();
+        }
         // Let connection tasks write their last answers.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         while ctx.connections.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
