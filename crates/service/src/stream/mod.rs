@@ -52,8 +52,8 @@ const HANDLER_BATCH: usize = 256;
 /// Records not urgent for anyone wait at most this long for company on
 /// their way to the writer thread.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
-/// Work waiting for the sender.
-const SENDER_QUEUE: usize = 1024;
+/// Work waiting for the run files writer.
+const FILES_QUEUE: usize = 1024;
 
 /// What a stream is asked to do.
 #[derive(Debug)]
@@ -116,7 +116,7 @@ pub fn spawn(
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
     let (to_writer, writer_rx) = flume::bounded(WRITER_QUEUE);
     // Online runs: the online sender follows what the writer commits and
-    // finishes once the files sender has written the final run files.
+    // finishes once the run files writer has written the final run files.
     let (committed_tx, committed_rx) = tokio::sync::watch::channel(0u64);
     let (files_done_tx, files_done_rx) = tokio::sync::watch::channel(false);
     let events = online::Events::new(log.clone());
@@ -129,7 +129,7 @@ pub fn spawn(
             events.clone(),
         )
     });
-    let (to_files, files_rx) = flume::bounded(SENDER_QUEUE);
+    let (to_files, files_rx) = flume::bounded(FILES_QUEUE);
 
     let mut policy = FlushPolicy::default();
     if let Some(interval) = settings.flush_interval {
@@ -138,7 +138,7 @@ pub fn spawn(
     // The log exists before anything is accepted: a run that cannot have
     // one is refused at its run record (wandb.init raises), as wandb-core
     // refuses it, instead of being accepted and never sent. Online, the
-    // log is the sender's queue: kept while the run is sent even when
+    // log is the online sender's queue: kept while the run is sent even when
     // asked to skip it, removed once it is sent.
     let skip = settings.skip_transaction_log && settings.offline;
     let (file, log_error) = if skip {
@@ -214,7 +214,7 @@ pub fn spawn(
             ));
         }
         // The handler dropped its writer channel: the writer drains and
-        // closes the log, then the sender finishes the files.
+        // closes the log, then the run files writer finishes the files.
         let _ = tokio::task::spawn_blocking(move || {
             let _ = writer_thread.join();
             let _ = files_thread.join();

@@ -20,7 +20,7 @@ use crate::runstate::console::Console;
 /// How often `output.log` is rewritten while output keeps coming.
 const CONSOLE_DEBOUNCE: Duration = Duration::from_secs(2);
 
-/// Work for the sender.
+/// Work for the run files writer.
 #[derive(Debug)]
 pub enum FilesMsg {
     /// Text the user process wrote to stdout or stderr.
@@ -37,7 +37,7 @@ pub enum FilesMsg {
     Exit { reply: Option<Reply> },
 }
 
-/// The answers the sender gives.
+/// The answers the run files writer gives.
 #[derive(Debug, Clone, Copy)]
 pub enum Answer {
     PollExit { done: bool },

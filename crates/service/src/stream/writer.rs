@@ -2,7 +2,7 @@
 //!
 //! A dedicated thread, since file I/O blocks. It numbers records as it
 //! writes them, flushes on the log's policy (and when idle), fsyncs when
-//! asked, and passes work for the sender along in order, so the sender only
+//! asked, and passes work for the run files writer along in order, so it only
 //! ever acts on what is already in the log.
 
 use std::time::Duration;
@@ -19,7 +19,7 @@ use crate::runlog::error_chain;
 pub enum WriterMsg {
     /// An encoded `Record` (its `num` is set here).
     Append(Bytes),
-    /// Pass along to the sender once everything before it is written.
+    /// Pass along to the run files writer once everything before it is written.
     Forward(FilesMsg),
     /// Flush and fsync everything before it, then pass `then` along.
     Sync(FilesMsg),

@@ -73,7 +73,7 @@ impl Handler {
     }
 
     /// Online, the exit is answered once the run is complete on the
-    /// backend; returns the reply if the files sender should answer it.
+    /// backend; returns the reply if the run files writer should answer it.
     fn online_exit(&mut self, reply: Reply) -> Option<Reply> {
         let Some(online) = &self.online else {
             return Some(reply);
@@ -90,7 +90,7 @@ impl Handler {
 
     /// Ends the run: flushes the pending row, writes the final summary and
     /// the exit record, makes the log durable, finalises the run files, then
-    /// answers the exit (from the sender, after all of that).
+    /// answers the exit (from the run files writer, after all of that).
     pub fn finish(&mut self, ending: Ending) {
         if self.exited {
             // A second exit (or a teardown after the exit): answer, write nothing.
