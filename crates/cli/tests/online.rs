@@ -410,7 +410,12 @@ try:
     wandb.init(project="online", id="resume1", resume="never")
     print("resume=never did not fail")
 except Exception as e:
-    print("never failed as it should:", type(e).__name__)
+    print("never failed as it should:", type(e).__name__, e)
+try:
+    wandb.init(project="online", id="nosuchrun", resume="must")
+    print("resume=must did not fail")
+except Exception as e:
+    print("must failed as it should:", type(e).__name__, e)
 "#;
     let pair = both("resume", script, &[], KEY);
     assert_succeeded(&pair);
@@ -419,13 +424,23 @@ except Exception as e:
     let rows = pair.ours.0.store.history(&key);
     let steps: Vec<i64> = rows.iter().map(|r| r["_step"].as_i64().unwrap()).collect();
     assert_eq!(steps, (0..8).collect::<Vec<_>>());
-    for ran in [&pair.reference.1, &pair.ours.1] {
-        assert!(
-            ran.text().contains("never failed as it should"),
-            "{}",
-            ran.text()
-        );
-    }
+    // Both refusals raise the same kind (UsageError), with the same words.
+    let refusals = |text: String| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.contains("failed as it should"))
+            .map(String::from)
+            .collect()
+    };
+    let (theirs, ours) = (
+        refusals(pair.reference.1.text()),
+        refusals(pair.ours.1.text()),
+    );
+    assert_eq!(theirs.len(), 2, "{}", pair.reference.1.text());
+    assert!(
+        theirs.iter().all(|l| l.contains(": UsageError ")),
+        "{theirs:?}"
+    );
+    assert_eq!(ours, theirs);
 }
 
 #[test]

@@ -45,6 +45,10 @@ pub enum BackendError {
     TimedOut(Box<BackendError>),
     #[error("{0}")]
     Config(String),
+    /// The request cannot be served as asked (the SDK raises a
+    /// `UsageError`): a resume mode the run's existence contradicts.
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl BackendError {

@@ -217,15 +217,22 @@ impl Sender {
                 .run_resume_status(&entity, &project, &run.run_id, deadline)
                 .await?;
             match (resume_mode.as_str(), &state) {
+                // wandb-core 0.31's words: the SDK shows them as they are.
                 ("must", None) => {
-                    return Err(BackendError::Config(format!(
-                        "You provided an invalid value for the `resume` argument. The value 'must' requires run {} to exist",
+                    return Err(BackendError::Usage(format!(
+                        "Run ({}) does not exist or has not been initialized, but your `resume` \
+                         setting requires an existing run to resume. Verify the run ID is \
+                         correct. If you are starting a new run, omit `resume` in wandb.init() \
+                         or set `resume` or `WANDB_RESUME` to `allow` or `never`.",
                         run.run_id
                     )));
                 }
                 ("never", Some(_)) => {
-                    return Err(BackendError::Config(format!(
-                        "resume='never' but run {} already exists; use a different run ID",
+                    return Err(BackendError::Usage(format!(
+                        "Run ({}) already exists, but your `resume` setting does not allow \
+                         resuming an existing run. Verify the run ID is correct. To resume this \
+                         run, set `resume` in wandb.init() or `WANDB_RESUME` to `allow` or \
+                         `must`. To start a new run, use a different run ID.",
                         run.run_id
                     )));
                 }

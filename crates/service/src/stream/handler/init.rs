@@ -112,9 +112,14 @@ impl Handler {
             }
             Err(e) => {
                 self.log.error(&format!("wandb.init failed: {e}"));
+                let code = match &e {
+                    crate::backend::BackendError::Usage(_) => pb::error_info::ErrorCode::Usage,
+                    _ => pb::error_info::ErrorCode::Communication,
+                };
                 if let Some(reply) = pending.reply {
-                    reply.result(pb::result::ResultType::RunResult(init_error(
+                    reply.result(pb::result::ResultType::RunResult(init_error_with(
                         &e.to_string(),
+                        code,
                     )));
                 }
             }
@@ -195,10 +200,15 @@ impl Handler {
 
 /// A failed `wandb.init`, as the SDK raises it (`CommError`).
 fn init_error(message: &str) -> pb::RunUpdateResult {
+    init_error_with(message, pb::error_info::ErrorCode::Communication)
+}
+
+/// A failed `wandb.init` whose kind the SDK raises as `code` says.
+fn init_error_with(message: &str, code: pb::error_info::ErrorCode) -> pb::RunUpdateResult {
     pb::RunUpdateResult {
         error: Some(pb::ErrorInfo {
             message: message.to_string(),
-            code: pb::error_info::ErrorCode::Communication as i32,
+            code: code as i32,
         }),
         ..Default::default()
     }
