@@ -395,13 +395,14 @@ run.finish()
 fn resume_an_existing_run() {
     let script = r#"
 import wandb
-run = wandb.init(project="online", id="resume1", config={"a": 1})
+run = wandb.init(project="online", id="resume1", config={"a": 1}, tags=["first", "t2"])
 for i in range(5):
     run.log({"x": i})
 print("first session")
 run.finish()
 run = wandb.init(project="online", id="resume1", resume="must")
 assert run.resumed, "not resumed"
+print("resumed tags:", sorted(run.tags))
 for i in range(5, 8):
     run.log({"x": i})
 print("second session")
@@ -441,6 +442,17 @@ except Exception as e:
         "{theirs:?}"
     );
     assert_eq!(ours, theirs);
+    // A resumed run keeps its tags when the session gives none.
+    let tags = |text: String| {
+        text.lines()
+            .find(|l| l.starts_with("resumed tags:"))
+            .map(String::from)
+    };
+    assert_eq!(
+        tags(pair.reference.1.text()).as_deref(),
+        Some("resumed tags: ['first', 't2']")
+    );
+    assert_eq!(tags(pair.ours.1.text()), tags(pair.reference.1.text()));
 }
 
 #[test]

@@ -72,6 +72,8 @@ pub struct ResumeState {
     pub summary: JValue,
     pub last_step: Option<i64>,
     pub runtime: f64,
+    /// The run's tags, kept when the resuming session gives none.
+    pub tags: Vec<String>,
 }
 
 impl ResumeState {
@@ -259,6 +261,14 @@ impl Backend {
             summary,
             last_step,
             runtime,
+            tags: b["tags"]
+                .as_array()
+                .map(|t| {
+                    t.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default(),
         }))
     }
 

@@ -79,6 +79,11 @@ impl Handler {
                         answer.starting_step = step + 1;
                     }
                     answer.runtime = resumed.runtime as i32;
+                    // The run keeps its tags unless this session gives some,
+                    // as with wandb-core.
+                    if answer.tags.is_empty() {
+                        answer.tags = resumed.tags.clone();
+                    }
                     self.resumed_runtime = resumed.runtime.max(0.0);
                     // The server's config, under what this session sets.
                     let mut merged = RunConfig::default();
@@ -96,6 +101,7 @@ impl Handler {
                     run.storage_id = answer.storage_id.clone();
                     run.starting_step = answer.starting_step;
                     run.resumed = answer.resumed;
+                    run.tags = answer.tags.clone();
                     run.runtime = answer.runtime;
                 }
                 answer.config = Some(pb::ConfigRecord {
