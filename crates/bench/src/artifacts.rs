@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
 
-use crate::Args;
+use crate::Bench;
 use crate::process::Service;
 use crate::report::{self, Series, row, table_header};
 use std::fmt::Write as _;
@@ -113,25 +113,25 @@ pub fn run(
 }
 
 /// Logging a directory as an artifact, first and unchanged, ours and theirs.
-pub fn report(
-    args: &Args,
-    binaries: &[(&str, &Path); 2],
-    out_dir: &Path,
-    scratch: &Path,
-) -> anyhow::Result<()> {
-    let (files, size) = if args.quick {
+pub fn report(bench: &Bench) -> anyhow::Result<()> {
+    let (files, size) = if bench.args.quick {
         (20, 100_000)
     } else {
         (1000, 1 << 20)
     };
-    let data = scratch.join("artifact-data");
+    let data = bench.scratch.join("artifact-data");
     let _ = std::fs::remove_dir_all(&data);
     make_dir(&data, files, size)?;
     let mut figures: [[Series; 5]; 2] = Default::default();
-    for r in 0..args.repeat {
-        for (i, (name, bin)) in binaries.iter().enumerate() {
+    for r in 0..bench.args.repeat {
+        for (i, (name, bin)) in bench.binaries.iter().enumerate() {
             eprintln!("artifacts, {name}, run {}…", r + 1);
-            let run = run(bin, &args.python, &data, &scratch.join("artifact-run"))?;
+            let run = run(
+                bin,
+                &bench.args.python,
+                &data,
+                &bench.scratch.join("artifact-run"),
+            )?;
             for (s, x) in figures[i].iter_mut().zip([
                 run.save_s[0],
                 run.save_s[1],
@@ -144,7 +144,7 @@ pub fn report(
         }
     }
     let _ = std::fs::remove_dir_all(&data);
-    let _ = std::fs::remove_dir_all(scratch.join("artifact-run"));
+    let _ = std::fs::remove_dir_all(bench.scratch.join("artifact-run"));
     let mut md = report::heading(
         "Logging a directory as an artifact, wandb-core-rs beside wandb-core 0.31.0",
     );
@@ -154,7 +154,7 @@ pub fn report(
          through the Python SDK to the backend stand-in (in the bench process), then the same directory again \
          (unchanged: the server has it, nothing is uploaded); median [min–max] of {} run(s)\n",
         (files * size) as f64 / 1e9,
-        args.repeat
+        bench.args.repeat
     );
     table_header(&mut md, "figure (s)");
     row(
@@ -192,7 +192,7 @@ pub fn report(
         &figures[1][4],
         2,
     );
-    std::fs::write(out_dir.join("artifacts.md"), &md)?;
+    std::fs::write(bench.out_dir.join("artifacts.md"), &md)?;
     print!("{md}");
     Ok(())
 }

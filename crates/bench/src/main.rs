@@ -31,6 +31,15 @@ use clap::Parser;
 
 use report::{Series, row, table_header};
 
+/// What every report is given: the options, the two binaries (ours first),
+/// where the report goes and a scratch directory for the runs.
+struct Bench<'a> {
+    args: &'a Args,
+    binaries: [(&'a str, &'a Path); 2],
+    out_dir: &'a Path,
+    scratch: &'a Path,
+}
+
 #[derive(Parser)]
 #[command(about = "Benchmark wandb-core-rs against W&B's wandb-core")]
 struct Args {
@@ -137,20 +146,26 @@ fn main() -> anyhow::Result<()> {
     let out_dir = std::path::absolute(&out_dir)?;
     let scratch = out_dir.join("scratch");
     let binaries = [("ours", ours.as_path()), ("theirs", theirs.as_path())];
+    let bench = Bench {
+        args: &args,
+        binaries,
+        out_dir: &out_dir,
+        scratch: &scratch,
+    };
     if args.monitor {
-        return monitor::report(&args, &binaries, &out_dir, &scratch);
+        return monitor::report(&bench);
     }
     if args.rust_sdk {
-        return rust_sdk::report(&args, &binaries, &out_dir, &scratch);
+        return rust_sdk::report(&bench);
     }
     if args.sync {
-        return sync::report(&args, &binaries, &out_dir, &scratch);
+        return sync::report(&bench);
     }
     if args.artifacts {
-        return artifacts::report(&args, &binaries, &out_dir, &scratch);
+        return artifacts::report(&bench);
     }
     if args.online {
-        return online::report(&args, &binaries, &out_dir, &scratch);
+        return online::report(&bench);
     }
 
     let mut md = report::heading("wandb-core-rs beside wandb-core 0.31.0");

@@ -17,7 +17,7 @@ use prost::Message;
 use wandb_proto::pb;
 use wandb_store::txlog::LogReader;
 
-use crate::Args;
+use crate::Bench;
 use crate::process::Service;
 use crate::report::{self, Series, row, table_header};
 use std::fmt::Write as _;
@@ -163,22 +163,21 @@ fn count_stats(dir: &Path) -> anyhow::Result<u64> {
 }
 
 /// The system monitor's cost per sample and in memory, ours and theirs.
-pub fn report(
-    args: &Args,
-    binaries: &[(&str, &Path); 2],
-    out_dir: &Path,
-    scratch: &Path,
-) -> anyhow::Result<()> {
-    let (seconds, interval) = if args.quick { (2.0, 0.2) } else { (10.0, 0.1) };
+pub fn report(bench: &Bench) -> anyhow::Result<()> {
+    let (seconds, interval) = if bench.args.quick {
+        (2.0, 0.2)
+    } else {
+        (10.0, 0.1)
+    };
     let mut per_sample_ms = [Series::default(), Series::default()];
     let mut rss_cost = [Series::default(), Series::default()];
     let mut samples = [Series::default(), Series::default()];
-    for r in 0..args.repeat {
-        for (i, (name, bin)) in binaries.iter().enumerate() {
+    for r in 0..bench.args.repeat {
+        for (i, (name, bin)) in bench.binaries.iter().enumerate() {
             eprintln!("system monitor, {name}, run {}…", r + 1);
-            let dir = scratch.join(format!("monitor-{name}"));
-            let on = run(bin, &args.python, &dir, seconds, interval, true)?;
-            let off = run(bin, &args.python, &dir, seconds, interval, false)?;
+            let dir = bench.scratch.join(format!("monitor-{name}"));
+            let on = run(bin, &bench.args.python, &dir, seconds, interval, true)?;
+            let off = run(bin, &bench.args.python, &dir, seconds, interval, false)?;
             if on.samples == 0 {
                 bail!("{name}: no stats records written");
             }
@@ -193,7 +192,7 @@ pub fn report(
         "- an idle offline run of {seconds} s sampled every {interval} s, and the same with `x_disable_stats`; \
          CPU and memory of the service and every process it started (wandb-core's includes its `wandb-symon` sidecar); \
          median [min–max] of {} run(s)\n",
-        args.repeat
+        bench.args.repeat
     );
     table_header(&mut md, "figure");
     row(
@@ -211,7 +210,7 @@ pub fn report(
         1,
     );
     row(&mut md, "samples written", &samples[0], &samples[1], 0);
-    std::fs::write(out_dir.join("monitor.md"), &md)?;
+    std::fs::write(bench.out_dir.join("monitor.md"), &md)?;
     print!("{md}");
     Ok(())
 }

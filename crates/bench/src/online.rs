@@ -22,7 +22,7 @@ use std::time::Duration;
 use anyhow::bail;
 use wandb_standin::RunKey;
 
-use crate::Args;
+use crate::Bench;
 use crate::report::{self, Series, row, table_header};
 use crate::sdk::{self, SdkRun};
 use std::fmt::Write as _;
@@ -101,16 +101,15 @@ impl Drop for BusyMachine {
 
 /// Online runs through the Python SDK, the backend fast and slow, client
 /// and service free to run anywhere or pinned apart.
-pub fn report(
-    args: &Args,
-    binaries: &[(&str, &Path); 2],
-    out_dir: &Path,
-    scratch: &Path,
-) -> anyhow::Result<()> {
-    let rows = if args.quick { 2_000 } else { args.online_rows };
-    let latencies: &[u64] = if !args.online_latencies.is_empty() {
-        &args.online_latencies
-    } else if args.quick {
+pub fn report(bench: &Bench) -> anyhow::Result<()> {
+    let rows = if bench.args.quick {
+        2_000
+    } else {
+        bench.args.online_rows
+    };
+    let latencies: &[u64] = if !bench.args.online_latencies.is_empty() {
+        &bench.args.online_latencies
+    } else if bench.args.quick {
         &[0, 100]
     } else {
         &[0, 100, 1000]
@@ -128,7 +127,7 @@ pub fn report(
          service process; median [min–max] of {} run(s), the two services alternating. \
          A busy machine has a busy loop of the lowest priority (nice 19) on every CPU \
          (see below)\n",
-        args.repeat
+        bench.args.repeat
     );
     let mut bars = Vec::new();
     for &latency_ms in latencies {
@@ -143,12 +142,12 @@ pub fn report(
             eprintln!("online, backend latency {latency_ms} ms, {placement}…");
             let mut results: [Vec<sdk::SdkRun>; 2] = [Vec::new(), Vec::new()];
             let _load = busy.then(BusyMachine::start);
-            for _ in 0..args.repeat {
-                for (i, (name, bin)) in binaries.iter().enumerate() {
-                    let dir = scratch.join(format!("online-{name}"));
+            for _ in 0..bench.args.repeat {
+                for (i, (name, bin)) in bench.binaries.iter().enumerate() {
+                    let dir = bench.scratch.join(format!("online-{name}"));
                     results[i].push(run(
                         bin,
-                        &args.python,
+                        &bench.args.python,
                         &dir,
                         rows,
                         std::time::Duration::from_millis(latency_ms),
@@ -233,7 +232,7 @@ pub fn report(
          client logs faster with ours. The idle-machine figure is the SDK's hand-off cost, \
          not a stall of the service."
     );
-    std::fs::write(out_dir.join("online.md"), &md)?;
+    std::fs::write(bench.out_dir.join("online.md"), &md)?;
     print!("{md}");
     Ok(())
 }

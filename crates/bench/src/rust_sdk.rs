@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use crate::Args;
+use crate::Bench;
 use crate::report::{self, Series};
 use anyhow::{Context, bail};
 use std::fmt::Write as _;
@@ -125,14 +125,9 @@ pub fn python(python: &Path, dir: &Path, rows: u64) -> anyhow::Result<LogRun> {
 }
 
 /// The Rust SDK's log() beside the Python SDK's run.log.
-pub fn report(
-    args: &Args,
-    binaries: &[(&str, &Path); 2],
-    out_dir: &Path,
-    scratch: &Path,
-) -> anyhow::Result<()> {
+pub fn report(bench: &Bench) -> anyhow::Result<()> {
     use wandb::Transport;
-    let rows = args.sdk_rows;
+    let rows = bench.args.sdk_rows;
     let setups: [(&str, Option<Transport>); 4] = [
         (
             "Rust SDK, our service in-process",
@@ -140,22 +135,22 @@ pub fn report(
         ),
         (
             "Rust SDK → our wandb-core (socket)",
-            Some(Transport::Launch(binaries[0].1.to_path_buf())),
+            Some(Transport::Launch(bench.binaries[0].1.to_path_buf())),
         ),
         (
             "Rust SDK → W&B's wandb-core (socket)",
-            Some(Transport::Launch(binaries[1].1.to_path_buf())),
+            Some(Transport::Launch(bench.binaries[1].1.to_path_buf())),
         ),
         ("Python SDK → W&B's wandb-core", None),
     ];
     let mut figures: Vec<[Series; 5]> = (0..setups.len()).map(|_| Default::default()).collect();
-    for r in 0..args.repeat {
+    for r in 0..bench.args.repeat {
         for (i, (name, transport)) in setups.iter().enumerate() {
             eprintln!("{name}, run {}…", r + 1);
-            let dir = scratch.join(format!("rust-sdk-{i}-{r}"));
+            let dir = bench.scratch.join(format!("rust-sdk-{i}-{r}"));
             let run = match transport {
                 Some(t) => rust(t.clone(), &dir, rows)?,
-                None => python(&args.python, &dir, rows)?,
+                None => python(&bench.args.python, &dir, rows)?,
             };
             let _ = std::fs::remove_dir_all(&dir);
             for (s, x) in figures[i].iter_mut().zip([
@@ -175,7 +170,7 @@ pub fn report(
         "- {rows} rows of 10 float scalars, offline, system metrics off; latency of each call \
          from the caller's side; sustained = rows / (first log → finish() returned, everything \
          written by the service); median [min–max] of {} run(s)\n",
-        args.repeat
+        bench.args.repeat
     );
     let _ = writeln!(
         md,
@@ -195,7 +190,7 @@ pub fn report(
             f[4].median() / python
         );
     }
-    std::fs::write(out_dir.join("rust-sdk.md"), &md)?;
+    std::fs::write(bench.out_dir.join("rust-sdk.md"), &md)?;
     print!("{md}");
     Ok(())
 }

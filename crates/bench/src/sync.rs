@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use wandb::{Mode, Settings, Transport};
 use wandb_standin::RunKey;
 
-use crate::Args;
+use crate::Bench;
 use crate::process::Service;
 use crate::report;
 use std::fmt::Write as _;
@@ -156,13 +156,8 @@ pub fn logs_dir(scratch: &Path, name: &str) -> PathBuf {
 
 /// Syncing offline runs: ours (through `wandb sync` and `wandb-core sync`)
 /// beside W&B's `wandb sync`, on the same logs, one run each.
-pub fn report(
-    args: &Args,
-    binaries: &[(&str, &Path); 2],
-    out_dir: &Path,
-    scratch: &Path,
-) -> anyhow::Result<()> {
-    let workloads: [(&str, usize, u64); 2] = if args.quick {
+pub fn report(bench: &Bench) -> anyhow::Result<()> {
+    let workloads: [(&str, usize, u64); 2] = if bench.args.quick {
         [("one run", 1, 10_000), ("several runs", 3, 2_000)]
     } else {
         [("one run", 1, 1_000_000), ("several runs", 20, 50_000)]
@@ -181,43 +176,27 @@ pub fn report(
     );
     let _ = writeln!(md, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (name, runs, rows) in workloads {
-        let logs = logs_dir(scratch, &name.replace(' ', "-"));
+        let logs = logs_dir(bench.scratch, &name.replace(' ', "-"));
         let _ = std::fs::remove_dir_all(&logs);
         std::fs::create_dir_all(&logs)?;
         eprintln!("sync, {name}: writing {runs} × {rows} rows…");
         let ids = make_logs(&logs, runs, rows)?;
-        let target = scratch.join("sync-target");
-        eprintln!("sync, {name}: W&B's…");
-        let theirs = run(
-            Via::Sdk {
-                python: &args.python,
-                service: binaries[1].1,
-            },
-            &logs,
-            &target,
-            &ids,
-            rows,
-        )?;
-        eprintln!("sync, {name}: ours through wandb sync…");
-        let ours_sdk = run(
-            Via::Sdk {
-                python: &args.python,
-                service: binaries[0].1,
-            },
-            &logs,
-            &target,
-            &ids,
-            rows,
-        )?;
-        eprintln!("sync, {name}: wandb-core sync…");
-        let ours_cli = run(
+        let target = bench.scratch.join("sync-target");
+        let sync_via = |label: &str, via: Via| {
+            eprintln!("sync, {name}: {label}…");
+            run(via, &logs, &target, &ids, rows)
+        };
+        let sdk = |service| Via::Sdk {
+            python: &bench.args.python,
+            service,
+        };
+        let theirs = sync_via("W&B's", sdk(bench.binaries[1].1))?;
+        let ours_sdk = sync_via("ours through wandb sync", sdk(bench.binaries[0].1))?;
+        let ours_cli = sync_via(
+            "wandb-core sync",
             Via::Cli {
-                binary: binaries[0].1,
+                binary: bench.binaries[0].1,
             },
-            &logs,
-            &target,
-            &ids,
-            rows,
         )?;
         let _ = std::fs::remove_dir_all(&target);
         // BENCH_KEEP_LOGS=1 keeps the logs, to sync them again by hand.
@@ -237,7 +216,7 @@ pub fn report(
             ours_cli.cpu_s,
         );
     }
-    std::fs::write(out_dir.join("sync.md"), &md)?;
+    std::fs::write(bench.out_dir.join("sync.md"), &md)?;
     print!("{md}");
     Ok(())
 }

@@ -250,22 +250,25 @@ mod tests {
         .encode_to_vec()
     }
 
+    /// An item named by `path` (a plain key when it has one part).
+    fn item(path: &[&str], value_json: &str) -> pb::HistoryItem {
+        let (key, nested_key) = match path {
+            [key] => (key.to_string(), Vec::new()),
+            _ => (String::new(), path.iter().map(|p| p.to_string()).collect()),
+        };
+        pb::HistoryItem {
+            key,
+            nested_key,
+            value_json: value_json.into(),
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn history_rows_read_as_prost_wrote_them() {
         let record = pb::Record {
             record_type: Some(pb::record::RecordType::History(pb::HistoryRecord {
-                item: vec![
-                    pb::HistoryItem {
-                        key: "loss".into(),
-                        value_json: "0.5".into(),
-                        ..Default::default()
-                    },
-                    pb::HistoryItem {
-                        nested_key: vec!["a".into(), "b".into()],
-                        value_json: "NaN".into(),
-                        ..Default::default()
-                    },
-                ],
+                item: vec![item(&["loss"], "0.5"), item(&["a", "b"], "NaN")],
                 ..Default::default()
             })),
             num: 7,
@@ -292,16 +295,10 @@ mod tests {
     fn reads_what_prost_wrote() {
         let bytes = record(pb::PartialHistoryRequest {
             item: vec![
+                item(&["loss"], "0.5"),
                 pb::HistoryItem {
-                    key: "loss".into(),
-                    value_json: "0.5".into(),
-                    ..Default::default()
-                },
-                pb::HistoryItem {
-                    nested_key: vec!["a".into(), "b".into()],
                     value: Some(Typed::Integer(-3)),
-                    value_json: "-3".into(),
-                    ..Default::default()
+                    ..item(&["a", "b"], "-3")
                 },
                 pb::HistoryItem {
                     key: "x".into(),
