@@ -14,6 +14,9 @@
 //! under a steadily logging client. A thread that polls, reads everything
 //! there is, and then sleeps a few milliseconds wakes a few hundred times a
 //! second instead. The routing itself stays async (`Handle::block_on`).
+//!
+//! Long for one file, but one concept: a connection's two threads, what
+//! each does with a frame, and how they stop together.
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
