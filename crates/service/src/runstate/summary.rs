@@ -110,9 +110,12 @@ impl Summary {
         let leaf = self.leaf(id);
         leaf.set_latest(text);
         if let Some(x) = kind.number() {
-            if !x.is_nan() {
-                leaf.min = leaf.min.min(x);
-                leaf.max = leaf.max.max(x);
+            // As wandb-core (Go's min and max): a NaN, once seen, is the
+            // minimum and the maximum from then on.
+            if leaf.count == 0 || x.is_nan() {
+                (leaf.min, leaf.max) = (x, x);
+            } else if !leaf.min.is_nan() {
+                (leaf.min, leaf.max) = (leaf.min.min(x), leaf.max.max(x));
             }
             leaf.total += x;
             leaf.count += 1;
@@ -133,8 +136,15 @@ impl Summary {
             let id = item_id(keys, &item.key, &item.nested_key);
             match Value::parse(&item.value_json) {
                 Ok(Value::Null) => {
-                    self.leaf(id).present = false;
-                    self.mark(id);
+                    // The SDK sends NaN as null. wandb-core drops the leaf
+                    // from the summary without writing a removal: the
+                    // user's record, already in the log, says null; an
+                    // earlier change not written yet is not written now.
+                    let leaf = self.leaf(id);
+                    leaf.present = false;
+                    if std::mem::take(&mut leaf.dirty) {
+                        self.dirty.retain(|d| *d != id);
+                    }
                 }
                 Ok(v) => {
                     let leaf = self.leaf(id);
@@ -217,10 +227,10 @@ fn render(leaf: &SLeaf, def: Option<&MetricDef>) -> Option<String> {
     }
     let mut agg = Vec::new();
     let numeric = leaf.count > 0;
-    if flags.min && numeric && leaf.min.is_finite() {
+    if flags.min && numeric {
         agg.push(("min".to_string(), number(leaf.min)));
     }
-    if flags.max && numeric && leaf.max.is_finite() {
+    if flags.max && numeric {
         agg.push(("max".to_string(), number(leaf.max)));
     }
     if flags.mean && numeric {
@@ -393,5 +403,55 @@ mod tests {
         let dirty = s.take_dirty(&keys, &metrics);
         assert_eq!(dirty.len(), 3);
         assert!(!s.has_dirty());
+    }
+
+    #[test]
+    fn nan_stays_the_min_and_max_once_seen_and_null_from_the_user_writes_no_removal() {
+        let mut keys = Keys::default();
+        let mut metrics = Metrics::default();
+        let mut s = Summary::default();
+        let m = keys.top("m");
+        define(
+            &mut metrics,
+            "m",
+            pb::MetricSummary {
+                min: true,
+                max: true,
+                ..Default::default()
+            },
+        );
+        s.observe(m, b"0", Kind::Int(0));
+        assert_eq!(
+            s.value(m, &keys, &metrics).as_deref(),
+            Some(r#"{"min":0,"max":0}"#)
+        );
+        s.observe(m, b"NaN", Kind::Float(f64::NAN));
+        s.observe(m, b"2", Kind::Int(2));
+        assert_eq!(
+            s.value(m, &keys, &metrics).as_deref(),
+            Some(r#"{"min":NaN,"max":NaN}"#)
+        );
+        let low = keys.top("low");
+        define(
+            &mut metrics,
+            "low",
+            pb::MetricSummary {
+                min: true,
+                ..Default::default()
+            },
+        );
+        s.observe(low, b"-Infinity", Kind::Float(f64::NEG_INFINITY));
+        assert_eq!(
+            s.value(low, &keys, &metrics).as_deref(),
+            Some(r#"{"min":-Infinity}"#)
+        );
+
+        let x = keys.top("x");
+        s.observe(x, b"1", Kind::Int(1));
+        s.take_dirty(&keys, &metrics);
+        user(&mut s, &mut keys, "x", "2");
+        user(&mut s, &mut keys, "x", "null");
+        assert!(s.value(x, &keys, &metrics).is_none());
+        assert!(s.take_dirty(&keys, &metrics).is_empty());
     }
 }
