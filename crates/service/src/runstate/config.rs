@@ -9,7 +9,7 @@
 
 use prost::Message;
 use prost_reflect::{DynamicMessage, ReflectMessage, Value as PValue};
-use wandb_proto::json::{self, Value};
+use wandb_proto::json::Value;
 use wandb_proto::{pb, telemetry_descriptor_pool};
 
 use super::metrics::Metrics;
@@ -70,9 +70,20 @@ impl RunConfig {
         self.telemetry.core_version = crate::PRODUCER.to_string();
     }
 
-    /// The `_wandb` value.
+    /// The `_wandb` value: what the SDK put there (such as `pinned_keys`
+    /// from `run.pin_config_keys`), with the service's own entries set
+    /// over it, as wandb-core does.
     pub fn wandb_internal(&self, metrics: &Metrics) -> Value {
-        let mut members = Vec::new();
+        const OWN: [&str; 4] = ["m", "cli_version", "python_version", "t"];
+        let mut members: Vec<(String, Value)> = match self.root.iter().find(|(k, _)| k == "_wandb")
+        {
+            Some((_, Value::Object(sdk))) => sdk
+                .iter()
+                .filter(|(k, _)| !OWN.contains(&k.as_str()))
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        };
         members.push((
             "m".to_string(),
             Value::Array(metrics.records().map(metric_dict).collect()),
@@ -123,18 +134,13 @@ impl RunConfig {
 
     /// `config.yaml`: every top-level key wrapped as `value:`, keys sorted.
     pub fn to_yaml(&self, metrics: &Metrics) -> String {
-        let mut entries = self.entries(metrics);
+        let mut entries: Vec<(String, Value)> = self
+            .entries(metrics)
+            .into_iter()
+            .map(|(k, v)| (k, Value::Object(vec![("value".to_string(), v)])))
+            .collect();
         entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut out = String::new();
-        for (k, v) in entries {
-            yaml_entry(
-                &k,
-                &Value::Object(vec![("value".to_string(), v)]),
-                0,
-                &mut out,
-            );
-        }
-        out
+        super::yaml::document(&entries)
     }
 }
 
@@ -243,51 +249,6 @@ fn metric_dict(m: &pb::MetricRecord) -> Value {
     Value::Object(members)
 }
 
-fn yaml_key(k: &str, out: &mut String) {
-    let plain = !k.is_empty()
-        && k.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '/' || c == '.')
-        && !k.starts_with(['-', '.'])
-        && !matches!(
-            k,
-            "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "~"
-        );
-    if plain && k.parse::<f64>().is_err() {
-        out.push_str(k);
-    } else {
-        json::write_str(k, out);
-    }
-}
-
-/// One `key: value` line (4-space indents, as wandb-core writes): block
-/// mappings for objects; scalars and lists in JSON flow style, which is
-/// valid YAML and keeps strings unambiguous.
-fn yaml_entry(key: &str, value: &Value, depth: usize, out: &mut String) {
-    for _ in 0..depth {
-        out.push_str("    ");
-    }
-    yaml_key(key, out);
-    out.push(':');
-    match value {
-        Value::Object(members) if !members.is_empty() => {
-            out.push('\n');
-            for (k, v) in members {
-                yaml_entry(k, v, depth + 1, out);
-            }
-            return;
-        }
-        Value::Float(f) if f.is_nan() => out.push_str(" .nan"),
-        Value::Float(f) if f.is_infinite() => {
-            out.push_str(if *f > 0.0 { " .inf" } else { " -.inf" })
-        }
-        other => {
-            out.push(' ');
-            other.write(out);
-        }
-    }
-    out.push('\n');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,12 +292,14 @@ mod tests {
         let yaml = c.to_yaml(&Metrics::default());
         assert!(
             yaml.starts_with(
-                "_wandb:\n    value:\n        m: []\n        python_version: \"3.11.7\"\n        t:\n            \"3\": [4]\n            \"4\": \"3.11.7\"\n            \"12\": \"0.31.0+wandb-core-rs."
+                "_wandb:\n    value:\n        m: []\n        python_version: 3.11.7\n        t:\n            \"3\":\n                - 4\n            \"4\": 3.11.7\n            \"12\": 0.31.0+wandb-core-rs."
             ),
             "{yaml}"
         );
         assert!(
-            yaml.ends_with("opt:\n    value:\n        name: \"sgd\"\n        betas: [0.9,0.99]\n"),
+            yaml.ends_with(
+                "opt:\n    value:\n        name: sgd\n        betas:\n            - 0.9\n            - 0.99\n"
+            ),
             "{yaml}"
         );
         let items = c.wrapped_items(&Metrics::default());
@@ -345,5 +308,39 @@ mod tests {
             items[1].value_json,
             r#"{"value":{"name":"sgd","betas":[0.9,0.99]}}"#
         );
+    }
+
+    #[test]
+    fn what_the_sdk_puts_in_wandb_is_kept_under_the_services_own_entries() {
+        let mut c = RunConfig::default();
+        c.apply(&pb::ConfigRecord {
+            update: vec![
+                pb::ConfigItem {
+                    nested_key: vec!["_wandb".into(), "pinned_keys".into()],
+                    value_json: r#"["lr"]"#.into(),
+                    ..Default::default()
+                },
+                pb::ConfigItem {
+                    nested_key: vec!["_wandb".into(), "t".into()],
+                    value_json: "1".into(),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        });
+        let Value::Object(w) = c.wandb_internal(&Metrics::default()) else {
+            panic!("an object")
+        };
+        assert_eq!(
+            w.iter()
+                .find(|(k, _)| k == "pinned_keys")
+                .map(|(_, v)| v.to_json()),
+            Some(r#"["lr"]"#.to_string())
+        );
+        // The service's telemetry, not the SDK's value.
+        assert!(matches!(
+            w.iter().find(|(k, _)| k == "t"),
+            Some((_, Value::Object(_)))
+        ));
     }
 }

@@ -8,3 +8,4 @@ pub(crate) mod console;
 pub(crate) mod keys;
 pub(crate) mod metrics;
 pub(crate) mod summary;
+mod yaml;
