@@ -2,10 +2,17 @@
 //!
 //! Each stream goes through a small terminal emulator, so progress bars that
 //! redraw with `\r` or cursor movements leave their final state, not every
-//! frame: `\r` returns to column 0 and overwrites, `ESC[nA`/`B`/`C`/`D` move
-//! the cursor, `ESC[K` erases. The last lines stay editable; older lines are
-//! final and leave memory once written, so memory is bounded however long
-//! the run prints.
+//! frame: `\r` returns to column 0 and overwrites, `ESC[nA`/`B`/`C`/`D`/`G`
+//! move the cursor, `ESC[K` erases. The last lines stay editable; older
+//! lines are final and leave memory once written, so memory is bounded
+//! however long the run prints.
+//!
+//! Escape sequences are parsed by `vte` (the parser of Alacritty). Colours
+//! and styles (SGR, `ESC[…m`) stay in the text as they were written, as
+//! wandb-core keeps them, so the W&B UI shows coloured logs. Everything
+//! else that does not change the text (window titles and hyperlinks, OSC;
+//! charset selections such as `ESC(B`; modes such as a hidden cursor) is
+//! left out instead of leaking into the file; a hyperlink keeps its text.
 
 use std::collections::VecDeque;
 
@@ -36,39 +43,137 @@ pub struct Console {
     /// For each stream (stdout, stderr): cursor and its own recent lines.
     cursors: [Cursor; 2],
     own: [VecDeque<u64>; 2],
-    /// Escape sequence being parsed, per stream.
-    esc: [Option<String>; 2],
+    /// The escape parser of each stream, and the bytes of the sequence it
+    /// is in the middle of.
+    parsers: [Parser; 2],
     dirty: bool,
+}
+
+/// A stream's escape parser.
+#[derive(Default)]
+struct Parser {
+    vte: vte::Parser,
+    raw: Vec<u8>,
+}
+
+impl std::fmt::Debug for Parser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parser").field("raw", &self.raw).finish()
+    }
+}
+
+/// Longest escape sequence kept verbatim (a longer SGR is dropped).
+const MAX_SEQUENCE: usize = 64;
+
+/// What the parser found, applied to the console for one stream.
+struct Perform<'a> {
+    console: &'a mut Console,
+    stream: usize,
+    raw: &'a [u8],
+    /// Whether the byte ended something (a character, a control, a
+    /// sequence): the raw bytes start over.
+    done: bool,
+}
+
+impl vte::Perform for Perform<'_> {
+    fn print(&mut self, c: char) {
+        self.console.put(self.stream, c);
+        self.done = true;
+    }
+
+    fn execute(&mut self, byte: u8) {
+        match byte {
+            b'\n' => self.console.newline(self.stream),
+            b'\r' => self.console.cursors[self.stream].col = 0,
+            b'\t' => self.console.put(self.stream, '\t'),
+            _ => {}
+        }
+        self.done = true;
+    }
+
+    fn csi_dispatch(
+        &mut self,
+        params: &vte::Params,
+        intermediates: &[u8],
+        ignore: bool,
+        action: char,
+    ) {
+        self.done = true;
+        if ignore || !intermediates.is_empty() {
+            return;
+        }
+        if action == 'm' {
+            if self.raw.len() <= MAX_SEQUENCE {
+                for c in String::from_utf8_lossy(self.raw).chars() {
+                    self.console.put(self.stream, c);
+                }
+            }
+            return;
+        }
+        let first = params
+            .iter()
+            .next()
+            .and_then(|p| p.first())
+            .copied()
+            .unwrap_or(0);
+        self.console.csi(self.stream, action, first);
+    }
+
+    fn esc_dispatch(&mut self, _intermediates: &[u8], _ignore: bool, _byte: u8) {
+        self.done = true;
+    }
+
+    fn osc_dispatch(&mut self, _params: &[&[u8]], _bell_terminated: bool) {
+        self.done = true;
+    }
+
+    fn unhook(&mut self) {
+        self.done = true;
+    }
 }
 
 impl Console {
     /// Feeds text written to stdout (`stderr == false`) or stderr.
     pub fn write(&mut self, stderr: bool, text: &str) {
         let s = usize::from(stderr);
-        for c in text.chars() {
-            if let Some(seq) = &mut self.esc[s] {
-                seq.push(c);
-                if seq == "\u{1b}" {
-                    continue;
-                }
-                if seq.len() == 2 && !seq.ends_with('[') {
-                    self.esc[s] = None; // not a CSI sequence: drop it
-                    continue;
-                }
-                if c.is_ascii_alphabetic() || seq.len() > 16 {
-                    let seq = self.esc[s].take().unwrap();
-                    self.csi(s, &seq);
-                }
+        let mut parser = std::mem::take(&mut self.parsers[s]);
+        let bytes = text.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if parser.raw.is_empty() && bytes[i] != 0x1b {
+                // Outside a sequence: everything up to the next escape at
+                // once (no sequence bytes to keep).
+                let end = bytes[i..]
+                    .iter()
+                    .position(|&b| b == 0x1b)
+                    .map_or(bytes.len(), |p| i + p);
+                let mut perform = Perform {
+                    console: self,
+                    stream: s,
+                    raw: &[],
+                    done: false,
+                };
+                parser.vte.advance(&mut perform, &bytes[i..end]);
+                i = end;
                 continue;
             }
-            match c {
-                '\u{1b}' => self.esc[s] = Some("\u{1b}".to_string()),
-                '\n' => self.newline(s),
-                '\r' => self.cursors[s].col = 0,
-                c if c.is_control() && c != '\t' => {}
-                c => self.put(s, c),
+            let byte = bytes[i];
+            i += 1;
+            if parser.raw.len() <= MAX_SEQUENCE {
+                parser.raw.push(byte);
+            }
+            let mut perform = Perform {
+                console: self,
+                stream: s,
+                raw: &parser.raw,
+                done: false,
+            };
+            parser.vte.advance(&mut perform, &[byte]);
+            if perform.done {
+                parser.raw.clear();
             }
         }
+        self.parsers[s] = parser;
         self.dirty = true;
     }
 
@@ -146,12 +251,12 @@ impl Console {
         };
     }
 
-    fn csi(&mut self, s: usize, seq: &str) {
-        let body = &seq[2..seq.len() - 1];
-        let n: usize = body.parse().unwrap_or(1).max(1);
+    /// A cursor movement or erase (`action`) with its first parameter.
+    fn csi(&mut self, s: usize, action: char, param: u16) {
+        let n = usize::from(param.max(1));
         let cur = self.cursors[s];
-        match seq.chars().last() {
-            Some('A') => {
+        match action {
+            'A' => {
                 // Up n lines of this stream.
                 let own: Vec<u64> = self.own[s]
                     .iter()
@@ -166,26 +271,26 @@ impl Console {
                     self.cursors[s].line = Some(target);
                 }
             }
-            Some('B') => {
+            'B' => {
                 for _ in 0..n {
                     self.newline(s);
                 }
                 self.cursors[s].col = cur.col;
             }
-            Some('C') => self.cursors[s].col += n,
-            Some('D') => self.cursors[s].col = cur.col.saturating_sub(n),
-            Some('G') => self.cursors[s].col = n - 1,
-            Some('K') => {
+            'C' => self.cursors[s].col += n,
+            'D' => self.cursors[s].col = cur.col.saturating_sub(n),
+            'G' => self.cursors[s].col = n - 1,
+            'K' => {
                 let col = cur.col;
                 if let Some(line) = cur.line.and_then(|l| self.line_mut(l)) {
-                    match body {
-                        "2" => line.clear(),
-                        "1" => line.iter_mut().take(col + 1).for_each(|c| *c = ' '),
+                    match param {
+                        2 => line.clear(),
+                        1 => line.iter_mut().take(col + 1).for_each(|c| *c = ' '),
                         _ => line.truncate(col),
                     }
                 }
             }
-            _ => {} // colours and the rest do not change the text
+            _ => {} // the rest does not change the text
         }
     }
 
@@ -260,7 +365,10 @@ mod tests {
         c.write(false, "bar 1: 10%\nbar 2: 10%\n");
         c.write(false, "\u{1b}[2A\rbar 1: 90%\n\rbar 2: 80%\n");
         c.write(false, "\u{1b}[31mred\u{1b}[0m\n");
-        assert_eq!(render(&mut c), "bar 1: 90%\nbar 2: 80%\nred");
+        assert_eq!(
+            render(&mut c),
+            "bar 1: 90%\nbar 2: 80%\n\u{1b}[31mred\u{1b}[0m"
+        );
     }
 
     #[test]
@@ -273,5 +381,23 @@ mod tests {
         let finished = c.drain_finished();
         assert_eq!(finished[0], "line 0");
         assert_eq!(finished.len() + c.tail().len(), 10_000);
+    }
+
+    #[test]
+    fn colours_stay_and_other_escapes_leave_no_trace() {
+        let mut c = Console::default();
+        // A window title, a hyperlink, what `tput sgr0` prints, a hidden
+        // cursor, and a colour split across two writes.
+        c.write(
+            false,
+            "\x1b]0;my title\x07hello \x1b]8;;http://x.y\x1b\\link\x1b]8;;\x1b\\ world\n",
+        );
+        c.write(false, "\x1b(B\x1b[mplain\x1b[?25l end\n");
+        c.write(false, "\x1b[3");
+        c.write(false, "2mgreen\x1b[0m\rG\n");
+        assert_eq!(
+            render(&mut c),
+            "hello link world\n\x1b[mplain end\nG[32mgreen\x1b[0m"
+        );
     }
 }
