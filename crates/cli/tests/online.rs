@@ -391,6 +391,74 @@ run.finish()
     assert!(String::from_utf8_lossy(&file).contains("line 199"));
 }
 
+/// A YAML file as PyYAML reads it, in JSON (keys that are not strings and
+/// values that are not JSON, such as dates, as their repr).
+fn yaml_as_read(bytes: &[u8]) -> Value {
+    let path = scratch_dir("yaml").join("config.yaml");
+    std::fs::write(&path, bytes).unwrap();
+    let out = Command::new(reference_python())
+        .args([
+            "-c",
+            "import json, sys, yaml\n\
+             def read(v):\n\
+             \x20   if isinstance(v, dict): return {k if isinstance(k, str) else repr(k): read(x) for k, x in v.items()}\n\
+             \x20   if isinstance(v, list): return [read(x) for x in v]\n\
+             \x20   if v is None or isinstance(v, (str, bool, int, float)): return v\n\
+             \x20   return repr(v)\n\
+             print(json.dumps(read(yaml.safe_load(open(sys.argv[1])))))",
+        ])
+        .arg(&path)
+        .output_limited()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn values_that_are_easy_to_get_wrong() {
+    let script = r#"
+import wandb
+run = wandb.init(project="online", id="values1", config={
+    "True": 1, "NULL": 2, "Yes": "yes", "0x1F": 3, "1_000": 4, "2024-01-01": 5,
+    "plain": "on", "date": "2024-01-01", "n": "null", "empty": "", "version": "0.31.0",
+    "nested": {"no": "off", "list": [1, "2", None]},
+})
+run.define_metric("a.b", summary="min")
+run.define_metric("m", summary="min,max")
+for i in range(3):
+    run.log({"a": {"b": 1.0 / (i + 1)}, "m": float("nan") if i == 1 else i})
+run.summary["x"] = float("nan")
+run.summary["y"] = float("-inf")
+run.pin_config_keys(["True", "version"])
+print("[32mgreen[0m and [1;31mbold red[m")
+run.finish()
+"#;
+    let pair = both("values", script, &[], KEY);
+    assert_succeeded(&pair);
+    assert_same("values", &pair);
+    let key = RunKey::new("standin", "online", "values1");
+    let yaml = |s: &StandIn| {
+        let mut v = yaml_as_read(&s.store.file_content(&key, "config.yaml").unwrap());
+        let pinned = v["_wandb"]["value"]["pinned_keys"].take();
+        v.as_object_mut().unwrap().remove("_wandb");
+        (v, pinned)
+    };
+    let (theirs, mine) = (yaml(&pair.reference.0), yaml(&pair.ours.0));
+    assert_eq!(theirs, mine, "config.yaml as PyYAML reads it");
+    assert_eq!(mine.1, json!(["True", "version"]));
+    assert_eq!(mine.0["0x1F"]["value"], json!(3), "{}", mine.0);
+    // `_wandb` is left out of the comparison above (times, versions);
+    // what the SDK put there must be in the config the server has.
+    let pinned =
+        |s: &StandIn| s.store.run(&key).unwrap().config["_wandb"]["value"]["pinned_keys"].clone();
+    assert_eq!(pinned(&pair.reference.0), json!(["True", "version"]));
+    assert_eq!(pinned(&pair.ours.0), pinned(&pair.reference.0));
+}
+
 #[test]
 fn resume_an_existing_run() {
     let script = r#"

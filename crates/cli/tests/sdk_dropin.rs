@@ -111,6 +111,22 @@ fn compare(reference: &Value, ours: &Value, exit_codes_from_teardown: &[&str]) -
                 m["requirements"].clone(),
             );
             check("script exit code", t["rc"].clone(), m["rc"].clone());
+            // W&B's service writes no config.yaml offline; ours does, and
+            // PyYAML must read back exactly the config.
+            if let Some(yaml) = m["config_yaml"].as_object() {
+                for (key, value) in m["config"].as_object().unwrap() {
+                    let read = match key.strip_prefix("_wandb.") {
+                        Some(inner) => &yaml["_wandb"]["value"][inner],
+                        None if volatile(key) => continue,
+                        None => &yaml[key.as_str()]["value"],
+                    };
+                    check(
+                        &format!("config.yaml read back, {key}"),
+                        value.clone(),
+                        read.clone(),
+                    );
+                }
+            }
             if exit_codes_from_teardown.contains(&scenario.as_str()) {
                 check(
                     "exit records",

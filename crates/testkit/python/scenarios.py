@@ -19,7 +19,8 @@ protobuf classes) and OUT_DIR/manifest.json describes each run:
       "nums_consecutive": bool,
       "history": [{leaf path: value}], "summary": {leaf path: value},
       "config": {key: value}, "exit_codes": [..], "output_log": text or null,
-      "requirements": text or null, "header_producer": str}]}
+      "requirements": text or null, "header_producer": str,
+      "config_yaml": files/config.yaml as PyYAML reads it, or null}]}
 
 Values are JSON; non-finite floats become the strings "NaN", "Infinity",
 "-Infinity".
@@ -198,6 +199,32 @@ def scenario_shared8(wandb):
         assert p.exitcode == 0, p.exitcode
 
 
+def scenario_values(wandb):
+    # Values and keys that are easy to get wrong: YAML 1.1 look-alikes as
+    # config keys and values, NaN and infinities, nested metric names,
+    # `_wandb` entries from the SDK, coloured console output.
+    run = wandb.init(
+        project="compat",
+        config={
+            "True": 1, "NULL": 2, "Yes": "yes", "0x1F": 3, "1_000": 4, "2024-01-01": 5,
+            "plain": "on", "date": "2024-01-01", "t": "True", "n": "null", "empty": "",
+            "nan": float("nan"), "inf": float("inf"), "version": "0.31.0", "nested": {"no": "off", "list": [1, "2", None]},
+        },
+    )
+    run.define_metric("a.b", summary="min")
+    run.define_metric("m", summary="min,max,mean")
+    for i in range(3):
+        run.log({"a": {"b": 1.0 / (i + 1)}, "m": float("nan") if i == 1 else i, "inf": float("-inf")})
+    run.summary["x"] = float("nan")
+    run.summary["y"] = float("-inf")
+    run.summary["z"] = 1
+    run.summary["z"] = None
+    run.pin_config_keys(["True", "version"])
+    print("\x1b[32mgreen\x1b[0m and \x1b[1;31mbold red\x1b[m")
+    print("\x1b[33mprogress 1\x1b[0m\r\x1b[33mprogress 2\x1b[0m")
+    run.finish()
+
+
 SCENARIOS = {name[len("scenario_"):]: fn for name, fn in globals().items() if name.startswith("scenario_")}
 PARTS = {"resume": _resume_part}
 EXPECTED_RC = {"crash": 1, "exception": 1}
@@ -214,6 +241,19 @@ def finite(v):
     if isinstance(v, dict):
         return {k: finite(x) for k, x in v.items()}
     return v
+
+
+def as_read(v):
+    """A YAML document as JSON, keeping what a reader got wrong visible:
+    keys that are not strings and values that are not JSON (dates) become
+    their repr."""
+    if isinstance(v, dict):
+        return {k if isinstance(k, str) else repr(k): as_read(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [as_read(x) for x in v]
+    if v is None or isinstance(v, (str, bool, int, float)):
+        return finite(v)
+    return repr(v)
 
 
 def path_of(item):
@@ -288,7 +328,15 @@ def read_log(path):
         # Tracebacks name this script, wherever the caller put it.
         return p.read_text().replace(str(pathlib.Path(__file__).resolve().parent), "<scripts>") if p.exists() else None
 
+    yaml_path = run_dir / "files" / "config.yaml"
+    config_yaml = None
+    if yaml_path.exists():
+        import yaml
+
+        config_yaml = as_read(yaml.safe_load(yaml_path.read_text()))
+
     return {
+        "config_yaml": config_yaml,
         "size": len(data),
         "records": len(records),
         "counts": counts,
