@@ -124,7 +124,7 @@ impl Handler {
                 };
                 if let Some(reply) = pending.reply {
                     reply.result(pb::result::ResultType::RunResult(init_error_with(
-                        &e.to_string(),
+                        &init_failure_text(&e),
                         code,
                     )));
                 }
@@ -205,6 +205,31 @@ impl Handler {
 }
 
 /// A failed `wandb.init`, as the SDK raises it (`CommError`).
+/// What the user reads when `wandb.init` fails on the backend. A timeout
+/// names the last failure retried and how to wait longer, in wandb-core's
+/// words (the SDK shows them as they are).
+fn init_failure_text(e: &crate::backend::BackendError) -> String {
+    use crate::backend::BackendError;
+    match e {
+        BackendError::TimedOut(last) => {
+            let last = match last.as_ref() {
+                BackendError::Http {
+                    status, message, ..
+                } => format!("HTTP {status}: {message}"),
+                BackendError::Transport { message, .. } | BackendError::GraphQL { message, .. } => {
+                    message.clone()
+                }
+                other => other.to_string(),
+            };
+            format!(
+                "Timed out while retrying: {last}\nConsider increasing the init_timeout \
+                 setting:\n  wandb.init(settings=wandb.Settings(init_timeout=...))"
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
 fn init_error(message: &str) -> pb::RunUpdateResult {
     init_error_with(message, pb::error_info::ErrorCode::Communication)
 }
