@@ -642,6 +642,62 @@ fn a_bad_api_key_fails_init_with_the_servers_message() {
     assert!(pair.ours.0.store.runs().is_empty());
 }
 
+/// `wandb.init` against a backend that keeps failing: the user reads the
+/// last failure and the hint to raise `init_timeout`, in the same words.
+#[test]
+fn init_timeout_names_the_last_failure_and_the_setting() {
+    let script = r#"
+import wandb
+try:
+    wandb.init(project="online", id="slow1", settings=wandb.Settings(init_timeout=4))
+    print("INIT OK")
+except Exception as e:
+    print("INIT FAILED", type(e).__name__, repr(str(e)))
+"#;
+    let pair = both("inittimeout", script, &["UpsertBucket:500:1000"], KEY);
+    let failure = |ran: &Ran| {
+        ran.text()
+            .lines()
+            .find(|l| l.starts_with("INIT "))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no INIT line: {}", ran.text()))
+    };
+    let reference = failure(&pair.reference.1);
+    assert!(
+        reference.contains("Timed out while retrying: HTTP 500"),
+        "{reference}"
+    );
+    assert_eq!(failure(&pair.ours.1), reference);
+}
+
+/// A `run.log()` row over the file stream's line limit is left out, and the
+/// user is told, in wandb-core's words; the rows around it go up.
+#[test]
+fn a_row_over_the_line_limit_is_left_out_and_the_user_told() {
+    let script = r#"
+import time, wandb
+run = wandb.init(project="online", id="longline1", settings=wandb.Settings(x_file_stream_max_line_bytes=2000))
+run.log({"x": 1})
+run.log({"x": 2, "text": "y" * 5000})
+run.log({"x": 3})
+time.sleep(2)  # the warning is printed while the console is captured
+run.finish()
+"#;
+    let pair = both("longline", script, &[], KEY);
+    assert_succeeded(&pair);
+    assert_same("longline", &pair);
+    let key = RunKey::new("standin", "online", "longline1");
+    assert_eq!(pair.ours.0.store.history(&key).len(), 2);
+    for (who, ran) in [("reference", &pair.reference.1), ("ours", &pair.ours.1)] {
+        assert!(
+            ran.text()
+                .contains("Skipped uploading run.log() data that exceeded size limit"),
+            "{who}: {}",
+            ran.text()
+        );
+    }
+}
+
 #[test]
 fn alerts_metrics_and_preemption() {
     let script = r#"
@@ -812,6 +868,89 @@ run.finish()
     );
 }
 
+/// `finish_timeout` with a backend that does not take the file stream: the
+/// SDK hears `timed_out` from both services (it raises `TimeoutError`, as
+/// asked) and the user reads wandb-core's words. Beyond wandb-core: ours
+/// says where the rest is, and `wandb sync` later sends it, every row once.
+#[test]
+fn finish_timeout_stops_waiting_and_sync_sends_the_rest() {
+    let script = r#"
+import wandb
+run = wandb.init(project="online", id="slowfinish1",
+                 settings=wandb.Settings(finish_timeout=3, finish_timeout_raises=True))
+for i in range(50):
+    run.log({"x": i})
+try:
+    run.finish()
+    print("FINISHED")
+except TimeoutError as e:
+    print("TIMEOUT", e)
+"#;
+    let key = RunKey::new("standin", "online", "slowfinish1");
+    let ran = |python: &Path, what: &str| {
+        let s = standin(KEY, &[]);
+        s.hold("file_stream");
+        let ran = run_script(python, &s, script, KEY, what);
+        (s, ran)
+    };
+    let ours_python = install_ours();
+    for (who, (s, ran)) in [
+        (
+            "reference",
+            ran(reference_python(), "online-finishtimeout-ref"),
+        ),
+        ("ours", ran(ours_python, "online-finishtimeout-ours")),
+    ] {
+        let text = ran.text();
+        assert!(
+            text.contains("TIMEOUT Timed out finishing run."),
+            "{who}: {text}"
+        );
+        assert!(text.contains("Timed out finishing run."), "{who}: {text}");
+        assert!(!s.store.run(&key).is_some_and(|r| r.complete), "{who}");
+        if who == "ours" {
+            assert!(text.contains("wandb sync"), "{text}");
+            s.release("file_stream");
+            let run_dir = std::fs::read_dir(ran.work.join("wandb"))
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.to_string_lossy().ends_with("-slowfinish1"))
+                .expect("the run directory");
+            let out = Command::new(ours_python.parent().unwrap().join("wandb"))
+                .args(["sync", "--no-skip-online"])
+                .arg(&run_dir)
+                .current_dir(&ran.work)
+                .env_remove("WANDB_SERVICE")
+                .env("WANDB_BASE_URL", &s.base_url)
+                .env("WANDB_API_KEY", KEY)
+                .env("WANDB_ERROR_REPORTING", "false")
+                .env("HOME", &ran.work)
+                .output_limited()
+                .unwrap();
+            let synced = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(out.status.success(), "{synced}");
+            let run = s.store.run(&key).expect("the run");
+            assert!(run.complete, "{synced}");
+            let steps: Vec<Value> = s
+                .store
+                .history(&key)
+                .iter()
+                .map(|r| r["x"].clone())
+                .collect();
+            assert_eq!(
+                steps,
+                (0..50).map(|i| json!(i)).collect::<Vec<_>>(),
+                "{synced}"
+            );
+        }
+    }
+}
+
 /// A run stopped from the UI: the file stream's answer says `stopped`, the
 /// SDK learns it from `stop_status` and interrupts the script.
 #[test]
@@ -865,31 +1004,40 @@ fn a_refused_upload_is_reported_to_the_user() {
     );
 }
 
-/// `x_skip_transaction_log` online: the run is sent all the same (the log
-/// is the sender's queue) and the log is gone afterwards.
+/// `x_skip_transaction_log` online: the run is sent all the same. The
+/// log is still the sender's queue (bounded memory), but under a hidden
+/// name while the run lasts, and gone afterwards.
 #[test]
 fn skipping_the_transaction_log_online() {
     let script = r#"
-import wandb
+import os, wandb
 run = wandb.init(project="online", id="nolog1", settings=wandb.Settings(x_skip_transaction_log=True))
 for i in range(100):
     run.log({"x": i})
+run_dir = os.path.dirname(run.dir)
+print("DURING", sorted(f for f in os.listdir(run_dir) if not f.startswith(".")))
 run.finish()
 "#;
     let python = install_ours();
     let s = standin(KEY, &[]);
     let ran = run_script(python, &s, script, KEY, "online-nolog-ours");
     assert!(ran.out.status.success(), "{}", ran.text());
+    let text = ran.text();
+    let during = text
+        .lines()
+        .find(|l| l.starts_with("DURING"))
+        .expect("listing");
+    assert!(!during.contains(".wandb"), "{during}");
     let key = RunKey::new("standin", "online", "nolog1");
     assert_eq!(s.store.history(&key).len(), 100);
     assert!(s.store.run(&key).unwrap().complete);
-    let logs: Vec<PathBuf> = std::fs::read_dir(ran.work.join("wandb"))
+    let left: Vec<PathBuf> = std::fs::read_dir(ran.work.join("wandb"))
         .unwrap()
         .flatten()
         .filter(|e| e.path().is_dir())
         .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "wandb"))
+        .filter(|p| p.file_name().unwrap().to_string_lossy().contains(".wandb"))
         .collect();
-    assert!(logs.is_empty(), "{logs:?}");
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -37,6 +37,13 @@ pub struct RunSettings {
     pub offline: bool,
     /// `run-<id>.wandb`.
     pub sync_file: PathBuf,
+    /// Where the transaction log is written: `sync_file`, except online
+    /// with `x_skip_transaction_log`, where the log is still the sender's
+    /// queue (so memory stays bounded however slow the network) but lies
+    /// under a hidden name, `.run-<id>.wandb.queue`, and is removed once
+    /// the run is sent. A run not sent in full keeps it as `sync_file`,
+    /// for `wandb sync`.
+    pub log_file: PathBuf,
     /// The run directory; run files go to `<sync_dir>/files`.
     pub sync_dir: PathBuf,
     pub log_dir: Option<PathBuf>,
@@ -88,6 +95,13 @@ impl RunSettings {
             .unwrap_or_else(|| PathBuf::from("."));
         let mode = raw.mode.clone().unwrap_or_default();
         let offline = raw.offline.unwrap_or(false) || mode == "offline" || mode == "dryrun";
+        let skip_transaction_log = raw.x_skip_transaction_log.unwrap_or(false);
+        let log_file = match sync_file.file_name() {
+            Some(name) if skip_transaction_log && !offline => {
+                sync_file.with_file_name(format!(".{}.queue", name.to_string_lossy()))
+            }
+            _ => sync_file.clone(),
+        };
         let console = match raw.console.as_deref() {
             Some("off") => ConsoleCapture::Off,
             _ => ConsoleCapture::On,
@@ -109,6 +123,7 @@ impl RunSettings {
             run_id,
             offline,
             sync_file,
+            log_file,
             sync_dir,
             log_dir: raw
                 .log_dir
@@ -125,7 +140,7 @@ impl RunSettings {
             primary: raw.x_primary.unwrap_or(true),
             shared: raw.shared.unwrap_or(false),
             save_requirements: raw.x_save_requirements.unwrap_or(true),
-            skip_transaction_log: raw.x_skip_transaction_log.unwrap_or(false),
+            skip_transaction_log,
             server_side_derived_summary: raw.x_server_side_derived_summary.unwrap_or(false),
             silent: raw.silent.unwrap_or(false),
             start_time: raw.x_start_time,

@@ -53,6 +53,11 @@ pub struct FileStreamConfig {
     /// `max_bytes`): what bounds the stream's memory when a run logs faster
     /// than one request per transmit interval carries.
     pub buffer_bytes: usize,
+    /// History and events lines longer than this are not sent (the
+    /// backend would refuse them); the user is told
+    /// (`x_file_stream_max_line_bytes`, else [`MAX_LINE`]). The summary's
+    /// limit is never below [`MAX_LINE`], as with wandb-core.
+    pub max_line: usize,
     pub gzip: bool,
 }
 
@@ -104,6 +109,15 @@ struct Pending {
     uploaded: Vec<String>,
     preempting: bool,
     bytes: usize,
+    /// Lines left out for their length since the user was last told:
+    /// the longest history row and summary.
+    skipped: Skipped,
+}
+
+#[derive(Default)]
+struct Skipped {
+    history: Option<usize>,
+    summary: Option<usize>,
 }
 
 impl Pending {
@@ -123,7 +137,7 @@ impl Pending {
 fn accept(p: &mut Pending, m: FsMsg, cfg: &FileStreamConfig) -> Option<FsMsg> {
     // Lines are counted as the request carries them, quoted.
     let quoted = match &m {
-        FsMsg::History(l) | FsMsg::Events(l) if l.len() <= MAX_LINE => {
+        FsMsg::History(l) | FsMsg::Events(l) if l.len() <= cfg.max_line => {
             let mut q = String::with_capacity(l.len() + l.len() / 8 + 2);
             wandb_proto::json::write_str(l, &mut q);
             Some(q)
@@ -138,13 +152,48 @@ fn accept(p: &mut Pending, m: FsMsg, cfg: &FileStreamConfig) -> Option<FsMsg> {
     if len > 0 && p.bytes > 0 && p.bytes + len > cfg.max_bytes {
         return Some(m);
     }
-    merge(p, m, quoted, cfg.buffer_bytes + LINE_SLACK);
+    merge(p, m, quoted, cfg);
     None
 }
 
 /// What a buffer of `buffer_bytes` may take beyond that: the line that
 /// crosses the mark, and closing brackets.
 const LINE_SLACK: usize = 64 << 10;
+
+/// When the user was last told of lines left out for their length: at
+/// most once a minute for each kind, in wandb-core's words, so a loop
+/// logging oversized rows does not flood the console.
+#[derive(Default)]
+struct Told {
+    history: Option<Instant>,
+    summary: Option<Instant>,
+}
+
+impl Told {
+    fn tell(&mut self, skipped: &mut Skipped, max: usize, warn: &impl Fn(String)) {
+        let due =
+            |last: Option<Instant>| last.is_none_or(|t| t.elapsed() >= Duration::from_secs(60));
+        if let Some(len) = skipped.history
+            && due(self.history)
+        {
+            skipped.history = None;
+            self.history = Some(Instant::now());
+            warn(format!(
+                "Skipped uploading run.log() data that exceeded size limit ({len} > {max})."
+            ));
+        }
+        if let Some(len) = skipped.summary
+            && due(self.summary)
+        {
+            skipped.summary = None;
+            self.summary = Some(Instant::now());
+            let max = max.max(MAX_LINE);
+            warn(format!(
+                "Skipped uploading summary data that exceeded size limit ({len} > {max} bytes)."
+            ));
+        }
+    }
+}
 
 /// Runs the stream until `Complete` (or the sender hangs up). Returns
 /// whether it stayed healthy. `stopped` is set when the server says the
@@ -165,12 +214,15 @@ pub async fn run(
     let mut fatal = false;
     let mut complete: Option<(i32, oneshot::Sender<bool>)> = None;
     let mut flush: Vec<oneshot::Sender<bool>> = Vec::new();
+    let mut told = Told::default();
     // The sending side is gone: send what is pending, then stop.
     let mut closing = false;
     loop {
         if let Some(m) = waiting.take() {
             waiting = accept(&mut pending, m, &cfg);
         }
+        // Told as soon as it happens, as wandb-core tells it.
+        told.tell(&mut pending.skipped, cfg.max_line, &warn);
         let idle = pending.is_empty() && waiting.is_none();
         if (closing || !flush.is_empty()) && idle && complete.is_none() {
             for done in flush.drain(..) {
@@ -208,6 +260,7 @@ pub async fn run(
                     Some(m) => waiting = accept(&mut pending, m, &cfg),
                     None => {
                         if pending.is_empty() {
+                            told.tell(&mut pending.skipped, cfg.max_line, &warn);
                             return !fatal;
                         }
                         closing = true;
@@ -249,6 +302,7 @@ pub async fn run(
                 }
             }
         }
+        told.tell(&mut pending.skipped, cfg.max_line, &warn);
         // `complete` goes only once nothing else waits.
         let finishing = complete.is_some() && waiting.is_none();
         let body = build(
@@ -282,26 +336,45 @@ pub async fn run(
     }
 }
 
-/// History and events lines longer than this are dropped (the backend
-/// would refuse them), as wandb-core does.
-const MAX_LINE: usize = (10 << 20) - (100 << 10);
+/// The longest line the backend takes, by default (wandb-core's).
+pub const MAX_LINE: usize = (10 << 20) - (100 << 10);
 
 /// `quoted`: the history or events line as JSON (`None` if too long).
-fn merge(p: &mut Pending, m: FsMsg, quoted: Option<String>, capacity: usize) {
+fn merge(p: &mut Pending, m: FsMsg, quoted: Option<String>, cfg: &FileStreamConfig) {
     match (m, quoted) {
-        (FsMsg::History(l) | FsMsg::Events(l), None) => {
+        (FsMsg::History(l), None) => {
             tracing::warn!(
-                "filestream: dropped a line of {} bytes (over the {MAX_LINE}-byte limit)",
-                l.len()
+                "filestream: run history line too long, skipping ({} > {})",
+                l.len(),
+                cfg.max_line
+            );
+            p.skipped.history = p.skipped.history.max(Some(l.len()));
+        }
+        // As with wandb-core, system metrics are only logged.
+        (FsMsg::Events(l), None) => {
+            tracing::warn!(
+                "filestream: system metrics line too long, skipping ({} > {})",
+                l.len(),
+                cfg.max_line
             );
         }
         (FsMsg::History(_), Some(q)) => {
             p.bytes += q.len() + 1;
-            p.history.push(&q, OPENING_ROOM, capacity);
+            p.history
+                .push(&q, OPENING_ROOM, cfg.buffer_bytes + LINE_SLACK);
         }
         (FsMsg::Events(_), Some(q)) => {
             p.bytes += q.len() + 1;
             p.events.push(&q, 0, 0);
+        }
+        // The summary is whole each time: a later, shorter one goes.
+        (FsMsg::Summary(s), _) if s.len() > cfg.max_line.max(MAX_LINE) => {
+            tracing::warn!(
+                "filestream: run summary line too long, skipping ({} > {})",
+                s.len(),
+                cfg.max_line.max(MAX_LINE)
+            );
+            p.skipped.summary = p.skipped.summary.max(Some(s.len()));
         }
         (FsMsg::Summary(s), _) => p.summary = Some(s),
         (FsMsg::Console(n, l), _) => {
@@ -467,6 +540,7 @@ mod tests {
             heartbeat: Duration::from_secs(30),
             max_bytes: 10 << 20,
             buffer_bytes: BUFFER_BYTES,
+            max_line: MAX_LINE,
             gzip: false,
         }
     }
@@ -542,6 +616,47 @@ mod tests {
             body(&mut c, &mut p, None)["files"]["wandb-history.jsonl"]["offset"],
             json!(i64::MAX - 5)
         );
+    }
+
+    #[test]
+    fn lines_over_the_limit_are_left_out_and_the_user_told_once_a_minute() {
+        let mut c = cfg();
+        c.max_line = 16;
+        let mut p = Pending::default();
+        for m in [
+            FsMsg::History("{\"a\":1}".into()),
+            FsMsg::History(format!("{{\"big\":\"{}\"}}", "x".repeat(20))),
+            FsMsg::History(format!("{{\"big\":\"{}\"}}", "x".repeat(30))),
+            FsMsg::Events(format!("{{\"system.x\":\"{}\"}}", "x".repeat(20))),
+            FsMsg::Summary(format!("{{\"s\":\"{}\"}}", "x".repeat(MAX_LINE))),
+        ] {
+            assert!(accept(&mut p, m, &c).is_none());
+        }
+        let told = std::cell::RefCell::new(Vec::new());
+        let warn = |m: String| told.borrow_mut().push(m);
+        let mut t = Told::default();
+        t.tell(&mut p.skipped, c.max_line, &warn);
+        assert_eq!(
+            *told.borrow(),
+            [
+                "Skipped uploading run.log() data that exceeded size limit (40 > 16).".to_string(),
+                format!(
+                    "Skipped uploading summary data that exceeded size limit ({} > {MAX_LINE} bytes).",
+                    MAX_LINE + 8
+                ),
+            ]
+        );
+        // Only the line that fits goes: no summary (its limit is never
+        // below the default), no events.
+        assert_eq!(
+            body(&mut c, &mut p, None),
+            json!({"files": {"wandb-history.jsonl": {"offset": 10, "content": ["{\"a\":1}"]}}})
+        );
+        // Within the minute: counted, not told again yet.
+        assert!(accept(&mut p, FsMsg::History("x".repeat(17)), &c).is_none());
+        t.tell(&mut p.skipped, c.max_line, &warn);
+        assert_eq!(told.borrow().len(), 2);
+        assert_eq!(p.skipped.history, Some(17));
     }
 
     #[test]

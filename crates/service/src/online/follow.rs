@@ -33,6 +33,7 @@ use wandb_proto::pb::record::RecordType;
 use wandb_proto::view::{HistoryView, ItemView};
 use wandb_store::txlog::{LogReader, ReadError};
 
+use super::exits::Exits;
 use super::filestream::{self, FileStreamConfig, FsMsg};
 use super::lines::{ConsoleLines, events_line, history_line};
 use super::requests::{ArtifactJobs, JobContext, answer_exit, refuse_artifacts};
@@ -53,6 +54,8 @@ pub(super) struct Followed {
     pub exit_synthesized: bool,
     pub torn: bool,
     pub file_stream_ok: bool,
+    /// The run is finished on the server with everything in its log.
+    pub sent: bool,
 }
 
 /// The run as read back so far.
@@ -97,6 +100,16 @@ struct Pipes {
     fs_task: JoinHandle<bool>,
     up: mpsc::Sender<UpMsg>,
     up_task: JoinHandle<()>,
+    /// Stops both tasks when the follower is dropped (`finish_timeout`).
+    _stop: AbortOnDrop,
+}
+
+struct AbortOnDrop(Vec<tokio::task::AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.iter().for_each(tokio::task::AbortHandle::abort);
+    }
 }
 
 impl Pipes {
@@ -128,13 +141,65 @@ async fn sleep_opt(d: Option<Duration>) {
 }
 
 impl Sender {
-    /// Follows the log until the exit record, then finishes the run.
+    /// Follows the log until the exit record, then finishes the run; or,
+    /// when `finish_timeout` runs out first, stops where it is.
     pub(super) async fn follow(
         mut self,
         init: InitResult,
         first_run: pb::RunRecord,
         mut ctl: mpsc::Receiver<OnlineCtl>,
-        mut exit_replies: Vec<Option<Reply>>,
+        exit_replies: Vec<Option<Reply>>,
+    ) -> Followed {
+        let exits = Exits::new(exit_replies);
+        // `wandb sync` takes as long as it takes, as with wandb-core.
+        let timeout = match self.progress {
+            Some(_) => None,
+            None => self
+                .settings
+                .raw
+                .finish_timeout
+                .filter(|t| t.is_finite() && *t > 0.0)
+                .map(Duration::from_secs_f64),
+        };
+        let followed = {
+            let following = self.follow_log(init, first_run, &mut ctl, &exits);
+            tokio::select! {
+                followed = following => Some(followed),
+                () = exits.expired(timeout) => None,
+            }
+        };
+        if let Some(followed) = followed {
+            return followed;
+        }
+        // The follower, its file stream and uploads are stopped (dropped).
+        let log = self.settings.sync_file.display();
+        self.log.warn(&format!(
+            "finish_timeout ({:.1}s) ran out: uploads stopped; the rest stays in {log}",
+            timeout.unwrap_or_default().as_secs_f64()
+        ));
+        // wandb-core's words first; then where the rest is and how it goes.
+        self.events.warn("Timed out finishing run.".into());
+        self.events.warn(format!(
+            "What was not uploaded is kept in {log}; `wandb sync --no-skip-online {}` \
+             sends it (what the server already has is not sent twice).",
+            self.settings.sync_dir.display()
+        ));
+        exits.answer(true);
+        self.done(&exits, Some(&mut ctl)).await;
+        Followed {
+            exit_synthesized: false,
+            torn: false,
+            file_stream_ok: false,
+            sent: false,
+        }
+    }
+
+    async fn follow_log(
+        &mut self,
+        init: InitResult,
+        first_run: pb::RunRecord,
+        ctl: &mut mpsc::Receiver<OnlineCtl>,
+        exits: &Exits,
     ) -> Followed {
         let path = RunPath {
             entity: init.entity.clone(),
@@ -194,11 +259,12 @@ impl Sender {
                     "run finished on the server (file stream {})",
                     if healthy { "complete" } else { "failed" }
                 ));
-                self.done(exit_replies, Some(&mut ctl)).await;
+                self.done(exits, Some(ctl)).await;
                 return Followed {
                     exit_synthesized: state.exit_synthesized,
                     torn: state.torn,
                     file_stream_ok: healthy,
+                    sent: healthy,
                 };
             }
             // Wait for more of the log, an exit answer to hold, or a
@@ -228,15 +294,16 @@ impl Sender {
                     // what there is; the run stays unfinished.
                     self.flush_batch(&mut state, &pipes.fs).await;
                     let healthy = pipes.close(None).await;
-                    self.done(exit_replies, None).await;
+                    self.done(exits, None).await;
                     return Followed {
                         exit_synthesized: false,
                         torn: state.torn,
                         file_stream_ok: healthy,
+                        sent: false,
                     };
                 }
                 msg = ctl.recv(), if ctl_open => match msg {
-                    Some(OnlineCtl::Exit { reply }) => exit_replies.push(reply),
+                    Some(OnlineCtl::Exit { reply }) => exits.push(reply),
                     Some(OnlineCtl::LinkArtifact { request, reply }) => {
                         let cx = self.job_context(&path);
                         state.artifacts.link(cx, *request, reply);
@@ -301,6 +368,12 @@ impl Sender {
                 .filter(|b| *b > 0)
                 .map_or(10 << 20, |b| b as usize),
             buffer_bytes: filestream::BUFFER_BYTES,
+            max_line: self
+                .settings
+                .raw
+                .x_file_stream_max_line_bytes
+                .filter(|b| *b > 0)
+                .map_or(filestream::MAX_LINE, |b| b as usize),
             gzip,
         };
         let events = self.events.clone();
@@ -324,6 +397,7 @@ impl Sender {
         };
         let up_task = tokio::spawn(uploads::run(uploader, up_rx));
         Pipes {
+            _stop: AbortOnDrop(vec![fs_task.abort_handle(), up_task.abort_handle()]),
             fs: fs_tx,
             fs_task,
             up: up_tx,
@@ -350,7 +424,7 @@ impl Sender {
         path: &RunPath,
     ) {
         if reader.is_none() {
-            *reader = LogReader::open(&self.settings.sync_file).ok();
+            *reader = LogReader::open(&self.settings.log_file).ok();
         }
         let Some(r) = reader else {
             return;
@@ -660,13 +734,9 @@ impl Sender {
     /// Nothing more will be sent: tells the run, answers the exits held,
     /// and (when the handler is still there) answers later exits at once
     /// and refuses later artifacts until it hangs up.
-    async fn done(
-        &self,
-        exit_replies: Vec<Option<Reply>>,
-        ctl: Option<&mut mpsc::Receiver<OnlineCtl>>,
-    ) {
+    async fn done(&self, exits: &Exits, ctl: Option<&mut mpsc::Receiver<OnlineCtl>>) {
         self.events.finished();
-        exit_replies.into_iter().for_each(answer_exit);
+        exits.answer(false);
         if let Some(ctl) = ctl {
             while let Some(msg) = ctl.recv().await {
                 if let Some(OnlineCtl::Exit { reply }) =

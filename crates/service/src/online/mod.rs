@@ -18,6 +18,7 @@
 pub(crate) mod artifacts;
 pub(crate) mod checksums;
 pub(crate) mod events;
+mod exits;
 mod filestream;
 mod follow;
 mod lines;
@@ -98,7 +99,7 @@ pub(crate) fn spawn(
     committed: watch::Receiver<u64>,
     files_done: watch::Receiver<bool>,
     events: Events,
-) -> Result<(OnlineHandle, tokio::task::JoinHandle<()>), BackendError> {
+) -> Result<(OnlineHandle, tokio::task::JoinHandle<bool>), BackendError> {
     let backend = Backend::new(BackendConfig::from_settings(&settings.raw)?)?;
     // Room for many artifacts logged at once.
     let (ctl, ctl_rx) = mpsc::channel(256);
@@ -143,7 +144,9 @@ struct Sender {
 
 impl Sender {
     /// Init first (records wait in the log meanwhile), then follow.
-    async fn run(mut self, mut ctl: mpsc::Receiver<OnlineCtl>) {
+    /// Returns whether the run is finished on the server with everything
+    /// in its log (else the log is what `wandb sync` sends).
+    async fn run(mut self, mut ctl: mpsc::Receiver<OnlineCtl>) -> bool {
         // Init first; records wait in the log meanwhile.
         let mut exit_replies = Vec::new();
         let init = loop {
@@ -168,7 +171,7 @@ impl Sender {
                     // The run never started; nothing to send.
                     let _ = self.files_done.wait_for(|d| *d).await;
                     exit_replies.into_iter().for_each(answer_exit);
-                    return;
+                    return true;
                 }
             }
         };
@@ -184,9 +187,10 @@ impl Sender {
                     answer_exit(reply);
                 }
             }
-            return;
+            // wandb.init failed: the log holds no more than its run record.
+            return true;
         };
-        self.follow(init, run, ctl, exit_replies).await;
+        self.follow(init, run, ctl, exit_replies).await.sent
     }
 
     /// Resume status (if asked) and the first UpsertBucket, within

@@ -82,7 +82,7 @@ pub async fn replay(r: Replay) -> Result<ReplayOutcome, BackendError> {
     // Live: tell the follower whenever the log grows; otherwise the log is
     // complete as it is (the sender dropped = "writer gone").
     let poller = if r.live {
-        let path = r.settings.sync_file.clone();
+        let path = r.settings.log_file.clone();
         Some(tokio::spawn(async move {
             let mut last = 0;
             loop {

@@ -139,12 +139,12 @@ pub fn spawn(
     // one is refused at its run record (wandb.init raises), as wandb-core
     // refuses it, instead of being accepted and never sent. Online, the
     // log is the online sender's queue: kept while the run is sent even when
-    // asked to skip it, removed once it is sent.
+    // asked to skip it (under a hidden name, see `RunSettings::log_file`).
     let skip = settings.skip_transaction_log && settings.offline;
     let (file, log_error) = if skip {
         (None, None)
     } else {
-        match LogWriter::create(&settings.sync_file, policy) {
+        match LogWriter::create(&settings.log_file, policy) {
             Ok(w) => (Some(w), None),
             Err(e) => {
                 let message = format!(
@@ -227,7 +227,7 @@ pub fn spawn(
                 tokio::time::sleep(ONLINE_GRACE).await;
             };
             let sent = tokio::select! {
-                _ = &mut task => true,
+                sent = &mut task => sent.unwrap_or(false),
                 _ = hurry => {
                     task.abort();
                     log.warn(&format!(
@@ -239,9 +239,17 @@ pub fn spawn(
                     false
                 }
             };
-            // The log is the only copy of what was not sent.
-            if sent && settings.skip_transaction_log {
-                let _ = std::fs::remove_file(&settings.sync_file);
+            // The log is the only copy of what was not sent: kept, under
+            // the name `wandb sync` looks for.
+            if settings.log_file != settings.sync_file {
+                let kept = if sent {
+                    std::fs::remove_file(&settings.log_file)
+                } else {
+                    std::fs::rename(&settings.log_file, &settings.sync_file)
+                };
+                if let Err(e) = kept {
+                    log.warn(&format!("stream: {}: {e}", settings.log_file.display()));
+                }
             }
         }
         log.info("stream: finished");
