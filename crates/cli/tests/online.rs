@@ -521,6 +521,41 @@ except Exception as e:
         Some("resumed tags: ['first', 't2']")
     );
     assert_eq!(tags(pair.ours.1.text()), tags(pair.reference.1.text()));
+    // Each session's log has its sync state beside it: where its rows
+    // start (the runtime is the server's, so only its presence is compared).
+    let sync_states = |work: &Path| -> Vec<(String, Value)> {
+        let mut states: Vec<(String, Value)> = std::fs::read_dir(work.join("wandb"))
+            .unwrap()
+            .flatten()
+            .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().ends_with(".wandb.syncstate"))
+            .map(|p| {
+                let v: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+                let name = p.file_name().unwrap().to_string_lossy();
+                let id = name
+                    .trim_start_matches("run-")
+                    .trim_end_matches(".wandb.syncstate");
+                let id = id.to_string();
+                (
+                    id,
+                    json!([v["starting_step"], v["starting_runtime"].is_i64()]),
+                )
+            })
+            .collect();
+        states.sort_by_key(|s| s.1.to_string());
+        states
+    };
+    let theirs = sync_states(&pair.reference.1.work);
+    assert_eq!(
+        theirs,
+        [
+            ("resume1".to_string(), json!([0, true])),
+            ("resume1".to_string(), json!([5, true]))
+        ],
+        "reference"
+    );
+    assert_eq!(sync_states(&pair.ours.1.work), theirs);
 }
 
 #[test]

@@ -24,6 +24,7 @@ mod follow;
 mod lines;
 mod replay;
 mod requests;
+mod syncstate;
 pub(crate) mod uploads;
 mod upsert;
 
@@ -80,6 +81,9 @@ pub struct InitResult {
     pub storage_id: String,
     pub sweep_name: String,
     pub resumed: Option<ResumeState>,
+    /// The step the run's next row gets: the resumed run's next, else the
+    /// run record's; fixed by the first upload of this log (`syncstate`).
+    pub starting_step: i64,
 }
 
 /// The handler's handle on the online sender.
@@ -244,6 +248,7 @@ impl Sender {
             }
             resumed = state;
         }
+        let starting_step = self.starting_step(run, resumed.as_ref()).await;
         let mut config = RunConfig::default();
         if let Some(c) = &run.config {
             config.apply(c);
@@ -280,6 +285,38 @@ impl Sender {
             storage_id: bucket.storage_id,
             sweep_name: bucket.sweep_name,
             resumed,
+            starting_step,
         })
+    }
+
+    /// Where the run's rows start, as the log's sync state has it (stored
+    /// now if this is the log's first upload; none is kept when the user
+    /// asked for no transaction log, as with wandb-core).
+    async fn starting_step(&self, run: &pb::RunRecord, resumed: Option<&ResumeState>) -> i64 {
+        let mut start = syncstate::Start {
+            step: run.starting_step,
+            runtime_ms: 0,
+        };
+        if let Some(r) = resumed {
+            if let Some(step) = r.last_step {
+                start.step = step + 1;
+            }
+            if let Some(step) = r.summary.get("_step").and_then(|v| v.as_i64()) {
+                start.step = start.step.max(step + 1);
+            }
+            start.runtime_ms = (r.runtime.max(0.0) * 1000.0) as i64;
+        }
+        if self.settings.skip_transaction_log {
+            return start.step;
+        }
+        let log = self.settings.sync_file.clone();
+        match tokio::task::spawn_blocking(move || syncstate::get_or_init(&log, start)).await {
+            Ok(Ok(stored)) => stored.step,
+            Ok(Err(e)) => {
+                self.log.warn(&format!("sync state not kept: {e}"));
+                start.step
+            }
+            Err(_) => start.step,
+        }
     }
 }

@@ -73,11 +73,9 @@ impl Handler {
                 if !init.sweep_name.is_empty() {
                     answer.sweep_id = init.sweep_name;
                 }
+                answer.starting_step = init.starting_step;
                 if let Some(resumed) = init.resumed {
                     answer.resumed = true;
-                    if let Some(step) = resumed.last_step {
-                        answer.starting_step = step + 1;
-                    }
                     answer.runtime = resumed.runtime as i32;
                     // The run keeps its tags unless this session gives some,
                     // as with wandb-core.
@@ -90,9 +88,6 @@ impl Handler {
                     merged.apply(&resumed.config_record());
                     merged.merge_from(&self.config);
                     self.config = merged;
-                    if let Some(sum) = resumed.summary.get("_step").and_then(|v| v.as_i64()) {
-                        answer.starting_step = answer.starting_step.max(sum + 1);
-                    }
                 }
                 if let Some(run) = &mut self.run {
                     run.entity = answer.entity.clone();
