@@ -54,6 +54,26 @@ fn run_script(python: &Path, standin: &StandIn, script: &str, key: &str, what: &
     Ran { out, work }
 }
 
+/// `wandb sync` (of the Python environment `python`: its service does the
+/// work) against `standin`, within a deadline.
+fn wandb_sync(python: &Path, standin: &StandIn, work: &Path, args: &[&std::ffi::OsStr]) -> Ran {
+    let out = Command::new(python.parent().unwrap().join("wandb"))
+        .arg("sync")
+        .args(args)
+        .current_dir(work)
+        .env_remove("WANDB_SERVICE")
+        .env("WANDB_BASE_URL", &standin.base_url)
+        .env("WANDB_API_KEY", KEY)
+        .env("WANDB_ERROR_REPORTING", "false")
+        .env("HOME", work)
+        .output_within(std::time::Duration::from_secs(300))
+        .unwrap();
+    Ran {
+        out,
+        work: work.to_path_buf(),
+    }
+}
+
 /// The same script through both services, each with its own stand-in.
 struct Pair {
     reference: (StandIn, Ran),
@@ -862,23 +882,9 @@ run.finish()
         .expect("the offline run directory");
 
     let s = standin(KEY, &[]);
-    let wandb_cli = reference_python().parent().unwrap().join("wandb");
-    let out = Command::new(&wandb_cli)
-        .arg("sync")
-        .arg(&run_dir)
-        .current_dir(&work)
-        .env_remove("WANDB_SERVICE")
-        .env("WANDB_BASE_URL", &s.base_url)
-        .env("WANDB_API_KEY", KEY)
-        .env("WANDB_ERROR_REPORTING", "false")
-        .env("HOME", &work)
-        .output_limited()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let synced = wandb_sync(reference_python(), &s, &work, &[run_dir.as_os_str()]);
+    let text = synced.text();
+    let out = synced.out;
     assert!(out.status.success(), "{text}");
     let key = RunKey::new("standin", "synced", "offline1");
     let run = s
@@ -952,22 +958,13 @@ except TimeoutError as e:
                 .map(|e| e.path())
                 .find(|p| p.to_string_lossy().ends_with("-slowfinish1"))
                 .expect("the run directory");
-            let out = Command::new(ours_python.parent().unwrap().join("wandb"))
-                .args(["sync", "--no-skip-online"])
-                .arg(&run_dir)
-                .current_dir(&ran.work)
-                .env_remove("WANDB_SERVICE")
-                .env("WANDB_BASE_URL", &s.base_url)
-                .env("WANDB_API_KEY", KEY)
-                .env("WANDB_ERROR_REPORTING", "false")
-                .env("HOME", &ran.work)
-                .output_limited()
-                .unwrap();
-            let synced = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
+            let ran_sync = wandb_sync(
+                ours_python,
+                &s,
+                &ran.work,
+                &["--no-skip-online".as_ref(), run_dir.as_os_str()],
             );
+            let (out, synced) = (&ran_sync.out, ran_sync.text());
             assert!(out.status.success(), "{synced}");
             let run = s.store.run(&key).expect("the run");
             assert!(run.complete, "{synced}");
