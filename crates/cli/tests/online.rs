@@ -381,6 +381,60 @@ run.finish()
     assert!(store.file_content(&key, "sub/deep.txt").is_some());
 }
 
+/// `ignore_globs` apply to every run file, wandb's own included, matched
+/// against the path under `files/` as Go's `filepath.Match` does.
+#[test]
+fn ignored_files_are_not_uploaded() {
+    let script = r#"
+import os, wandb
+run = wandb.init(project="online", id="ignore1", settings=wandb.Settings(
+    ignore_globs=("requirements.txt", "*.yaml", "sub/*.txt", "output.log")))
+os.makedirs("sub/deep", exist_ok=True)
+for name in ["keep.txt", "sub/skip.txt", "sub/deep/keep.txt"]:
+    with open(name, "w") as f:
+        f.write(name + "\n")
+    wandb.save(name, policy="now")
+print("a console line")
+run.log({"x": 1})
+run.finish()
+"#;
+    let pair = both("ignore", script, &[], KEY);
+    assert_succeeded(&pair);
+    assert_same("ignore", &pair);
+    let key = RunKey::new("standin", "online", "ignore1");
+    let mut stored: Vec<String> = pair
+        .ours
+        .0
+        .store
+        .files(&key)
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
+    stored.sort();
+    for gone in [
+        "requirements.txt",
+        "config.yaml",
+        "sub/skip.txt",
+        "output.log",
+    ] {
+        assert!(
+            !stored.iter().any(|p| p == gone),
+            "{gone} uploaded: {stored:?}"
+        );
+    }
+    for kept in [
+        "keep.txt",
+        "sub/deep/keep.txt",
+        "wandb-summary.json",
+        "wandb-metadata.json",
+    ] {
+        assert!(
+            stored.iter().any(|p| p == kept),
+            "{kept} missing: {stored:?}"
+        );
+    }
+}
+
 #[test]
 fn console_output() {
     let script = r#"

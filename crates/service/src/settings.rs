@@ -61,6 +61,48 @@ pub struct RunSettings {
     pub silent: bool,
     pub start_time: Option<f64>,
     pub flush_interval: Option<Duration>,
+    /// `ignore_globs`: run files that are never uploaded.
+    pub ignore: IgnoreGlobs,
+}
+
+/// The `ignore_globs` setting, matched against a run file's path relative
+/// to `files/` (wandb's own files included, as wandb-core does).
+///
+/// Matching follows Go's `filepath.Match`, which wandb-core uses: `*` and
+/// `?` stop at `/`, `[!a]`/`[^a]` negate a class. A pattern that does not
+/// compile ignores nothing (Go's match fails with an error there). One
+/// difference is left: globset reads `{a,b}` as alternatives, Go as text.
+#[derive(Debug, Clone, Default)]
+pub struct IgnoreGlobs {
+    set: globset::GlobSet,
+    /// The patterns that did not compile, for the run's log.
+    pub invalid: Vec<String>,
+}
+
+impl IgnoreGlobs {
+    pub fn new<'a>(patterns: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut builder = globset::GlobSetBuilder::new();
+        let mut invalid = Vec::new();
+        for p in patterns {
+            match globset::GlobBuilder::new(p)
+                .literal_separator(true)
+                .backslash_escape(true)
+                .build()
+            {
+                Ok(glob) => {
+                    builder.add(glob);
+                }
+                Err(_) => invalid.push(p.to_string()),
+            }
+        }
+        let set = builder.build().unwrap_or_default();
+        Self { set, invalid }
+    }
+
+    /// Whether the run file at `path` (relative to `files/`) is ignored.
+    pub fn matches(&self, path: &str) -> bool {
+        self.set.is_match(path)
+    }
 }
 
 impl RunSettings {
@@ -145,6 +187,11 @@ impl RunSettings {
             silent: raw.silent.unwrap_or(false),
             start_time: raw.x_start_time,
             flush_interval,
+            ignore: IgnoreGlobs::new(
+                raw.ignore_globs
+                    .iter()
+                    .flat_map(|l| l.value.iter().map(String::as_str)),
+            ),
             raw,
         })
     }
@@ -189,6 +236,32 @@ mod tests {
         assert_eq!(s.files_dir(), PathBuf::from("/tmp/r/files"));
         assert_eq!(s.output_file_name, "output____rank_0.log");
         assert!(s.primary && s.save_requirements && !s.offline);
+    }
+
+    #[test]
+    fn ignore_globs_match_as_go_filepath_match_does() {
+        let g = IgnoreGlobs::new([
+            "requirements.txt",
+            "sub/*.txt",
+            "[!a]*.bin",
+            "[^b]x",
+            "a?c",
+            "bad[",
+        ]);
+        for yes in ["requirements.txt", "sub/x.txt", "b.bin", "ax", "abc"] {
+            assert!(g.matches(yes), "{yes}");
+        }
+        for no in [
+            "sub/deep/x.txt",
+            "x/requirements.txt",
+            "a.bin",
+            "bx",
+            "a/c",
+            "bad[",
+        ] {
+            assert!(!g.matches(no), "{no}");
+        }
+        assert_eq!(g.invalid, ["bad["]);
     }
 
     #[test]

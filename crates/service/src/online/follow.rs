@@ -394,7 +394,13 @@ impl Sender {
             stats: self.stats.clone(),
             events: self.events.clone(),
             done: Default::default(),
+            ignore: self.settings.ignore.clone(),
         };
+        for bad in &self.settings.ignore.invalid {
+            self.log.warn(&format!(
+                "ignore_globs: {bad:?} is not a valid pattern; it ignores nothing"
+            ));
+        }
         let up_task = tokio::spawn(uploads::run(uploader, up_rx));
         Pipes {
             _stop: AbortOnDrop(vec![fs_task.abort_handle(), up_task.abort_handle()]),

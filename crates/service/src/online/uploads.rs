@@ -19,6 +19,7 @@ use super::events::Events;
 use super::filestream::FsMsg;
 use crate::backend::Backend;
 use crate::runlog::RunLog;
+use crate::settings::IgnoreGlobs;
 
 /// How long paths are collected before one CreateRunFiles.
 const BATCH_DELAY: Duration = Duration::from_secs(5);
@@ -156,6 +157,8 @@ pub struct Uploader {
     pub events: Events,
     /// What was uploaded, by path: (size, modified) at that time.
     pub done: BTreeMap<String, Stamp>,
+    /// `ignore_globs`: never uploaded, whoever asks.
+    pub ignore: IgnoreGlobs,
 }
 
 impl Uploader {
@@ -174,6 +177,7 @@ impl Uploader {
     async fn upload(&mut self, paths: BTreeSet<String>) {
         let paths: Vec<(String, Stamp)> = paths
             .into_iter()
+            .filter(|p| !self.ignore.matches(p))
             .filter_map(|p| self.stamp(&p).map(|s| (p, s)))
             .filter(|(p, s)| self.done.get(p) != Some(s))
             .collect();
