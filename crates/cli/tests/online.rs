@@ -435,6 +435,88 @@ run.finish()
     }
 }
 
+/// With `save_code`, the main script and the git state (uncommitted
+/// changes against HEAD, and everything since the upstream commit) are
+/// saved into the run and uploaded. The repository is made by the script,
+/// with fixed commit dates so both services see the same SHAs, and is the
+/// run's root (the scratch directory lies inside this project's own
+/// repository, which the SDK would find otherwise).
+#[test]
+fn code_and_git_patches_are_saved() {
+    let script = r##"
+import os, subprocess, sys
+env = dict(os.environ)
+env.pop("WANDB_DISABLE_GIT", None)
+env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="t",
+           GIT_COMMITTER_EMAIL="t@example.com", GIT_AUTHOR_DATE="2024-01-01T00:00:00Z",
+           GIT_COMMITTER_DATE="2024-01-01T00:00:00Z", GIT_CONFIG_GLOBAL="/dev/null",
+           WANDB_DIR=os.path.abspath("repo"))
+def git(*args, cwd="repo"):
+    subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
+train = """import wandb
+run = wandb.init(project="online", id="code1", settings=wandb.Settings(save_code=True))
+run.log({"x": 1})
+run.finish()
+"""
+os.makedirs("repo/src")
+git("init", "-q", "--bare", "-b", "main", "origin.git", cwd=".")
+git("init", "-q", "-b", "main")
+with open("repo/src/train.py", "w") as f:
+    f.write("# one\n" + train)
+git("add", ".")
+git("commit", "-qm", "one")
+git("remote", "add", "origin", "../origin.git")
+git("push", "-q", "-u", "origin", "main")
+with open("repo/src/train.py", "w") as f:
+    f.write("# two\n" + train)
+git("commit", "-qam", "two")
+with open("repo/src/train.py", "w") as f:
+    f.write("# three, not committed\n" + train)
+# Started from src/: the local code path differs from the one in the repository.
+sys.exit(subprocess.run([sys.executable, "train.py"], cwd="repo/src", env=env).returncode)
+"##;
+    let pair = both("code", script, &[], KEY);
+    assert_succeeded(&pair);
+    assert_same("code", &pair);
+    let key = RunKey::new("standin", "online", "code1");
+    let store = &pair.ours.0.store;
+    let code = store
+        .file_content(&key, "code/src/train.py")
+        .expect("code saved");
+    assert!(code.starts_with(b"# three"));
+    let head = store.file_content(&key, "diff.patch").expect("diff.patch");
+    assert!(String::from_utf8_lossy(&head).contains("+# three"));
+    let upstream: Vec<String> = store
+        .files(&key)
+        .into_iter()
+        .map(|f| f.path)
+        .filter(|p| p.starts_with("diff_") && p.ends_with(".patch"))
+        .collect();
+    assert_eq!(upstream.len(), 1, "{upstream:?}");
+    // What the metadata says about the code.
+    let code_facts = |s: &Store| {
+        let bytes = s
+            .file_content(&key, "wandb-metadata.json")
+            .expect("metadata");
+        let m: Value = serde_json::from_slice(&bytes).unwrap();
+        json!([
+            m["program"],
+            m["codePath"],
+            m["codePathLocal"],
+            m["git"],
+            m["root"]
+        ])
+    };
+    let (theirs, ours) = (code_facts(&pair.reference.0.store), code_facts(store));
+    let strip = |v: &Value, work: &Path| {
+        Value::from(v.to_string().replace(&*work.to_string_lossy(), "<work>"))
+    };
+    assert_eq!(
+        strip(&theirs, &pair.reference.1.work),
+        strip(&ours, &pair.ours.1.work)
+    );
+}
+
 #[test]
 fn console_output() {
     let script = r#"

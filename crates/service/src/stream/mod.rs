@@ -20,6 +20,7 @@
 //! and hangs up on the next.
 
 pub(crate) mod backpressure;
+mod code;
 pub(crate) mod handler;
 mod history;
 pub(crate) mod monitor;
@@ -64,6 +65,8 @@ pub enum StreamInput {
     Teardown { exit_code: i32 },
     /// A sample or the machine's description from the system monitor.
     Monitor(monitor::MonitorOutput),
+    /// Files the service saved itself ([`code`]).
+    SavedFiles(wandb_proto::pb::FilesRecord),
 }
 
 /// The mux's handle on a running stream.
@@ -187,6 +190,11 @@ pub fn spawn(
         handler.refuse_without_log(&message);
     }
     handler.set_monitor(monitor::Monitor::spawn(&settings, tx.downgrade()));
+    handler.set_code_saver(code::CodeSaver {
+        settings: settings.clone(),
+        log: log.clone(),
+        to: tx.downgrade(),
+    });
     let mut online_task = None;
     match online {
         Some(Ok((handle, task))) => {
@@ -325,6 +333,7 @@ async fn run_handler(
                     }
                 }
                 Some(StreamInput::Monitor(out)) => handler.monitor_output(out),
+                Some(StreamInput::SavedFiles(files)) => handler.saved_files(files),
                 Some(StreamInput::Teardown { exit_code }) => {
                     let print_footer = !handler.exited();
                     handler.finish(Ending::Synthesized(exit_code));

@@ -30,7 +30,7 @@ impl Handler {
         let env = pb::EnvironmentRecord {
             docker: s.docker.clone().unwrap_or_default(),
             code_path: s.program_relpath.clone().unwrap_or_default(),
-            code_path_local: s.program_relpath.clone().unwrap_or_default(),
+            code_path_local: s.code_path_local.clone().unwrap_or_default(),
             git,
             colab: s.colab_url.clone().unwrap_or_default(),
             slurm,

@@ -37,6 +37,7 @@ use wandb_proto::pb::response::ResponseType;
 use wandb_proto::view::PartialHistoryView;
 
 use self::init::PendingInit;
+use super::code::CodeSaver;
 use super::history::History;
 use super::monitor::{Monitor, MonitorOutput};
 use super::runfiles::FilesMsg;
@@ -106,6 +107,8 @@ pub struct Handler {
 
     /// The system monitor (stopped at exit).
     monitor: Option<Monitor>,
+    /// Saves the code and git patches at run start (taken then).
+    code: Option<CodeSaver>,
     /// This stream's writer id, in its environment records.
     writer_id: String,
     /// Recent samples per metric for `get_system_metrics`.
@@ -164,6 +167,7 @@ impl Handler {
             pending_init: None,
             online_done: false,
             monitor: None,
+            code: None,
             writer_id: uuid::Uuid::now_v7().to_string(),
             system_metrics: Default::default(),
         }
@@ -172,6 +176,18 @@ impl Handler {
     /// Gives the handler its system monitor.
     pub fn set_monitor(&mut self, monitor: Monitor) {
         self.monitor = Some(monitor);
+    }
+
+    pub(crate) fn set_code_saver(&mut self, saver: CodeSaver) {
+        self.code = Some(saver);
+    }
+
+    /// Files the service saved itself (code, git patches): announced in
+    /// the log, so they are uploaded (and synced) like the SDK's own.
+    pub fn saved_files(&mut self, files: pb::FilesRecord) {
+        if !self.exited {
+            self.emit(RecordType::Files(files));
+        }
     }
 
     /// A sample or the machine's description from the monitor.

@@ -142,6 +142,9 @@ impl Handler {
         if let Some(m) = &self.monitor {
             m.start();
         }
+        if let Some(saver) = self.code.take() {
+            saver.start();
+        }
         if let Some(reply) = reply {
             reply.response(None);
         }
