@@ -117,7 +117,12 @@ fn request_summary(s: &StandIn) -> String {
 }
 
 fn volatile(key: &str) -> bool {
-    key == "_runtime" || key == "_timestamp" || key.starts_with("_wandb")
+    key == "_runtime"
+        || key == "_timestamp"
+        || key.starts_with("_wandb")
+        // A table's client-side artifact IDs are random.
+        || key == "artifact_path"
+        || key == "_latest_artifact_path"
 }
 
 /// Lines the SDK prints about itself (retries, progress) land in the
@@ -618,15 +623,22 @@ run.finish()
 #[test]
 fn resume_an_existing_run() {
     let script = r#"
-import wandb
-run = wandb.init(project="online", id="resume1", config={"a": 1}, tags=["first", "t2"])
+import numpy as np, wandb
+run = wandb.init(project="online", id="resume1", config={"a": 1}, tags=["first", "t2"], notes="first notes")
 for i in range(5):
     run.log({"x": i})
+mask = np.zeros((8, 8), dtype=np.uint8)
+mask[2:5, 2:5] = 1
+run.log({"seg": wandb.Image(np.zeros((8, 8, 3), dtype=np.uint8),
+                            masks={"pred": {"mask_data": mask, "class_labels": {0: "bg", 1: "cat"}}})})
+table = wandb.Table(data=[[1, 2], [2, 4]], columns=["u", "v"])
+run.log({"chart": wandb.plot.line(table, "u", "v", title="t")})
 print("first session")
 run.finish()
 run = wandb.init(project="online", id="resume1", resume="must")
 assert run.resumed, "not resumed"
 print("resumed tags:", sorted(run.tags))
+print("resumed notes:", run.notes)
 for i in range(5, 8):
     run.log({"x": i})
 print("second session")
@@ -648,7 +660,17 @@ except Exception as e:
     let key = RunKey::new("standin", "online", "resume1");
     let rows = pair.ours.0.store.history(&key);
     let steps: Vec<i64> = rows.iter().map(|r| r["_step"].as_i64().unwrap()).collect();
-    assert_eq!(steps, (0..8).collect::<Vec<_>>());
+    assert_eq!(steps, (0..10).collect::<Vec<_>>());
+    // The media entries of `_wandb` (mask class labels, custom charts) are
+    // kept across the resume.
+    let media_config = |s: &Store| {
+        let config = s.run(&key).unwrap().config;
+        let w = &config["_wandb"]["value"];
+        json!([w["mask/class_labels"], w["visualize"]])
+    };
+    let theirs = media_config(&pair.reference.0.store);
+    assert!(theirs[0].is_object() && theirs[1].is_object(), "{theirs}");
+    assert_eq!(media_config(&pair.ours.0.store), theirs);
     // Both refusals raise the same kind (UsageError), with the same words.
     let refusals = |text: String| -> Vec<String> {
         text.lines()
@@ -677,6 +699,16 @@ except Exception as e:
         Some("resumed tags: ['first', 't2']")
     );
     assert_eq!(tags(pair.ours.1.text()), tags(pair.reference.1.text()));
+    let notes = |text: String| {
+        text.lines()
+            .find(|l| l.starts_with("resumed notes:"))
+            .map(String::from)
+    };
+    assert_eq!(
+        notes(pair.reference.1.text()).as_deref(),
+        Some("resumed notes: first notes")
+    );
+    assert_eq!(notes(pair.ours.1.text()), notes(pair.reference.1.text()));
     // Each session's log has its sync state beside it: where its rows
     // start (the runtime is the server's, so only its presence is compared).
     let sync_states = |work: &Path| -> Vec<(String, Value)> {
@@ -707,7 +739,7 @@ except Exception as e:
         theirs,
         [
             ("resume1".to_string(), json!([0, true])),
-            ("resume1".to_string(), json!([5, true]))
+            ("resume1".to_string(), json!([7, true]))
         ],
         "reference"
     );

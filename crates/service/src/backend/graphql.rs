@@ -74,27 +74,151 @@ pub struct ResumeState {
     pub runtime: f64,
     /// The run's tags, kept when the resuming session gives none.
     pub tags: Vec<String>,
+    /// The run's notes, kept when the resuming session gives none.
+    pub notes: String,
 }
 
+/// The entries of the server's `_wandb` config a resumed run keeps: what
+/// the SDK put there for media and charts logged earlier (mask class
+/// labels, custom charts), which the UI needs to draw those values. The
+/// rest of `_wandb` is the service's own and is made anew.
+const KEPT_WANDB_ENTRIES: [&str; 3] = ["viz", "visualize", "mask/class_labels"];
+
 impl ResumeState {
-    /// The server's config (without `_wandb`) as a config record, to lay
-    /// under what the resuming session sets.
-    pub fn config_record(&self) -> wandb_proto::pb::ConfigRecord {
-        wandb_proto::pb::ConfigRecord {
-            update: match &self.config {
-                JValue::Object(members) => members
-                    .iter()
-                    .filter(|(k, _)| k.as_str() != "_wandb")
-                    .map(|(k, v)| wandb_proto::pb::ConfigItem {
-                        key: k.clone(),
-                        value_json: v.to_json(),
-                        ..Default::default()
+    /// The run from RunResumeStatus's `bucket`; `None` when there is no
+    /// such run (no bucket, or one never initialised: no `_wandb.t`).
+    fn from_bucket(b: &Value) -> Result<Option<Self>, BackendError> {
+        if b.is_null() {
+            return Ok(None);
+        }
+        let has_t = wandb_json_field(&b["wandbConfig"]).is_some_and(|c| c.get("t").is_some());
+        if !has_t {
+            return Ok(None);
+        }
+        let missing = |f: &str| BackendError::GraphQL {
+            what: "RunResumeStatus".into(),
+            message: format!("the server's answer lacks {f}"),
+        };
+        let int = |f: &str| b[f].as_i64().ok_or_else(|| missing(f));
+        // `{key: {"value": v}}` on the server; kept as `{key: v}`.
+        let config = match wandb_json_field(&b["config"]) {
+            Some(JValue::Object(members)) => JValue::Object(
+                members
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let inner = v.get("value").cloned().unwrap_or(v);
+                        (k, inner)
                     })
                     .collect(),
-                _ => Vec::new(),
-            },
+            ),
+            _ => return Err(missing("config")),
+        };
+        let summary = wandb_json_field(&b["summaryMetrics"])
+            .filter(|s| matches!(s, JValue::Object(_)))
+            .ok_or_else(|| missing("summaryMetrics"))?;
+        let history_tail =
+            wandb_json_field(&b["historyTail"]).ok_or_else(|| missing("historyTail"))?;
+        let events_tail =
+            wandb_json_field(&b["eventsTail"]).ok_or_else(|| missing("eventsTail"))?;
+        let history_line_count = int("historyLineCount")?;
+        // The last step the run reached: the highest of the summary's, the
+        // last row's and the row count's word for it (rows may have been
+        // sent without a summary update, or the tail may be short).
+        let last_row = last_line(&history_tail);
+        let last_step = [
+            summary.get("_step").and_then(JValue::as_i64),
+            last_row
+                .as_ref()
+                .and_then(|r| r.get("_step"))
+                .and_then(JValue::as_i64),
+            (history_line_count > 0).then(|| history_line_count - 1),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
+        // The run's clock: the highest `_runtime` it reported anywhere.
+        let summary_runtime = match summary.get("_wandb") {
+            Some(w @ JValue::Object(_)) => w.get("runtime"),
+            _ => summary.get("_runtime"),
+        };
+        let runtime = [
+            summary_runtime.and_then(JValue::as_f64),
+            last_row
+                .as_ref()
+                .and_then(|r| r.get("_runtime"))
+                .and_then(JValue::as_f64),
+            last_line(&events_tail)
+                .as_ref()
+                .and_then(|r| r.get("_runtime"))
+                .and_then(JValue::as_f64),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|r| r.is_finite())
+        .fold(0.0, f64::max);
+        Ok(Some(ResumeState {
+            storage_id: str_of(b, &["id"]),
+            history_line_count,
+            events_line_count: int("eventsLineCount")?,
+            log_line_count: int("logLineCount")?,
+            config,
+            summary,
+            last_step,
+            runtime,
+            notes: b["notes"].as_str().unwrap_or_default().to_string(),
+            tags: b["tags"]
+                .as_array()
+                .map(|t| {
+                    t.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }))
+    }
+
+    /// The server's config as a config record, to lay under what the
+    /// resuming session sets.
+    pub fn config_record(&self) -> wandb_proto::pb::ConfigRecord {
+        use wandb_proto::pb::ConfigItem;
+        let JValue::Object(members) = &self.config else {
+            return Default::default();
+        };
+        let mut update: Vec<ConfigItem> = members
+            .iter()
+            .filter(|(k, _)| k.as_str() != "_wandb")
+            .map(|(k, v)| ConfigItem {
+                key: k.clone(),
+                value_json: v.to_json(),
+                ..Default::default()
+            })
+            .collect();
+        if let Some(wandb) = self.config.get("_wandb") {
+            for entry in KEPT_WANDB_ENTRIES {
+                if let Some(v) = wandb.get(entry) {
+                    update.push(ConfigItem {
+                        nested_key: vec!["_wandb".into(), entry.into()],
+                        value_json: v.to_json(),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        wandb_proto::pb::ConfigRecord {
+            update,
             ..Default::default()
         }
+    }
+}
+
+/// The last line of a history or events tail (a JSON array of JSON rows).
+fn last_line(tail: &JValue) -> Option<JValue> {
+    match tail {
+        JValue::Array(lines) => lines
+            .last()
+            .and_then(JValue::as_str)
+            .and_then(|l| JValue::parse(l).ok()),
+        _ => None,
     }
 }
 
@@ -203,73 +327,7 @@ impl Backend {
                 deadline,
             )
             .await?;
-        let b = &data["model"]["bucket"];
-        if b.is_null() {
-            return Ok(None);
-        }
-        let has_t = wandb_json_field(&b["wandbConfig"]).is_some_and(|c| c.get("t").is_some());
-        if !has_t {
-            return Ok(None);
-        }
-        let missing = |f: &str| BackendError::GraphQL {
-            what: "RunResumeStatus".into(),
-            message: format!("the server's answer lacks {f}"),
-        };
-        let int = |f: &str| b[f].as_i64().ok_or_else(|| missing(f));
-        // `{key: {"value": v}}` on the server; kept as `{key: v}`.
-        let config = match wandb_json_field(&b["config"]) {
-            Some(JValue::Object(members)) => JValue::Object(
-                members
-                    .into_iter()
-                    .map(|(k, v)| {
-                        let inner = v.get("value").cloned().unwrap_or(v);
-                        (k, inner)
-                    })
-                    .collect(),
-            ),
-            _ => return Err(missing("config")),
-        };
-        let summary = wandb_json_field(&b["summaryMetrics"])
-            .filter(|s| matches!(s, JValue::Object(_)))
-            .ok_or_else(|| missing("summaryMetrics"))?;
-        let history_tail =
-            wandb_json_field(&b["historyTail"]).ok_or_else(|| missing("historyTail"))?;
-        let last_row = match &history_tail {
-            JValue::Array(lines) => lines
-                .last()
-                .and_then(JValue::as_str)
-                .and_then(|l| JValue::parse(l).ok()),
-            _ => None,
-        };
-        let last_step = last_row
-            .as_ref()
-            .and_then(|r| r.get("_step"))
-            .and_then(JValue::as_i64)
-            .or_else(|| summary.get("_step").and_then(JValue::as_i64));
-        let runtime = summary
-            .get("_wandb")
-            .and_then(|w| w.get("runtime"))
-            .and_then(JValue::as_f64)
-            .or_else(|| summary.get("_runtime").and_then(JValue::as_f64))
-            .unwrap_or(0.0);
-        Ok(Some(ResumeState {
-            storage_id: str_of(b, &["id"]),
-            history_line_count: int("historyLineCount")?,
-            events_line_count: int("eventsLineCount")?,
-            log_line_count: int("logLineCount")?,
-            config,
-            summary,
-            last_step,
-            runtime,
-            tags: b["tags"]
-                .as_array()
-                .map(|t| {
-                    t.iter()
-                        .filter_map(|x| x.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        }))
+        ResumeState::from_bucket(&data["model"]["bucket"])
     }
 
     pub async fn create_run_files(
@@ -354,5 +412,64 @@ impl Backend {
         )
         .await
         .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bucket(summary: &str, history_tail: &str, events_tail: &str, rows: i64) -> Value {
+        json!({
+            "id": "UnVuOjE=", "wandbConfig": "{\"t\": 1}", "notes": "n", "tags": ["a"],
+            "config": "{\"lr\": {\"value\": 0.1}, \"_wandb\": {\"value\": {\"t\": 1, \"viz\": {\"c\": 1}, \"m\": []}}}",
+            "summaryMetrics": summary, "historyTail": history_tail, "eventsTail": events_tail,
+            "historyLineCount": rows, "eventsLineCount": 2, "logLineCount": 3,
+        })
+    }
+
+    #[test]
+    fn the_last_step_and_the_clock_are_the_highest_the_run_reported() {
+        let b = bucket(
+            r#"{"_step": 3, "_wandb": {"runtime": 10}}"#,
+            r#"["{\"_step\": 4, \"_runtime\": 12.5}"]"#,
+            r#"["{\"_runtime\": 20.25}"]"#,
+            9,
+        );
+        let r = ResumeState::from_bucket(&b).unwrap().unwrap();
+        assert_eq!(r.last_step, Some(8), "the row count says 9 rows");
+        assert_eq!(r.runtime, 20.25, "the events tail ran longest");
+        assert_eq!(
+            (r.notes.as_str(), r.tags.as_slice()),
+            ("n", &["a".to_string()][..])
+        );
+        let b = bucket(r#"{"_runtime": 30, "_step": 1}"#, "[]", "[]", 0);
+        let r = ResumeState::from_bucket(&b).unwrap().unwrap();
+        assert_eq!((r.last_step, r.runtime), (Some(1), 30.0));
+        // Only the media entries of `_wandb` come back.
+        let keys: Vec<(String, Vec<String>)> = r
+            .config_record()
+            .update
+            .into_iter()
+            .map(|i| (i.key, i.nested_key))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("lr".to_string(), vec![]),
+                (String::new(), vec!["_wandb".to_string(), "viz".to_string()])
+            ]
+        );
+    }
+
+    #[test]
+    fn a_run_never_initialised_is_no_run() {
+        assert!(ResumeState::from_bucket(&Value::Null).unwrap().is_none());
+        let mut b = bucket("{}", "[]", "[]", 0);
+        b["wandbConfig"] = json!("{}");
+        assert!(ResumeState::from_bucket(&b).unwrap().is_none());
+        b["wandbConfig"] = json!("{\"t\": 1}");
+        b["historyTail"] = Value::Null;
+        assert!(ResumeState::from_bucket(&b).is_err());
     }
 }

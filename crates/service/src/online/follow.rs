@@ -235,11 +235,15 @@ impl Sender {
                 console: resumed.log_line_count.max(0) as u64,
             };
         }
-        // A resumed run keeps the server's config under what is set now.
-        state.config.apply(&resumed.config_record());
+        // A resumed run keeps the server's config under what is set now
+        // (merged, as the handler merges it: the session's `_wandb: {}`
+        // must not wipe the server's media entries).
+        let mut session = RunConfig::default();
         if let Some(c) = &state.run.config {
-            state.config.apply(c);
+            session.apply(c);
         }
+        state.config.apply(&resumed.config_record());
+        state.config.merge_from(&session);
         if let JValue::Object(members) = &resumed.summary {
             for (k, v) in members {
                 insert_path(&mut state.summary, std::slice::from_ref(k), v.clone());

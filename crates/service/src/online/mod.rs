@@ -301,9 +301,6 @@ impl Sender {
             if let Some(step) = r.last_step {
                 start.step = step + 1;
             }
-            if let Some(step) = r.summary.get("_step").and_then(|v| v.as_i64()) {
-                start.step = start.step.max(step + 1);
-            }
             start.runtime_ms = (r.runtime.max(0.0) * 1000.0) as i64;
         }
         if self.settings.skip_transaction_log {

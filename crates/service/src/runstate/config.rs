@@ -49,9 +49,21 @@ impl RunConfig {
 
     /// Sets every top-level key of `other` over this config and merges its
     /// telemetry (a resumed run: the server's config under the new one).
+    /// `_wandb` is merged entry by entry (the server's media entries stay
+    /// beside what this session put there).
     pub fn merge_from(&mut self, other: &RunConfig) {
         for (k, v) in &other.root {
             match self.root.iter_mut().find(|(key, _)| key == k) {
+                Some((_, Value::Object(mine))) if k == "_wandb" => {
+                    if let Value::Object(theirs) = v {
+                        for (ek, ev) in theirs {
+                            match mine.iter_mut().find(|(key, _)| key == ek) {
+                                Some((_, slot)) => *slot = ev.clone(),
+                                None => mine.push((ek.clone(), ev.clone())),
+                            }
+                        }
+                    }
+                }
                 Some((_, slot)) => *slot = v.clone(),
                 None => self.root.push((k.clone(), v.clone())),
             }

@@ -82,6 +82,9 @@ impl Handler {
                     if answer.tags.is_empty() {
                         answer.tags = resumed.tags.clone();
                     }
+                    if answer.notes.is_empty() {
+                        answer.notes = resumed.notes.clone();
+                    }
                     self.resumed_runtime = resumed.runtime.max(0.0);
                     // The server's config, under what this session sets.
                     let mut merged = RunConfig::default();
@@ -97,6 +100,7 @@ impl Handler {
                     run.starting_step = answer.starting_step;
                     run.resumed = answer.resumed;
                     run.tags = answer.tags.clone();
+                    run.notes = answer.notes.clone();
                     run.runtime = answer.runtime;
                 }
                 answer.config = Some(pb::ConfigRecord {
