@@ -224,6 +224,25 @@ fn differences(pair: &Pair) -> Vec<String> {
             )
         };
         check("console lines", console(theirs), console(mine));
+        // The form they were sent in: structured (the JSON keys, in order)
+        // when the server offers STRUCTURED_CONSOLE_LOGS, plain otherwise.
+        let forms = |s: &Store| {
+            let raw = s.console_raw(key);
+            let plain = s.console(key);
+            Value::from(
+                raw.iter()
+                    .zip(&plain)
+                    .filter(|(_, p)| !sdk_message(console_text(p).trim_start_matches("ERROR ")))
+                    .map(
+                        |(r, _)| match serde_json::from_str::<serde_json::Map<String, Value>>(r) {
+                            Ok(o) => o.keys().cloned().collect::<Vec<_>>().join(","),
+                            Err(_) => "plain".to_string(),
+                        },
+                    )
+                    .collect::<Vec<_>>(),
+            )
+        };
+        check("console line forms", forms(theirs), forms(mine));
         let files = |s: &Store| {
             let mut f: Vec<(String, String)> = s
                 .files(key)

@@ -86,17 +86,81 @@ pub struct Config {
     pub latency: std::time::Duration,
 }
 
+/// The server features wandb 0.31 knows (its `ServerFeature` enum), all of
+/// which the stand-in can report.
+pub const SERVER_FEATURES: [&str; 37] = [
+    "LARGE_FILENAMES",
+    "ARTIFACT_TAGS",
+    "CLIENT_IDS",
+    "ARTIFACT_REGISTRY_SEARCH",
+    "STRUCTURED_CONSOLE_LOGS",
+    "ARTIFACT_COLLECTION_MEMBERSHIP_FILES",
+    "ARTIFACT_COLLECTION_MEMBERSHIP_FILE_DOWNLOAD_HANDLER",
+    "USE_ARTIFACT_WITH_ENTITY_AND_PROJECT_INFORMATION",
+    "AUTOMATION_EVENT_RUN_METRIC",
+    "AUTOMATION_EVENT_RUN_METRIC_CHANGE",
+    "AUTOMATION_ACTION_NO_OP",
+    "INCLUDE_ARTIFACT_TYPES_IN_REGISTRY_CREATION",
+    "PROJECT_ARTIFACT_COLLECTION_MEMBERSHIP",
+    "ARTIFACT_MEMBERSHIP_IN_LINK_ARTIFACT_RESPONSE",
+    "TOTAL_COUNT_IN_FILE_CONNECTION",
+    "ARTIFACT_COLLECTIONS_FILTERING_SORTING",
+    "ARTIFACT_V2_DOWNLOAD_HANDLER_SUPPORTS_ARTIFACT_ID",
+    "AUTOMATION_EVENT_RUN_METRIC_ZSCORE",
+    "AUTOMATION_EVENT_RUN_STATE",
+    "AUTOMATION_ACTION_PUSH_NOTIFICATION",
+    "AUTOMATION_EVENT_ADD_ARTIFACT_TAG",
+    "AUTOMATION_EVENT_ADD_COLLECTION_TAG",
+    "AUTOMATION_EVENT_REMOVE_ARTIFACT_TAG",
+    "AUTOMATION_EVENT_REMOVE_COLLECTION_TAG",
+    "AUTOMATION_EVENT_UNLINK_ARTIFACT",
+    "AUTOMATIONS_ON_USER",
+    "AUTOMATION_LAST_EXECUTED_AT",
+    "MARK_RUN_FILES_UPLOADED",
+    "SWEEPS_QUERY_FILTERING",
+    "AUTOMATION_SCOPE_ENTITY",
+    "QUERY_AUTOMATIONS_ON_ENTITY",
+    "AUTOMATIONS_ON_ORGANIZATION",
+    "FILESTREAM_GZIP",
+    "SWEEPS_LOCAL_SCHEDULER",
+    "ARTIFACT_DIGEST_ALGORITHM",
+    "AUTOMATION_ACTION_ARIA",
+    "EVAL_TABLES_CES",
+];
+
+/// Which server features the stand-in reports as enabled: `all`, `none`,
+/// or a comma-separated list of names (the rest reported disabled).
+pub fn features(spec: &str) -> Vec<(String, bool)> {
+    let spec = spec.trim();
+    let on: Vec<&str> = match spec {
+        "all" => SERVER_FEATURES.to_vec(),
+        "none" | "" => Vec::new(),
+        list => list
+            .split(',')
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .collect(),
+    };
+    let mut out: Vec<(String, bool)> = SERVER_FEATURES
+        .iter()
+        .map(|f| (f.to_string(), on.contains(f)))
+        .collect();
+    // Names wandb 0.31 does not know are reported too (as a newer server
+    // would): clients must ignore them.
+    for f in on {
+        if !SERVER_FEATURES.contains(&f) {
+            out.push((f.to_string(), true));
+        }
+    }
+    out
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
             api_key: None,
-            features: vec![
-                ("LARGE_FILENAMES".into(), true),
-                ("ARTIFACT_TAGS".into(), true),
-                ("EXPAND_DEFINED_METRIC_GLOBS".into(), false),
-                ("STRUCTURED_CONSOLE_LOGS".into(), false),
-                ("FILESTREAM_GZIP".into(), false),
-            ],
+            // As the W&B cloud: every feature on.
+            features: features("all"),
             upload_token: "standin-token".into(),
             inject: Vec::new(),
             latency: std::time::Duration::ZERO,

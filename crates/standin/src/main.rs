@@ -26,9 +26,10 @@ struct Args {
     /// UpsertBucket:500:1 or file_stream:429:1:1 (repeatable).
     #[arg(long)]
     inject: Vec<Inject>,
-    /// Report this server feature as enabled (e.g. FILESTREAM_GZIP).
-    #[arg(long)]
-    feature: Vec<String>,
+    /// Server features reported as enabled: `all` (as the W&B cloud),
+    /// `none`, or a comma-separated list (e.g. FILESTREAM_GZIP).
+    #[arg(long, default_value = "all")]
+    features: String,
     /// Answer every request this many milliseconds after it arrived (a slow
     /// backend).
     #[arg(long, default_value_t = 0)]
@@ -37,18 +38,13 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let mut config = Config {
+    let config = Config {
         api_key: args.api_key,
         inject: args.inject,
         latency: std::time::Duration::from_millis(args.latency_ms),
+        features: wandb_standin::features(&args.features),
         ..Default::default()
     };
-    for f in args.feature {
-        match config.features.iter_mut().find(|(n, _)| *n == f) {
-            Some((_, on)) => *on = true,
-            None => config.features.push((f, true)),
-        }
-    }
     let store = Store::open(args.db.as_deref()).context("open the store")?;
     let standin = StandIn::spawn(config, args.port, store).context("listen")?;
     println!("W&B stand-in listening on {}", standin.base_url);

@@ -283,11 +283,21 @@ impl Store {
             .collect()
     }
 
-    /// Console lines as stored.
-    pub fn console(&self, key: &RunKey) -> Vec<String> {
+    /// Console lines as stored: plain (`[ERROR ]<time> [[label] ]text`) or
+    /// structured (a JSON object per line, with STRUCTURED_CONSOLE_LOGS).
+    pub fn console_raw(&self, key: &RunKey) -> Vec<String> {
         self.lines(key, "output.log")
             .into_iter()
             .map(|(_, l)| l)
+            .collect()
+    }
+
+    /// Console lines as the W&B UI shows them, in the plain form whichever
+    /// form they were sent in.
+    pub fn console(&self, key: &RunKey) -> Vec<String> {
+        self.console_raw(key)
+            .into_iter()
+            .map(|l| plain_console_line(&l).unwrap_or(l))
             .collect()
     }
 
@@ -515,6 +525,28 @@ pub fn wandb_json(text: &str) -> String {
     out
 }
 
+/// A structured console line (`{"level":"error","ts":…,"label":…,
+/// "content":…}`) in the plain form; `None` for a plain line.
+fn plain_console_line(line: &str) -> Option<String> {
+    if !line.starts_with('{') {
+        return None;
+    }
+    let v: Value = serde_json::from_str(line).ok()?;
+    let o = v.as_object()?;
+    let content = o.get("content")?.as_str()?;
+    let ts = o.get("ts").and_then(Value::as_str).unwrap_or_default();
+    let prefix = match o.get("level").and_then(Value::as_str) {
+        Some("error") => "ERROR ",
+        _ => "",
+    };
+    let label = o
+        .get("label")
+        .and_then(Value::as_str)
+        .map(|l| format!("[{l}] "))
+        .unwrap_or_default();
+    Some(format!("{prefix}{ts} {label}{content}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -575,5 +607,20 @@ mod tests {
             wandb_json(r#"{"a":NaN,"b":"NaN","c":-Infinity,"d":"é"}"#),
             r#"{"a":"NaN","b":"NaN","c":"-Infinity","d":"é"}"#
         );
+    }
+
+    #[test]
+    fn structured_console_lines_read_as_plain_ones() {
+        let l = r#"{"level":"error","ts":"2026-01-02T03:04:05.000006","label":"node1","content":"a <b>"}"#;
+        assert_eq!(
+            plain_console_line(l).as_deref(),
+            Some("ERROR 2026-01-02T03:04:05.000006 [node1] a <b>")
+        );
+        let l = r#"{"level":"info","ts":"2026-01-02T03:04:05.000006","content":"x"}"#;
+        assert_eq!(
+            plain_console_line(l).as_deref(),
+            Some("2026-01-02T03:04:05.000006 x")
+        );
+        assert_eq!(plain_console_line("2026-01-02T03:04:05.000006 x"), None);
     }
 }

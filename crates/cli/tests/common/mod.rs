@@ -39,9 +39,14 @@ pub fn install_ours() -> &'static Path {
 
 /// A backend stand-in on loopback that takes `key`, serving the given
 /// failures (`op:status[:times[:retry_after]]`).
+/// A stand-in reporting the server features `WANDB_STANDIN_FEATURES` names
+/// (`all`, the default, as the W&B cloud; `none`; or a list): the online
+/// suite runs both ways (`scripts/test`).
 pub fn standin(key: &str, inject: &[&str]) -> StandIn {
+    let spec = std::env::var("WANDB_STANDIN_FEATURES").unwrap_or_else(|_| "all".into());
     let config = Config {
         api_key: Some(key.into()),
+        features: wandb_standin::features(&spec),
         inject: inject
             .iter()
             .map(|i| i.parse::<Inject>().unwrap())

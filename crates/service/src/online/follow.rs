@@ -96,6 +96,9 @@ impl FollowState {
 
 /// The run's file stream and uploader, and how they end.
 struct Pipes {
+    /// The server takes console lines in the structured form
+    /// (STRUCTURED_CONSOLE_LOGS).
+    structured_console: bool,
     fs: mpsc::Sender<FsMsg>,
     fs_task: JoinHandle<bool>,
     up: mpsc::Sender<UpMsg>,
@@ -215,7 +218,10 @@ impl Sender {
             metrics: Metrics::default(),
             summary: JValue::Object(Vec::new()),
             summary_dirty: false,
-            console: ConsoleLines::new(self.settings.raw.x_label.clone().filter(|l| !l.is_empty())),
+            console: ConsoleLines::new(
+                self.settings.raw.x_label.clone().filter(|l| !l.is_empty()),
+                pipes.structured_console,
+            ),
             params_dirty: false,
             config_dirty: false,
             upsert_due: None,
@@ -338,14 +344,13 @@ impl Sender {
         path: &RunPath,
         resumed: &crate::backend::graphql::ResumeState,
     ) -> Pipes {
-        // Asked only when it matters (one request fewer per run otherwise).
-        let gzip = !self.settings.raw.x_file_stream_no_gzip.unwrap_or(true)
-            && self
-                .backend
-                .server_features()
-                .await
-                .iter()
-                .any(|f| f == "FILESTREAM_GZIP");
+        // Asked once per run, as wandb-core asks at its first file stream
+        // request; a server that cannot answer has none.
+        let features = self.backend.server_features().await;
+        let feature = |name: &str| features.iter().any(|f| f == name);
+        let gzip =
+            !self.settings.raw.x_file_stream_no_gzip.unwrap_or(true) && feature("FILESTREAM_GZIP");
+        let structured_console = feature("STRUCTURED_CONSOLE_LOGS");
         let (fs_tx, fs_rx) = mpsc::channel(1024);
         let fs_cfg = FileStreamConfig {
             path: format!("/files/{}/file_stream", path.url_segments()),
@@ -407,6 +412,7 @@ impl Sender {
         }
         let up_task = tokio::spawn(uploads::run(uploader, up_rx));
         Pipes {
+            structured_console,
             _stop: AbortOnDrop(vec![fs_task.abort_handle(), up_task.abort_handle()]),
             fs: fs_tx,
             fs_task,

@@ -109,13 +109,17 @@ pub(super) fn events_line(
 }
 
 /// The console as the file stream wants it: lines with their first-seen
-/// time, `ERROR ` before stderr lines.
+/// time, `ERROR ` before stderr lines; or, for a server with
+/// STRUCTURED_CONSOLE_LOGS, each line a JSON object
+/// (`{"level":"error","ts":…,"label":…,"content":…}`, level for stderr
+/// only, label only when set), as wandb-core sends them.
 pub(super) struct ConsoleLines {
     console: Console,
     finished: u64,
     /// Line number → (time first seen, text last sent).
     sent: std::collections::BTreeMap<u64, (String, String)>,
     label: Option<String>,
+    structured: bool,
 }
 
 fn console_time() -> String {
@@ -124,13 +128,31 @@ fn console_time() -> String {
 }
 
 impl ConsoleLines {
-    /// A console whose lines carry `[label] ` (`x_label`) when given.
-    pub(super) fn new(label: Option<String>) -> Self {
+    /// A console whose lines carry the label (`x_label`) when given.
+    pub(super) fn new(label: Option<String>, structured: bool) -> Self {
         ConsoleLines {
             console: Console::default(),
             finished: 0,
             sent: Default::default(),
             label,
+            structured,
+        }
+    }
+
+    fn line_of(
+        structured: bool,
+        label: Option<&str>,
+        stderr: bool,
+        ts: &str,
+        text: &str,
+    ) -> String {
+        if structured {
+            return structured_line(stderr, ts, label, text);
+        }
+        let prefix = if stderr { "ERROR " } else { "" };
+        match label {
+            Some(l) => format!("{prefix}{ts} [{l}] {text}"),
+            None => format!("{prefix}{ts} {text}"),
         }
     }
 
@@ -156,13 +178,7 @@ impl ConsoleLines {
                 .sent
                 .entry(n)
                 .or_insert_with(|| (console_time(), String::new()));
-            let prefix = if *stderr { "ERROR " } else { "" };
-            let label = self
-                .label
-                .as_ref()
-                .map(|l| format!("[{l}] "))
-                .unwrap_or_default();
-            let line = format!("{prefix}{ts} {label}{text}");
+            let line = Self::line_of(self.structured, self.label.as_deref(), *stderr, ts, text);
             if *last != line {
                 *last = line.clone();
                 out.push((n, line));
@@ -176,9 +192,77 @@ impl ConsoleLines {
     }
 }
 
+/// One console line in the structured form, keys in wandb-core's order
+/// and escaped as Go's `encoding/json` escapes them (`<`, `>`, `&`, U+2028
+/// and U+2029 as `\u` escapes), so the bytes sent are the same.
+fn structured_line(stderr: bool, ts: &str, label: Option<&str>, text: &str) -> String {
+    let mut line = String::with_capacity(text.len() + 48);
+    line.push('{');
+    if stderr {
+        line.push_str(r#""level":"error","#);
+    }
+    line.push_str(r#""ts":"#);
+    push_go_json_string(&mut line, ts);
+    if let Some(label) = label {
+        line.push_str(r#","label":"#);
+        push_go_json_string(&mut line, label);
+    }
+    line.push_str(r#","content":"#);
+    push_go_json_string(&mut line, text);
+    line.push('}');
+    line
+}
+
+fn push_go_json_string(out: &mut String, s: &str) {
+    let quoted = serde_json::Value::from(s).to_string();
+    for c in quoted.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn structured_console_lines_are_json_as_wandb_core_writes_them() {
+        assert_eq!(
+            structured_line(false, "2023-04-05T10:15:30.000000", None, "Hello, world!"),
+            r#"{"ts":"2023-04-05T10:15:30.000000","content":"Hello, world!"}"#
+        );
+        assert_eq!(
+            structured_line(
+                true,
+                "2023-04-05T10:15:30.000000",
+                Some("stderr"),
+                "Division by zero"
+            ),
+            r#"{"level":"error","ts":"2023-04-05T10:15:30.000000","label":"stderr","content":"Division by zero"}"#
+        );
+        assert_eq!(
+            structured_line(false, "t", None, "a<b> & \"q\" \u{2028}"),
+            r#"{"ts":"t","content":"a\u003cb\u003e \u0026 \"q\" \u2028"}"#
+        );
+        let mut c = ConsoleLines::new(Some("w1".into()), true);
+        c.write(true, "oops\n");
+        let lines = c.changed();
+        let v: serde_json::Value = serde_json::from_str(&lines[0].1).unwrap();
+        assert_eq!(
+            (
+                v["level"].as_str(),
+                v["label"].as_str(),
+                v["content"].as_str()
+            ),
+            (Some("error"), Some("w1"), Some("oops"))
+        );
+    }
 
     #[test]
     fn history_lines_rebuild_nested_objects() {
@@ -228,7 +312,7 @@ mod tests {
 
     #[test]
     fn console_lines_are_sent_again_only_when_they_change() {
-        let mut c = ConsoleLines::new(Some("w1".into()));
+        let mut c = ConsoleLines::new(Some("w1".into()), false);
         c.write(false, "epoch 1\rprogress 50%");
         let first = c.changed();
         assert_eq!(first.len(), 1);
