@@ -1,6 +1,8 @@
-//! The service's process-wide log, `core-debug-<time>.log` in wandb's cache
-//! directory (`$WANDB_CACHE_DIR`, else `~/.cache/wandb`), JSON lines, as
-//! wandb-core keeps it; each run's `logs/debug-core.log` links to it.
+//! The service's process-wide log, `<cache>/wandb/logs/core-debug-<time>.log`
+//! where `<cache>` is `$WANDB_CACHE_DIR`, else the user's cache directory
+//! (`$XDG_CACHE_HOME`, else `~/.cache`), JSON lines, as wandb-core keeps it;
+//! each run's `logs/debug-core.log` links to it. `--log-level -4` (what the
+//! SDK passes under `WANDB_DEBUG`/`WANDB_CORE_DEBUG`) adds DEBUG lines.
 //!
 //! The binary owns the subscriber: the service library only emits
 //! `tracing` events, so a program embedding it (the Rust SDK) keeps its own.
@@ -13,14 +15,17 @@ use std::time::SystemTime;
 use tracing_subscriber::EnvFilter;
 
 fn cache_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("WANDB_CACHE_DIR").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(dir));
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
+    let base = std::env::var_os("WANDB_CACHE_DIR")
         .filter(|d| !d.is_empty())
         .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+        })
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("wandb"))
+    // Absolute, as the runs' links to it must be.
+    std::path::absolute(base).ok().map(|b| b.join("wandb"))
 }
 
 /// `-4` debug, `0` info, `4` warn, `8` error: wandb-core's `--log-level`.
@@ -56,6 +61,7 @@ pub fn init(level: i32) -> Option<PathBuf> {
     });
     let builder = tracing_subscriber::fmt()
         .json()
+        .flatten_event(true)
         .with_env_filter(filter)
         .with_current_span(false);
     match file {

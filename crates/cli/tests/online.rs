@@ -598,6 +598,19 @@ fn yaml_as_read(bytes: &[u8]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// `config.yaml`'s leading `_wandb` block and the rest.
+fn split_wandb_block(text: &str) -> (&str, &str) {
+    assert!(text.starts_with("_wandb:\n"), "_wandb first:\n{text}");
+    let mut at = 0;
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        if i > 0 && !line.starts_with(' ') {
+            break;
+        }
+        at += line.len();
+    }
+    text.split_at(at)
+}
+
 #[test]
 fn values_that_are_easy_to_get_wrong() {
     let script = r#"
@@ -629,6 +642,51 @@ run.finish()
     };
     let (theirs, mine) = (yaml(&pair.reference.0), yaml(&pair.ours.0));
     assert_eq!(theirs, mine, "config.yaml as PyYAML reads it");
+    // The text too: `_wandb` first, then the user's keys in yaml.v3's order
+    // and quoting; under `_wandb`, the same entries in the same order, the
+    // environment (`e`) under one writer with the same fields.
+    let text = |s: &StandIn| {
+        let bytes = s.store.file_content(&key, "config.yaml").unwrap();
+        let text = String::from_utf8(bytes).unwrap();
+        let (wandb, user) = split_wandb_block(&text);
+        let entries = |indent: usize, within: &str| {
+            wandb
+                .lines()
+                .skip_while(|l| l.trim_start() != within)
+                .skip(1)
+                .take_while(|l| l.len() - l.trim_start().len() >= indent)
+                .filter(|l| l.len() - l.trim_start().len() == indent)
+                .map(|l| l.trim().split(':').next().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        let writers = entries(12, "e:");
+        let fields = {
+            let mut f = entries(
+                16,
+                &format!("{}:", writers.first().cloned().unwrap_or_default()),
+            );
+            f.sort();
+            f
+        };
+        (
+            user.to_string(),
+            entries(8, "value:"),
+            writers.len(),
+            fields,
+        )
+    };
+    let (their_text, my_text) = (text(&pair.reference.0), text(&pair.ours.0));
+    assert_eq!(their_text.0, my_text.0, "config.yaml's text after _wandb");
+    assert_eq!(their_text.1, my_text.1, "config.yaml's _wandb entries");
+    assert_eq!(
+        (their_text.2, my_text.2),
+        (1, 1),
+        "one writer under _wandb.e"
+    );
+    assert_eq!(
+        their_text.3, my_text.3,
+        "the environment's fields under _wandb.e"
+    );
     assert_eq!(mine.1, json!(["True", "version"]));
     assert_eq!(mine.0["0x1F"]["value"], json!(3), "{}", mine.0);
     // `_wandb` is left out of the comparison above (times, versions);

@@ -284,3 +284,78 @@ fn uninstall_restores_the_original_binary() {
     assert!(!old.status.success());
     assert!(String::from_utf8_lossy(&old.stderr).contains("not supported"));
 }
+
+/// What one offline run left in its logs: where `logs/debug-core.log`
+/// points, and whether it and `logs/debug-internal.log` hold DEBUG lines.
+struct Logs {
+    core_log: PathBuf,
+    core_debug: bool,
+    internal_debug: bool,
+}
+
+fn offline_run_logs(python: &std::path::Path, work: &std::path::Path, debug: bool) -> Logs {
+    let script =
+        "import wandb\nr = wandb.init(mode='offline', project='p')\nr.log({'a': 1})\nr.finish()\n";
+    let mut cmd = common::python_script(python, script, work);
+    cmd.env("WANDB_CACHE_DIR", work.join("cache"))
+        .env_remove("WANDB_DEBUG")
+        .env_remove("WANDB_CORE_DEBUG");
+    if debug {
+        cmd.env("WANDB_DEBUG", "true");
+    }
+    let out = cmd.output_limited().unwrap();
+    assert!(out.status.success(), "{}", common::text(&out));
+    let run_dir = std::fs::read_dir(work.join("wandb"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("offline-run-")
+        })
+        .expect("an offline run directory");
+    let link = run_dir.join("logs/debug-core.log");
+    let core_log = std::fs::read_link(&link).unwrap_or_else(|e| panic!("{}: {e}", link.display()));
+    let has_debug = |path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("\"level\":\"DEBUG\""))
+    };
+    Logs {
+        core_debug: has_debug(&core_log),
+        internal_debug: has_debug(&run_dir.join("logs/debug-internal.log")),
+        core_log,
+    }
+}
+
+#[test]
+fn debug_logging_as_the_sdk_asks_for_it() {
+    // WANDB_DEBUG makes the SDK start its service with `--log-level -4`.
+    for debug in [false, true] {
+        for (who, python) in [("reference", reference_python()), ("ours", install_ours())] {
+            let work = scratch_dir(&format!("debuglog-{who}-{debug}"));
+            let logs = offline_run_logs(python, &work, debug);
+            let dir = work.join("cache/wandb/logs");
+            assert_eq!(
+                logs.core_log.parent(),
+                Some(dir.as_path()),
+                "{who}: the process log is in <WANDB_CACHE_DIR>/wandb/logs"
+            );
+            let name = logs.core_log.file_name().unwrap().to_string_lossy();
+            assert!(
+                name.starts_with("core-debug-") && name.ends_with(".log"),
+                "{who}: {name}"
+            );
+            assert_eq!(
+                logs.core_debug, debug,
+                "{who}: DEBUG lines in the process log"
+            );
+            assert_eq!(
+                logs.internal_debug, debug,
+                "{who}: DEBUG lines in debug-internal.log"
+            );
+        }
+    }
+}

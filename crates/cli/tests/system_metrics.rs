@@ -324,3 +324,118 @@ fn wandb_core_monitor_prints_samples() {
     assert!(samples[1]["cpu"].as_f64().is_some(), "{text}");
     assert!(samples[1]["memory_percent"].as_f64().is_some());
 }
+
+/// One process, one offline run per settings combination, run ids naming
+/// the combination.
+const SETTINGS_SCRIPT: &str = r#"
+import time, wandb
+combos = {
+    "nostats": dict(x_disable_stats=True),
+    "nometa": dict(x_disable_meta=True),
+    "nomachine": dict(x_disable_machine_info=True),
+    "facts": dict(x_stats_cpu_count=3, x_stats_cpu_logical_count=5,
+                  x_stats_gpu_count=2, x_stats_gpu_type="H200", x_label="node1"),
+}
+for rid, s in combos.items():
+    run = wandb.init(project="sysmon", mode="offline", id=rid,
+                     settings=wandb.Settings(x_stats_sampling_interval=0.2, **s))
+    run.log({"a": 1})
+    time.sleep(0.8)
+    run.finish()
+"#;
+
+/// What the monitor wrote for one run: the fields of each environment
+/// record, the stats keys, and the hardware facts that settings override.
+#[derive(Debug, PartialEq)]
+struct Monitored {
+    environments: Vec<BTreeSet<String>>,
+    stats_keys: BTreeSet<String>,
+    facts: Vec<Value>,
+}
+
+fn monitored(work: &Path, run_id: &str) -> Monitored {
+    let dir = std::fs::read_dir(work.join("wandb"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with("offline-run-") && name.ends_with(&format!("-{run_id}"))
+        })
+        .unwrap_or_else(|| panic!("{run_id}: no run directory"));
+    let log = dir.join(format!("run-{run_id}.wandb"));
+    let records = |kind: &str| -> Vec<Value> {
+        let out = Command::new(ours())
+            .args(["inspect", "--type", kind])
+            .arg(&log)
+            .output_limited()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["record"][kind].clone())
+            .collect()
+    };
+    let envs = records("environment");
+    Monitored {
+        environments: envs
+            .iter()
+            .map(|e| {
+                e.as_object()
+                    .unwrap()
+                    .keys()
+                    .filter(|k| !k.starts_with('_') && *k != "num")
+                    .cloned()
+                    .collect()
+            })
+            .collect(),
+        stats_keys: keys(&records("stats")),
+        facts: envs
+            .iter()
+            .map(|e| {
+                let pick = |k: &str| e.get(k).cloned().unwrap_or(Value::Null);
+                serde_json::json!([
+                    pick("cpu_count"),
+                    pick("cpu_count_logical"),
+                    pick("gpu_count"),
+                    pick("gpu_type")
+                ])
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn settings_that_shape_what_the_monitor_records() {
+    let ran = |python: &Path, what: &str| {
+        let work = scratch_dir(what);
+        let out = python_script(python, SETTINGS_SCRIPT, &work)
+            .output_limited()
+            .unwrap();
+        assert!(out.status.success(), "{what}: {}", text(&out));
+        work
+    };
+    let (mine, theirs) = (
+        ran(install_ours(), "monsettings-ours"),
+        ran(reference_python(), "monsettings-ref"),
+    );
+    for run_id in ["nostats", "nometa", "nomachine", "facts"] {
+        let (m, t) = (monitored(&mine, run_id), monitored(&theirs, run_id));
+        assert_eq!(m, t, "{run_id}: ours, then the reference's");
+        match run_id {
+            "nostats" => assert!(m.stats_keys.is_empty() && !m.environments.is_empty()),
+            "nomachine" => assert!(m.stats_keys.is_empty() && m.environments.is_empty()),
+            "facts" => {
+                assert!(
+                    m.stats_keys.iter().any(|k| k.ends_with("/l:node1")),
+                    "{m:?}"
+                );
+                assert!(
+                    m.facts.contains(&serde_json::json!([3, 5, 2, "H200"])),
+                    "{m:?}"
+                );
+            }
+            _ => {}
+        }
+    }
+}

@@ -22,6 +22,11 @@ impl Responder {
         Self { tx, conn_id }
     }
 
+    /// The connection's number in the service's log.
+    pub fn conn_id(&self) -> u64 {
+        self.conn_id
+    }
+
     /// Queues a response without waiting. A connection that stopped reading
     /// its answers until its queue is full is dropped (its queue closes), so
     /// a stuck client can never stall a run that other clients share.

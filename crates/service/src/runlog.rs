@@ -2,8 +2,10 @@
 //! only (stream start and end, problems), for the person debugging it. Each
 //! line also goes to the process-wide log through `tracing`.
 //!
-//! Lines are few (lifecycle and errors, never per record), so a plain
-//! unbuffered append is enough.
+//! Lines are few (lifecycle and errors), so a plain unbuffered append is
+//! enough. DEBUG lines (one per record, as wandb-core writes them) come only
+//! when the process log is at debug level (the SDK's `WANDB_DEBUG`), where
+//! the cost is asked for.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -58,6 +60,20 @@ impl RunLog {
         line.push_str("}\n");
         if let Ok(mut f) = file.lock() {
             let _ = f.write_all(line.as_bytes());
+        }
+    }
+
+    /// Whether DEBUG lines are wanted (the process log is at debug level).
+    pub fn debug_enabled(&self) -> bool {
+        tracing::enabled!(tracing::Level::DEBUG)
+    }
+
+    /// A DEBUG line, built only when it is wanted.
+    pub fn debug(&self, msg: impl FnOnce() -> String) {
+        if self.debug_enabled() {
+            let msg = msg();
+            tracing::debug!(run = %self.run_id, "{msg}");
+            self.line("DEBUG", &msg);
         }
     }
 

@@ -144,9 +144,16 @@ pub async fn send(
         }
         // What the SDK prints: "<status> encountered (<text>), retrying".
         let mut shown = String::new();
+        let started = std::time::Instant::now();
         let (wait, failure) = match req.send().await {
             Ok(resp) => {
                 let status = resp.status();
+                tracing::debug!(
+                    status = status.as_u16(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    attempt,
+                    "http: {what}"
+                );
                 let headers = resp.headers().clone();
                 let body = resp.bytes().await.unwrap_or_default();
                 if status.is_success() {

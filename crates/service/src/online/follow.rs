@@ -38,7 +38,7 @@ use super::filestream::{self, FileStreamConfig, FsMsg};
 use super::lines::{ConsoleLines, events_line, history_line};
 use super::requests::{ArtifactJobs, JobContext, answer_exit, refuse_artifacts};
 use super::uploads::{self, Policy, RunPath, UpMsg};
-use super::upsert::{add_environment, config_json, metadata_json, upsert_vars};
+use super::upsert::{config_json, metadata_json, upsert_vars};
 use super::{InitResult, OnlineCtl, Sender};
 use crate::backend::BackendError;
 use crate::respond::Reply;
@@ -574,6 +574,7 @@ impl Sender {
                 s.schedule_upsert();
             }
             RecordType::Environment(env) => {
+                s.config.add_environment(&env);
                 s.environment.push(env);
                 self.write_run_file("wandb-metadata.json", &metadata_json(&s.environment));
                 let _ = up
@@ -673,14 +674,7 @@ impl Sender {
         if !s.params_dirty && !s.config_dirty {
             return;
         }
-        let config = s.config_dirty.then(|| {
-            let mut cfg = config_json(&s.config, &s.metrics);
-            if !s.environment.is_empty() {
-                // `_wandb.e`: the environment per writer.
-                cfg = add_environment(&cfg, &s.environment);
-            }
-            cfg
-        });
+        let config = s.config_dirty.then(|| config_json(&s.config, &s.metrics));
         let vars = upsert_vars(
             &self.settings,
             &s.run,

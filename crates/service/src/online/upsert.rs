@@ -1,14 +1,14 @@
 //! What UpsertBucket carries: the run's parameters (name, tags, notes, git,
 //! …) and its config as the server stores it (`{key: {"value": v}}` with
 //! `_wandb`, including each writer's environment under `_wandb.e`), and
-//! `wandb-metadata.json` from the same environment records.
+//! `wandb-metadata.json` from the environment records.
 
 use prost::Message;
 use serde_json::{Value, json};
 use wandb_proto::pb;
 
 use super::uploads::RunPath;
-use crate::runstate::config::RunConfig;
+use crate::runstate::config::{RunConfig, environment_json};
 use crate::runstate::metrics::Metrics;
 use crate::settings::RunSettings;
 
@@ -77,57 +77,6 @@ pub(super) fn config_json(config: &RunConfig, metrics: &Metrics) -> String {
     out
 }
 
-/// An environment record in the protobuf JSON mapping (camelCase), as
-/// `wandb-metadata.json` holds it.
-fn environment_json(env: &pb::EnvironmentRecord) -> String {
-    let pool = wandb_proto::descriptor_pool();
-    let Some(desc) = pool.get_message_by_name("wandb_internal.EnvironmentRecord") else {
-        return "{}".into();
-    };
-    match prost_reflect::DynamicMessage::decode(desc, env.encode_to_vec().as_slice()) {
-        Ok(msg) => {
-            let mut out = Vec::new();
-            let mut ser = serde_json::Serializer::with_formatter(
-                &mut out,
-                serde_json::ser::PrettyFormatter::with_indent(b"  "),
-            );
-            let _ = msg.serialize_with_options(&mut ser, &prost_reflect::SerializeOptions::new());
-            String::from_utf8(out).unwrap_or_else(|_| "{}".into())
-        }
-        Err(_) => "{}".into(),
-    }
-}
-
-/// Adds `_wandb.value.e = {writer_id: environment}` to an encoded config.
-pub(super) fn add_environment(config: &str, envs: &[pb::EnvironmentRecord]) -> String {
-    let Ok(mut v) = serde_json::from_str::<Value>(config) else {
-        return config.to_string();
-    };
-    let mut e = serde_json::Map::new();
-    for env in envs {
-        let writer = if env.writer_id.is_empty() {
-            "default".to_string()
-        } else {
-            env.writer_id.clone()
-        };
-        let json: Value = serde_json::from_str(&environment_json(env)).unwrap_or(Value::Null);
-        let slot = e.entry(writer).or_insert_with(|| json!({}));
-        if let (Some(slot), Some(new)) = (slot.as_object_mut(), json.as_object()) {
-            for (k, v) in new {
-                slot.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    if let Some(w) = v
-        .get_mut("_wandb")
-        .and_then(|w| w.get_mut("value"))
-        .and_then(Value::as_object_mut)
-    {
-        w.insert("e".into(), Value::Object(e));
-    }
-    v.to_string()
-}
-
 /// `wandb-metadata.json`: the run's environment records merged, without
 /// their record info.
 pub(super) fn metadata_json(environment: &[pb::EnvironmentRecord]) -> String {
@@ -158,16 +107,5 @@ mod tests {
         let v: Value = serde_json::from_str(&json).unwrap();
         assert_eq!(v["os"], "Linux");
         assert_eq!(v["python"], "3.12");
-    }
-
-    #[test]
-    fn environments_go_under_wandb_e_per_writer() {
-        let config = r#"{"lr":{"value":0.1},"_wandb":{"value":{"cli_version":"0.31.0"}}}"#;
-        let out = add_environment(config, &[env("w1", "Linux", ""), env("", "Darwin", "")]);
-        let v: Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(v["lr"]["value"], 0.1);
-        assert_eq!(v["_wandb"]["value"]["cli_version"], "0.31.0");
-        assert_eq!(v["_wandb"]["value"]["e"]["w1"]["os"], "Linux");
-        assert_eq!(v["_wandb"]["value"]["e"]["default"]["os"], "Darwin");
     }
 }

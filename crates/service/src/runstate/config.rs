@@ -5,7 +5,7 @@
 //! each top-level key wrapped as `{"value": …}` (in the run result and in
 //! `config.yaml`) and adds `_wandb`: the CLI and Python versions, the
 //! telemetry (`t`) and the metric definitions (`m`) encoded with field
-//! numbers as keys.
+//! numbers as keys, and each writer's environment (`e`).
 
 use prost::Message;
 use prost_reflect::{DynamicMessage, ReflectMessage, Value as PValue};
@@ -19,6 +19,8 @@ use super::summary::{insert_path, item_path, remove_path};
 pub struct RunConfig {
     root: Vec<(String, Value)>,
     telemetry: pb::TelemetryRecord,
+    /// Each writer's environment records, merged (`_wandb.e`).
+    environments: Vec<(String, pb::EnvironmentRecord)>,
 }
 
 impl RunConfig {
@@ -82,18 +84,35 @@ impl RunConfig {
         self.telemetry.core_version = crate::PRODUCER.to_string();
     }
 
+    /// Merges an environment record into its writer's (`_wandb.e`).
+    pub fn add_environment(&mut self, env: &pb::EnvironmentRecord) {
+        let writer = if env.writer_id.is_empty() {
+            "default"
+        } else {
+            env.writer_id.as_str()
+        };
+        let i = match self.environments.iter().position(|(w, _)| w == writer) {
+            Some(i) => i,
+            None => {
+                self.environments
+                    .push((writer.to_string(), Default::default()));
+                self.environments.len() - 1
+            }
+        };
+        let slot = &mut self.environments[i].1;
+        let _ = slot.merge(env.encode_to_vec().as_slice());
+        slot.info = None;
+    }
+
     /// The `_wandb` value: what the SDK put there (such as `pinned_keys`
     /// from `run.pin_config_keys`), with the service's own entries set
     /// over it, as wandb-core does.
     pub fn wandb_internal(&self, metrics: &Metrics) -> Value {
         const OWN: [&str; 4] = ["m", "cli_version", "python_version", "t"];
+        let own = |k: &str| OWN.contains(&k) || (k == "e" && !self.environments.is_empty());
         let mut members: Vec<(String, Value)> = match self.root.iter().find(|(k, _)| k == "_wandb")
         {
-            Some((_, Value::Object(sdk))) => sdk
-                .iter()
-                .filter(|(k, _)| !OWN.contains(&k.as_str()))
-                .cloned()
-                .collect(),
+            Some((_, Value::Object(sdk))) => sdk.iter().filter(|(k, _)| !own(k)).cloned().collect(),
             _ => Vec::new(),
         };
         members.push((
@@ -113,6 +132,18 @@ impl RunConfig {
             ));
         }
         members.push(("t".to_string(), telemetry_dict(&self.telemetry)));
+        if !self.environments.is_empty() {
+            let e = self
+                .environments
+                .iter()
+                .map(|(w, env)| {
+                    let v =
+                        Value::parse(&environment_json(env)).unwrap_or(Value::Object(Vec::new()));
+                    (w.clone(), v)
+                })
+                .collect();
+            members.push(("e".to_string(), Value::Object(e)));
+        }
         Value::Object(members)
     }
 
@@ -144,15 +175,36 @@ impl RunConfig {
         items
     }
 
-    /// `config.yaml`: every top-level key wrapped as `value:`, keys sorted.
+    /// `config.yaml`: every top-level key wrapped as `value:` (keys in
+    /// yaml.v3's order, `_wandb` first).
     pub fn to_yaml(&self, metrics: &Metrics) -> String {
-        let mut entries: Vec<(String, Value)> = self
+        let entries: Vec<(String, Value)> = self
             .entries(metrics)
             .into_iter()
             .map(|(k, v)| (k, Value::Object(vec![("value".to_string(), v)])))
             .collect();
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
         super::yaml::document(&entries)
+    }
+}
+
+/// An environment record as JSON (protobuf JSON names, two-space indents),
+/// as wandb-core writes `wandb-metadata.json` and `_wandb.e`.
+pub(crate) fn environment_json(env: &pb::EnvironmentRecord) -> String {
+    let pool = wandb_proto::descriptor_pool();
+    let Some(desc) = pool.get_message_by_name("wandb_internal.EnvironmentRecord") else {
+        return "{}".into();
+    };
+    match DynamicMessage::decode(desc, env.encode_to_vec().as_slice()) {
+        Ok(msg) => {
+            let mut out = Vec::new();
+            let mut ser = serde_json::Serializer::with_formatter(
+                &mut out,
+                serde_json::ser::PrettyFormatter::with_indent(b"  "),
+            );
+            let _ = msg.serialize_with_options(&mut ser, &prost_reflect::SerializeOptions::new());
+            String::from_utf8(out).unwrap_or_else(|_| "{}".into())
+        }
+        Err(_) => "{}".into(),
     }
 }
 
@@ -310,7 +362,7 @@ mod tests {
         );
         assert!(
             yaml.ends_with(
-                "opt:\n    value:\n        name: sgd\n        betas:\n            - 0.9\n            - 0.99\n"
+                "opt:\n    value:\n        betas:\n            - 0.9\n            - 0.99\n        name: sgd\n"
             ),
             "{yaml}"
         );
@@ -320,6 +372,35 @@ mod tests {
             items[1].value_json,
             r#"{"value":{"name":"sgd","betas":[0.9,0.99]}}"#
         );
+    }
+
+    #[test]
+    fn environments_go_under_wandb_e_per_writer() {
+        let env = |writer: &str, os: &str, python: &str| pb::EnvironmentRecord {
+            writer_id: writer.into(),
+            os: os.into(),
+            python: python.into(),
+            ..Default::default()
+        };
+        let mut c = RunConfig::default();
+        c.add_environment(&env("w1", "Linux", ""));
+        c.add_environment(&env("w1", "", "3.12"));
+        c.add_environment(&env("", "Darwin", ""));
+        let Value::Object(w) = c.wandb_internal(&Metrics::default()) else {
+            panic!("an object")
+        };
+        let e = &w.iter().find(|(k, _)| k == "e").expect("_wandb.e").1;
+        let v: serde_json::Value = serde_json::from_str(&e.to_json()).unwrap();
+        assert_eq!(v["w1"]["os"], "Linux");
+        assert_eq!(v["w1"]["python"], "3.12");
+        assert_eq!(v["w1"]["writerId"], "w1");
+        assert_eq!(v["default"]["os"], "Darwin");
+        let yaml = c.to_yaml(&Metrics::default());
+        assert!(
+            yaml.contains("        e:\n            default:\n"),
+            "{yaml}"
+        );
+        assert!(yaml.contains("\n            w1:\n"), "{yaml}");
     }
 
     #[test]

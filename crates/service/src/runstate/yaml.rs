@@ -99,10 +99,76 @@ fn after_key(value: &Value, col: usize, out: &mut String) {
     }
 }
 
-/// Members at column `col`; the first one already positioned when
-/// `inline` (after a sequence's `- `).
+/// yaml.v3's order of mapping keys (wandb-core's config is Go maps, which
+/// yaml.v3 sorts): runs of digits compare as numbers, a letter sorts after
+/// any other character except after digits, and other characters compare
+/// by code point (`_wandb` comes first); a key that is a prefix of another
+/// sorts first.
+fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (ar, br): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut digits = false;
+    for i in 0..ar.len().min(br.len()) {
+        if ar[i] == br[i] {
+            digits = ar[i].is_ascii_digit();
+            continue;
+        }
+        let (al, bl) = (ar[i].is_alphabetic(), br[i].is_alphabetic());
+        if al && bl {
+            return ar[i].cmp(&br[i]);
+        }
+        if al || bl {
+            let a_first = if digits { al } else { bl };
+            return if a_first {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            };
+        }
+        let (mut an, mut bn) = (0i64, 0i64);
+        if ar[i] == '0' || br[i] == '0' {
+            // Leading zeros after other digits count as part of a number.
+            if ar[..i]
+                .iter()
+                .rev()
+                .take_while(|c| c.is_ascii_digit())
+                .any(|c| *c != '0')
+            {
+                an = 1;
+                bn = 1;
+            }
+        }
+        let mut ai = i;
+        while ai < ar.len() && ar[ai].is_ascii_digit() {
+            an = an
+                .wrapping_mul(10)
+                .wrapping_add(i64::from(ar[ai] as u8 - b'0'));
+            ai += 1;
+        }
+        let mut bi = i;
+        while bi < br.len() && br[bi].is_ascii_digit() {
+            bn = bn
+                .wrapping_mul(10)
+                .wrapping_add(i64::from(br[bi] as u8 - b'0'));
+            bi += 1;
+        }
+        if an != bn {
+            return an.cmp(&bn);
+        }
+        if ai != bi {
+            return ai.cmp(&bi);
+        }
+        return ar[i].cmp(&br[i]);
+    }
+    ar.len().cmp(&br.len())
+}
+
+/// Members at column `col`, in yaml.v3's key order; the first one already
+/// positioned when `inline` (after a sequence's `- `).
 fn mapping(members: &[(String, Value)], col: usize, inline: bool, out: &mut String) {
-    for (i, (k, v)) in members.iter().enumerate() {
+    let mut members: Vec<&(String, Value)> = members.iter().collect();
+    members.sort_by(|a, b| key_order(&a.0, &b.0));
+    for (i, (k, v)) in members.into_iter().enumerate() {
         if !(inline && i == 0) {
             indent(col, out);
         }
@@ -129,7 +195,7 @@ fn sequence(items: &[Value], col: usize, inline: bool, out: &mut String) {
     }
 }
 
-/// A whole document of top-level `key: value` entries, in the given order.
+/// A whole document of top-level `key: value` entries.
 pub(crate) fn document(entries: &[(String, Value)]) -> String {
     let mut out = String::new();
     mapping(entries, 0, false, &mut out);
@@ -210,7 +276,22 @@ mod tests {
         };
         assert_eq!(
             document(&entries),
-            "_wandb:\n    value:\n        m:\n            - \"1\": a.b\n              \"6\":\n                - 3\n        t:\n            \"3\":\n                - 2\n                - 7\n        e: {}\n\"True\":\n    value: 1\nlr:\n    value: []\ns:\n    value: \"yes\"\n"
+            "_wandb:\n    value:\n        e: {}\n        m:\n            - \"1\": a.b\n              \"6\":\n                - 3\n        t:\n            \"3\":\n                - 2\n                - 7\n\"True\":\n    value: 1\nlr:\n    value: []\ns:\n    value: \"yes\"\n"
+        );
+    }
+
+    #[test]
+    fn keys_in_yaml_v3_order() {
+        let mut keys = vec![
+            "lr", "_wandb", "a10", "a9", "B", "b", "a_b", "ab", "a", "x2y", "x10y", "1", "10", "2",
+        ];
+        keys.sort_by(|a, b| key_order(a, b));
+        assert_eq!(
+            keys,
+            [
+                "_wandb", "1", "2", "10", "B", "a", "a_b", "a9", "a10", "ab", "b", "lr", "x2y",
+                "x10y"
+            ]
         );
     }
 }

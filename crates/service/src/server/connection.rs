@@ -323,6 +323,7 @@ pub fn serve(
     let mut chunk = vec![0u8; READ_CHUNK];
     let mut pending = Pending::default();
     let fd = sock.as_raw_fd();
+    tracing::debug!(conn = conn_id, "connection opened");
     loop {
         if !wait_fd(fd, false, ctx.wakeup.as_ref(), || stop.is_cancelled()) {
             break;
@@ -514,6 +515,12 @@ async fn dispatch(
                 }
                 return Ok(());
             };
+            tracing::debug!(
+                conn = responder.conn_id(),
+                request_id = %req.request_id,
+                "processing request: {}",
+                request_name(&kind)
+            );
             match kind {
                 ServerRequestType::InformInit(init) => {
                     let id = init.info.map(|i| i.stream_id).unwrap_or_default();
@@ -618,14 +625,25 @@ async fn dispatch(
 
 fn request_name(kind: &ServerRequestType) -> &'static str {
     match kind {
+        ServerRequestType::RecordPublish(_) => "record_publish",
+        ServerRequestType::RecordCommunicate(_) => "record_communicate",
+        ServerRequestType::InformInit(_) => "inform_init",
+        ServerRequestType::InformFinish(_) => "inform_finish",
+        ServerRequestType::InformAttach(_) => "inform_attach",
+        ServerRequestType::InformDetach(_) => "inform_detach",
+        ServerRequestType::InformTeardown(_) => "inform_teardown",
+        ServerRequestType::Cancel(_) => "cancel",
         ServerRequestType::Authenticate(_) => "authenticate",
         ServerRequestType::InitSync(_) => "init_sync",
         ServerRequestType::Sync(_) => "sync",
         ServerRequestType::SyncStatus(_) => "sync_status",
+        ServerRequestType::ApiInitRequest(_) => "api_init_request",
+        ServerRequestType::ApiCleanupRequest(_) => "api_cleanup_request",
         ServerRequestType::ApiRequest(_) => "api_request",
         ServerRequestType::SweepSchedulerInit(_) => "sweep_scheduler_init",
         ServerRequestType::SweepSchedulerNextTask(_) => "sweep_scheduler_next_task",
         ServerRequestType::SweepSchedulerStop(_) => "sweep_scheduler_stop",
+        #[allow(unreachable_patterns)] // request types a newer schema may add
         _ => "this request",
     }
 }

@@ -50,6 +50,7 @@ impl Handler {
             writer_id: self.writer_id.clone(),
             ..Default::default()
         };
+        self.config.add_environment(&env);
         self.emit(RecordType::Environment(env));
     }
 

@@ -200,7 +200,11 @@ impl Handler {
                 self.buffer_system_metrics(&stats);
                 self.emit(RecordType::Stats(stats));
             }
-            MonitorOutput::Environment(env) => self.emit(RecordType::Environment(*env)),
+            MonitorOutput::Environment(env) => {
+                // `_wandb.e` of config.yaml, as wandb-core keeps it.
+                self.config.add_environment(&env);
+                self.emit(RecordType::Environment(*env));
+            }
         }
     }
 
@@ -288,6 +292,14 @@ impl Handler {
 
     /// Handles one record from a client.
     pub fn record(&mut self, raw: Bytes, reply: Option<Reply>) {
+        self.log.debug(|| {
+            let scan = wandb_proto::wire::scan_record(&raw).unwrap_or_default();
+            format!(
+                "handling record: {} (num {})",
+                scan.record_type_name().unwrap_or("unknown"),
+                scan.num.unwrap_or_default()
+            )
+        });
         // `run.log()` skips the full decode.
         if let Ok(Some(view)) = PartialHistoryView::from_record(&raw) {
             self.partial_history(&view);
