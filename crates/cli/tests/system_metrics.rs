@@ -28,6 +28,8 @@ iface.publish_pause()
 time.sleep(1.6)
 iface.publish_resume()
 time.sleep(0.3)
+run.log({"after": 1})
+print("WALL", time.time() - t)
 run.finish()
 "#;
 
@@ -225,6 +227,36 @@ fn samples_keys_values_buffer_environment_and_pause() {
         fields(hw),
         fields(&their_envs[1]),
         "hardware facts differ in kind"
+    );
+
+    // The run clock stops while the run is paused, as wandb-core's: the
+    // row after the pause shows about the same `_runtime` with both
+    // services, and 1.6 s less than the wall clock.
+    let after_pause = |r: &Ran| {
+        let row = r.records("history").pop().expect("a history row");
+        let runtime = row["item"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["key"] == "_runtime" || i["nested_key"][0] == "_runtime")
+            .map(|i| i["value_json"].as_str().unwrap().parse::<f64>().unwrap())
+            .expect("_runtime in the row");
+        let wall = r
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix("WALL "))
+            .map(|w| w.trim().parse::<f64>().unwrap())
+            .expect("wall time printed");
+        (runtime, wall)
+    };
+    let ((mine_rt, mine_wall), (theirs_rt, _)) = (after_pause(&ours_run), after_pause(&theirs_run));
+    assert!(
+        mine_rt < mine_wall - 1.2,
+        "_runtime {mine_rt} counts the pause (wall {mine_wall})"
+    );
+    assert!(
+        (mine_rt - theirs_rt).abs() < 0.6,
+        "_runtime {mine_rt}, wandb-core's {theirs_rt}"
     );
 
     // Without NVML: no error anywhere.

@@ -101,6 +101,7 @@ impl Handler {
             }
             return;
         }
+        self.clock.stop();
         let runtime = self.runtime() as i64;
         let text = runtime.to_string();
         self.history

@@ -85,7 +85,7 @@ impl Handler {
                     if answer.notes.is_empty() {
                         answer.notes = resumed.notes.clone();
                     }
-                    self.resumed_runtime = resumed.runtime.max(0.0);
+                    self.clock = super::clock::RunClock::with_offset(resumed.runtime);
                     // The server's config, under what this session sets.
                     let mut merged = RunConfig::default();
                     merged.apply(&resumed.config_record());
@@ -143,7 +143,7 @@ impl Handler {
             if let Some(t) = &run.start_time {
                 self.start = Some(wandb_proto::time::secs(t));
             }
-            self.resumed_runtime = f64::from(run.runtime.max(0));
+            self.clock = super::clock::RunClock::with_offset(f64::from(run.runtime));
         } else if run.start_time.is_none() {
             run.start_time = self.run.as_ref().and_then(|r| r.start_time);
         }

@@ -18,6 +18,7 @@
 //! method per request kind), [`rows`] (`run.log` and the summary records),
 //! [`finish`] (exit, environment, the offline footer).
 
+mod clock;
 mod finish;
 mod init;
 mod requests;
@@ -79,7 +80,8 @@ pub struct Handler {
     run: Option<pb::RunRecord>,
     /// Wall-clock start of the run, in seconds since the epoch.
     start: Option<f64>,
-    resumed_runtime: f64,
+    /// `_runtime`: from run start (plus a resumed run's), paused with it.
+    clock: clock::RunClock,
 
     /// Steps, the pending row, summary, metric definitions, samples.
     history: History,
@@ -153,7 +155,7 @@ impl Handler {
             log,
             out: Vec::new(),
             run: None,
-            resumed_runtime: 0.0,
+            clock: clock::RunClock::default(),
             history,
             k_wandb_runtime,
             k_runtime,
@@ -286,8 +288,7 @@ impl Handler {
     }
 
     fn runtime(&self) -> f64 {
-        let start = self.start.unwrap_or_else(now_secs);
-        (now_secs() - start).max(0.0) + self.resumed_runtime
+        self.clock.elapsed()
     }
 
     /// Handles one record from a client.

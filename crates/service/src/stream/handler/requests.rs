@@ -33,12 +33,14 @@ impl Handler {
             RequestType::RunStart(start) => self.run_start(start, reply),
             RequestType::ProbeSystemInfo(_) => self.probe_system_info(reply),
             RequestType::Pause(_) => {
+                self.clock.stop();
                 if let Some(m) = &self.monitor {
                     m.pause();
                 }
                 self.ack_response(reply, None);
             }
             RequestType::Resume(_) => {
+                self.clock.start();
                 if let Some(m) = &self.monitor {
                     m.resume();
                 }
@@ -134,11 +136,17 @@ impl Handler {
             if let Some(t) = &run.start_time {
                 self.start = Some(wandb_proto::time::secs(t));
             }
+            // A resumed or forked run's earlier runtime, as the SDK got it
+            // from the run update.
+            if run.runtime > 0 {
+                self.clock = super::clock::RunClock::with_offset(f64::from(run.runtime));
+            }
             self.run = Some(run);
         }
         if self.start.is_none() {
             self.start = Some(now_secs());
         }
+        self.clock.start();
         if let Some(m) = &self.monitor {
             m.start();
         }
