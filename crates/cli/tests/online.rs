@@ -8,6 +8,8 @@
 
 mod common;
 
+use std::collections::BTreeSet;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -1025,6 +1027,69 @@ run.finish(exit_code=3)
     let run = pair.ours.0.store.run(&key).unwrap();
     assert!(run.preempting && run.complete);
     assert_eq!(run.exitcode, Some(3));
+}
+
+#[test]
+fn the_proxy_the_settings_name_carries_every_request() {
+    // The base URL's host never resolves: only through the proxy (the
+    // stand-in, which serves the absolute-form requests a client sends to
+    // an HTTP proxy) does anything arrive. Uploads go through it too.
+    let script = r#"
+import os, wandb
+run = wandb.init(project="online", id="proxied1", settings=wandb.Settings(
+    base_url="http://wandb-backend.invalid", http_proxy=os.environ["WANDB_BASE_URL"]))
+for i in range(3):
+    run.log({"a": i})
+print("through the proxy")
+run.finish()
+"#;
+    let pair = both("proxy", script, &[], KEY);
+    assert_succeeded(&pair);
+    assert_same("proxy", &pair);
+    let key = RunKey::new("standin", "online", "proxied1");
+    assert_eq!(pair.ours.0.store.line_count(&key, "wandb-history.jsonl"), 3);
+    assert!(
+        pair.ours
+            .0
+            .store
+            .file_content(&key, "config.yaml")
+            .is_some()
+    );
+}
+
+#[test]
+fn extra_http_headers_go_on_every_request() {
+    let script = r#"
+import wandb
+run = wandb.init(project="online", id="headers1",
+                 settings=wandb.Settings(x_extra_http_headers={"X-Team": "vision"}))
+run.log({"a": 1})
+run.finish()
+"#;
+    let pair = both("headers", script, &[], KEY);
+    assert_succeeded(&pair);
+    let carried = |s: &StandIn| {
+        let (mut with, mut without) = (BTreeSet::new(), BTreeSet::new());
+        for r in s.store.requests() {
+            let op = r.operation.unwrap_or(r.path);
+            // Asked when needed (wandb-core asks for features lazily, ours
+            // at once; CoreWeave metadata is not ours to ask).
+            if op == "ServerFeaturesQuery" || op == "OrganizationCoreWeaveOrganizationID" {
+                continue;
+            }
+            if r.x_headers.get("x-team").map(String::as_str) == Some("vision") {
+                with.insert(op);
+            } else {
+                without.insert(op);
+            }
+        }
+        (with, without)
+    };
+    let (theirs, mine) = (carried(&pair.reference.0), carried(&pair.ours.0));
+    assert_eq!(theirs, mine, "requests with the header and without");
+    for op in ["UpsertBucket", "file_stream", "upload"] {
+        assert!(mine.0.contains(op), "{op}: {:?}", mine.0);
+    }
 }
 
 #[test]

@@ -125,6 +125,11 @@ fn log(
         auth: auth_scheme(headers),
         gzip: header(headers, "content-encoding").as_deref() == Some("gzip"),
         body_len: len,
+        x_headers: headers
+            .iter()
+            .filter(|(k, _)| k.as_str().starts_with("x-"))
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect(),
     });
 }
 

@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS alerts (
 CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY, method TEXT NOT NULL, path TEXT NOT NULL,
     operation TEXT, status INTEGER NOT NULL, user_agent TEXT,
-    auth TEXT, gzip INTEGER NOT NULL DEFAULT 0, body_len INTEGER NOT NULL);
+    auth TEXT, gzip INTEGER NOT NULL DEFAULT 0, body_len INTEGER NOT NULL,
+    x_headers TEXT NOT NULL DEFAULT '{}');
 ";
 
 /// A run as stored.
@@ -79,6 +80,9 @@ pub struct RequestRow {
     pub auth: Option<String>,
     pub gzip: bool,
     pub body_len: usize,
+    /// The `X-…` headers (W&B's own, the user's extra headers), names in
+    /// lower case.
+    pub x_headers: std::collections::BTreeMap<String, String>,
 }
 
 /// An uploaded file.
@@ -421,9 +425,19 @@ impl Store {
     pub fn log_request(&self, r: &RequestRow) {
         self.with(|c| {
             c.execute(
-                "INSERT INTO requests (method, path, operation, status, user_agent, auth, gzip, body_len)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![r.method, r.path, r.operation, r.status, r.user_agent, r.auth, r.gzip, r.body_len as i64],
+                "INSERT INTO requests (method, path, operation, status, user_agent, auth, gzip, body_len, x_headers)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    r.method,
+                    r.path,
+                    r.operation,
+                    r.status,
+                    r.user_agent,
+                    r.auth,
+                    r.gzip,
+                    r.body_len as i64,
+                    serde_json::to_string(&r.x_headers).unwrap_or_default()
+                ],
             )
         });
     }
@@ -432,7 +446,7 @@ impl Store {
     pub fn requests(&self) -> Vec<RequestRow> {
         self.with(|c| {
             let mut st = c.prepare(
-                "SELECT method, path, operation, status, user_agent, auth, gzip, body_len FROM requests ORDER BY id",
+                "SELECT method, path, operation, status, user_agent, auth, gzip, body_len, x_headers FROM requests ORDER BY id",
             )?;
             st
                 .query_map([], |r| {
@@ -445,6 +459,8 @@ impl Store {
                         auth: r.get(5)?,
                         gzip: r.get::<_, i64>(6)? != 0,
                         body_len: r.get::<_, i64>(7)? as usize,
+                        x_headers: serde_json::from_str(&r.get::<_, String>(8)?)
+                            .unwrap_or_default(),
                     })
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()

@@ -72,6 +72,11 @@ pub struct BackendConfig {
     pub username: String,
     pub email: String,
     pub server_side_derived_summary: bool,
+    /// `http_proxy`, `https_proxy`: W&B's traffic only, each for its scheme.
+    pub http_proxy: Option<String>,
+    pub https_proxy: Option<String>,
+    /// `insecure_disable_ssl`: no certificate checks.
+    pub insecure_disable_ssl: bool,
     pub graphql: RetryConfig,
     pub filestream: RetryConfig,
     pub transfer: RetryConfig,
@@ -128,6 +133,9 @@ impl BackendConfig {
             username: s.username.clone().unwrap_or_default(),
             email: s.email.clone().unwrap_or_default(),
             server_side_derived_summary: s.x_server_side_derived_summary.unwrap_or(false),
+            http_proxy: s.http_proxy.clone().filter(|p| !p.is_empty()),
+            https_proxy: s.https_proxy.clone().filter(|p| !p.is_empty()),
+            insecure_disable_ssl: s.insecure_disable_ssl.unwrap_or(false),
             graphql: retry(
                 s.x_graphql_retry_max,
                 s.x_graphql_retry_wait_min_seconds,
@@ -163,12 +171,15 @@ pub struct Backend {
 
 impl Backend {
     pub fn new(config: BackendConfig) -> Result<Self, BackendError> {
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
-            .build()
-            .map_err(|e| {
-                BackendError::Config(format!("HTTP client: {}", crate::runlog::error_chain(&e)))
-            })?;
+            .danger_accept_invalid_certs(config.insecure_disable_ssl);
+        for proxy in proxies(&config)? {
+            builder = builder.proxy(proxy);
+        }
+        let client = builder.build().map_err(|e| {
+            BackendError::Config(format!("HTTP client: {}", crate::runlog::error_chain(&e)))
+        })?;
         Ok(Self {
             config: Arc::new(config),
             client,
@@ -314,7 +325,9 @@ impl Backend {
         let (answer, _) = http::send(
             || {
                 let mut req = self.client.put(url).body(content.clone());
-                for (k, v) in headers {
+                // The configured extra headers go on every request, as
+                // wandb-core sends them (credentials never do).
+                for (k, v) in self.config.extra_headers.iter().chain(headers) {
                     if let (Ok(k), Ok(v)) =
                         (HeaderName::try_from(k.as_str()), HeaderValue::from_str(v))
                     {
@@ -335,6 +348,64 @@ impl Backend {
             .and_then(|v| v.to_str().ok())
             .map(String::from))
     }
+}
+
+/// The proxies of the settings, each for its scheme; a scheme without one
+/// keeps the environment's (`HTTP_PROXY`/`HTTPS_PROXY`, minus `NO_PROXY`),
+/// which reqwest would otherwise drop once any proxy is set: wandb-core's
+/// routing. A `Proxy-Authorization` among the extra headers goes to the
+/// proxy, also on CONNECT.
+fn proxies(c: &BackendConfig) -> Result<Vec<reqwest::Proxy>, BackendError> {
+    if c.http_proxy.is_none() && c.https_proxy.is_none() {
+        return Ok(Vec::new()); // reqwest reads the environment itself
+    }
+    let env = |names: [&str; 2]| {
+        names
+            .iter()
+            .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+    };
+    let auth = c
+        .extra_headers
+        .iter()
+        .find(|(k, v)| k.eq_ignore_ascii_case("proxy-authorization") && !v.is_empty())
+        .and_then(|(_, v)| HeaderValue::from_str(v).ok());
+    let bad = |name: &str, url: &str, e: reqwest::Error| {
+        BackendError::Config(format!("{name} {url:?} is not a proxy URL: {e}"))
+    };
+    let mut out = Vec::new();
+    let schemes: [(&str, &Option<String>, [&str; 2]); 2] = [
+        ("http_proxy", &c.http_proxy, ["HTTP_PROXY", "http_proxy"]),
+        (
+            "https_proxy",
+            &c.https_proxy,
+            ["HTTPS_PROXY", "https_proxy"],
+        ),
+    ];
+    for (name, setting, vars) in schemes {
+        let (url, from_env) = match setting {
+            Some(url) => (url.clone(), false),
+            None => match env(vars) {
+                Some(url) => (url, true),
+                None => continue,
+            },
+        };
+        let proxy = if name == "http_proxy" {
+            reqwest::Proxy::http(&url)
+        } else {
+            reqwest::Proxy::https(&url)
+        }
+        .map_err(|e| bad(name, &url, e))?;
+        let proxy = if from_env {
+            proxy.no_proxy(reqwest::NoProxy::from_env())
+        } else {
+            proxy
+        };
+        out.push(match &auth {
+            Some(auth) => proxy.custom_http_auth(auth.clone()),
+            None => proxy,
+        });
+    }
+    Ok(out)
 }
 
 fn header_value(s: &str) -> HeaderValue {
