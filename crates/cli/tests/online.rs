@@ -554,6 +554,9 @@ for p in range(0, 101, 25):
     sys.stdout.write(f"\rprogress {p}%")
     sys.stdout.flush()
 print()
+sys.stdout.write("half a line, ")
+run.write_logs("from write_logs\n  its second line")
+print("the other half")
 for i in range(200):
     print(f"line {i}")
 run.finish()
@@ -570,7 +573,14 @@ run.finish()
     );
     assert!(lines.iter().any(|l| l.ends_with(" progress 100%")));
     let file = pair.ours.0.store.file_content(&key, "output.log").unwrap();
-    assert!(String::from_utf8_lossy(&file).contains("line 199"));
+    let file = String::from_utf8_lossy(&file);
+    assert!(file.contains("line 199"));
+    // `run.write_logs()` lines follow what was written, whole; the half
+    // line goes on where it was.
+    assert!(
+        file.contains("half a line, the other half\nfrom write_logs\n  its second line\nline 0\n"),
+        "{file}"
+    );
 }
 
 /// A YAML file as PyYAML reads it, in JSON (keys that are not strings and

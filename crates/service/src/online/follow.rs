@@ -544,6 +544,7 @@ impl Sender {
                 let stderr = o.output_type() == pb::output_record::OutputType::Stderr;
                 s.console.write(stderr, &o.line);
             }
+            RecordType::OutputLogger(o) => s.console.append_lines(&o.line),
             RecordType::Run(run) => {
                 if !s.seen_run {
                     // The init record: already upserted.

@@ -161,6 +161,11 @@ impl ConsoleLines {
         self.console.write(stderr, text);
     }
 
+    /// Lines from `run.write_logs()`.
+    pub(super) fn append_lines(&mut self, text: &str) {
+        self.console.append_lines(text);
+    }
+
     /// Lines new or changed since the last call, by line number.
     pub(super) fn changed(&mut self) -> Vec<(u64, String)> {
         if !self.console.take_dirty() {

@@ -183,13 +183,19 @@ impl Console {
     }
 
     fn new_line(&mut self, s: usize) -> u64 {
-        let global = self.base + self.lines.len() as u64;
-        self.lines.push_back(Vec::new());
-        self.lines_stderr.push_back(s == 1);
+        let global = self.push_line(Vec::new(), s == 1);
         self.own[s].push_back(global);
         if self.own[s].len() > EDITABLE_LINES {
             self.own[s].pop_front();
         }
+        global
+    }
+
+    /// A line after every other, owned by no stream (yet).
+    fn push_line(&mut self, text: Vec<char>, stderr: bool) -> u64 {
+        let global = self.base + self.lines.len() as u64;
+        self.lines.push_back(text);
+        self.lines_stderr.push_back(stderr);
         while self.lines.len() > EDITABLE_LINES * 2 {
             let line = self.lines.pop_front().unwrap();
             self.finished.push(line.into_iter().collect());
@@ -198,6 +204,16 @@ impl Console {
             self.base += 1;
         }
         global
+    }
+
+    /// Text from `run.write_logs()`: whole lines after everything written
+    /// so far, taken as they are (no escapes interpreted) and never edited
+    /// by the streams' cursors, as wandb-core adds them.
+    pub fn append_lines(&mut self, text: &str) {
+        for line in text.strip_suffix('\n').unwrap_or(text).split('\n') {
+            self.push_line(line.chars().take(MAX_LINE).collect(), false);
+        }
+        self.dirty = true;
     }
 
     fn put(&mut self, s: usize, c: char) {
@@ -340,6 +356,15 @@ mod tests {
         let mut lines = c.drain_finished();
         lines.extend(c.tail());
         lines.join("\n")
+    }
+
+    #[test]
+    fn logger_lines_follow_everything_whole() {
+        let mut c = Console::default();
+        c.write(false, "a\nprogress 50%");
+        c.append_lines("x \x1b[1mbold\x1b[0m\ny\n");
+        c.write(false, "\r\x1b[Kdone\nb\n");
+        assert_eq!(render(&mut c), "a\ndone\nx \x1b[1mbold\x1b[0m\ny\nb");
     }
 
     #[test]

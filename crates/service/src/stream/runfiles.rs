@@ -25,6 +25,8 @@ const CONSOLE_DEBOUNCE: Duration = Duration::from_secs(2);
 pub enum FilesMsg {
     /// Text the user process wrote to stdout or stderr.
     Console { stderr: bool, text: String },
+    /// Lines from `run.write_logs()`.
+    LoggerLines(String),
     /// `requirements.txt` lines.
     Requirements(Vec<String>),
     /// A new `config.yaml`.
@@ -74,6 +76,7 @@ impl RunFiles {
             match msg {
                 None => {}
                 Some(FilesMsg::Console { stderr, text }) => console.write(stderr, &text),
+                Some(FilesMsg::LoggerLines(text)) => console.append_lines(&text),
                 Some(FilesMsg::Requirements(lines)) => {
                     let mut text = lines.join("\n");
                     text.push('\n');

@@ -390,6 +390,11 @@ impl Handler {
                 });
                 self.ack(reply);
             }
+            RecordType::OutputLogger(o) => {
+                self.persist(raw);
+                self.forward(FilesMsg::LoggerLines(o.line));
+                self.ack(reply);
+            }
             // Never written by wandb-core either.
             RecordType::Final(_) | RecordType::Footer(_) | RecordType::NoopLinkArtifact(_) => {
                 self.ack(reply)
