@@ -107,6 +107,10 @@ def scenario_console(wandb):
     sys.stdout.write("\n")
     print("partial line without newline ...", end="", flush=True)
     print("completed")
+    # What the service answers to the status requests, in the output.
+    print("run status:", run.status())
+    status = run._interface.deliver_status().wait_or(timeout=30)
+    print("status answer:", status.response.WhichOneof("response_type"))
     run.alert(title="done", text="console scenario")
     run.finish()
 

@@ -66,16 +66,10 @@ impl Handler {
                 }
             }
             RequestType::Attach(_) => self.attach(reply),
-            RequestType::Status(_) => self.ack_response(
-                reply,
-                Some(ResponseType::StatusResponse(Default::default())),
-            ),
+            // Empty answers, as wandb-core gives (the SDK reads defaults).
+            RequestType::Status(_) | RequestType::RunStatus(_) => self.ack_response(reply, None),
             RequestType::StopStatus(_) => self.stop_status(reply),
             RequestType::NetworkStatus(_) => self.network_status(reply),
-            RequestType::RunStatus(_) => self.ack_response(
-                reply,
-                Some(ResponseType::RunStatusResponse(Default::default())),
-            ),
             RequestType::Keepalive(_) => self.ack_response(
                 reply,
                 Some(ResponseType::KeepaliveResponse(Default::default())),
