@@ -1103,6 +1103,56 @@ run.finish()
 }
 
 #[test]
+fn the_sdk_shows_what_is_being_uploaded_while_it_waits() {
+    // A slow backend (every answer 700 ms late): wandb.init() and
+    // run.finish() wait long enough for the SDK to poll `operations` and
+    // print what the service is doing (one line per change, as in a log
+    // file), with either service.
+    let script = r#"
+import wandb
+run = wandb.init(project="online", id="ops1")
+for i in range(3):
+    run.log({"a": i})
+print("hello")
+run.finish()
+"#;
+    let slow = || {
+        let config = Config {
+            latency: std::time::Duration::from_millis(700),
+            ..common::standin_config(KEY, &[])
+        };
+        StandIn::spawn(config, 0, Store::open(None).unwrap()).unwrap()
+    };
+    for (who, python) in [("reference", reference_python()), ("ours", install_ours())] {
+        let s = slow();
+        let ran = run_script(python, &s, script, KEY, &format!("online-ops-{who}"));
+        let text = common::text(&ran.out);
+        assert!(ran.out.status.success(), "{who}: {text}");
+        let progress: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("wandb: "))
+            .filter(|l| {
+                l.contains("uploading ") || l.contains("updating ") || l.contains("setting up ")
+            })
+            .collect();
+        assert!(
+            progress.contains(&"setting up run ops1"),
+            "{who}: {progress:?}"
+        );
+        assert!(
+            progress.iter().any(|l| l.contains("uploading config.yaml")),
+            "{who}: {progress:?}"
+        );
+        assert!(
+            progress
+                .iter()
+                .any(|l| l.contains("uploading history steps 0-2")),
+            "{who}: {progress:?}"
+        );
+    }
+}
+
+#[test]
 fn gzip_file_stream_when_the_server_offers_it() {
     let script = r#"
 import wandb

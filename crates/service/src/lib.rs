@@ -22,6 +22,7 @@
 mod backend;
 mod mux;
 mod online;
+mod operations;
 mod respond;
 mod runlog;
 mod runstate;

@@ -43,8 +43,13 @@ pub fn install_ours() -> &'static Path {
 /// (`all`, the default, as the W&B cloud; `none`; or a list): the online
 /// suite runs both ways (`scripts/test`).
 pub fn standin(key: &str, inject: &[&str]) -> StandIn {
+    StandIn::spawn(standin_config(key, inject), 0, Store::open(None).unwrap()).unwrap()
+}
+
+/// The configuration [`standin`] starts a stand-in with.
+pub fn standin_config(key: &str, inject: &[&str]) -> Config {
     let spec = std::env::var("WANDB_STANDIN_FEATURES").unwrap_or_else(|_| "all".into());
-    let config = Config {
+    Config {
         api_key: Some(key.into()),
         features: wandb_standin::features(&spec),
         inject: inject
@@ -52,8 +57,7 @@ pub fn standin(key: &str, inject: &[&str]) -> StandIn {
             .map(|i| i.parse::<Inject>().unwrap())
             .collect(),
         ..Default::default()
-    };
-    StandIn::spawn(config, 0, Store::open(None).unwrap()).unwrap()
+    }
 }
 
 /// A command's stdout and stderr, for assertion messages.

@@ -167,6 +167,8 @@ pub struct Backend {
     pub config: Arc<BackendConfig>,
     client: reqwest::Client,
     pub events: NetworkEvents,
+    /// What is being sent now, for the SDK's progress display.
+    pub operations: crate::operations::Operations,
 }
 
 impl Backend {
@@ -184,6 +186,7 @@ impl Backend {
             config: Arc::new(config),
             client,
             events: NetworkEvents::default(),
+            operations: Default::default(),
         })
     }
 

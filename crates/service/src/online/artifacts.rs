@@ -98,6 +98,9 @@ struct Entry {
 /// Saves the artifact; returns its server ID.
 pub async fn save(backend: &Backend, job: SaveJob) -> Result<String, ArtifactError> {
     let a = &job.artifact;
+    let _op = backend
+        .operations
+        .start(format!("uploading artifact {}", a.name));
     let mut entries = entries_of(a).map_err(at("ArtifactSaver.readManifest"))?;
     entries.sort_by(|x, y| x.path.cmp(&y.path));
     // XXH128 artifacts need a server that takes them (its

@@ -313,6 +313,7 @@ pub async fn run(
         let finishing = finishing && body.complete;
         last_send = Some(Instant::now());
         if !fatal {
+            let _op = backend.operations.start(body.desc);
             match post(&backend, &cfg, body.bytes).await {
                 Ok(answer) => {
                     if answer.get("stopped").and_then(Value::as_bool) == Some(true) {
@@ -393,10 +394,12 @@ fn merge(p: &mut Pending, m: FsMsg, quoted: Option<String>, cfg: &FileStreamConf
     }
 }
 
-/// A request body, and whether it carries `complete`.
+/// A request body, whether it carries `complete`, and what it sends in
+/// words (the SDK's progress display).
 struct Body {
     bytes: Bytes,
     complete: bool,
+    desc: String,
 }
 
 /// Builds the next request body from what is pending: all history and
@@ -412,6 +415,14 @@ fn build(cfg: &mut FileStreamConfig, p: &mut Pending, complete: Option<i32>) -> 
         out.extend_from_slice(b"]}");
     }
     let history = std::mem::take(&mut p.history);
+    let mut parts = Vec::new();
+    if history.count > 0 {
+        parts.push(format!(
+            "history steps {}-{}",
+            cfg.history_offset,
+            cfg.history_offset + history.count - 1
+        ));
+    }
     let mut first_file = true;
     let (mut out, start) = if history.count > 0 {
         let opening = format!(
@@ -440,6 +451,7 @@ fn build(cfg: &mut FileStreamConfig, p: &mut Pending, complete: Option<i32>) -> 
         cfg.events_offset += events.count;
     }
     if let Some(summary) = p.summary.take() {
+        parts.push("summary".to_string());
         let mut quoted = String::new();
         wandb_proto::json::write_str(&summary, &mut quoted);
         file(
@@ -460,11 +472,17 @@ fn build(cfg: &mut FileStreamConfig, p: &mut Pending, complete: Option<i32>) -> 
             wandb_proto::json::write_str(&line, &mut run);
             next += 1;
         }
+        let offset = cfg.console_offset + first;
+        parts.push(format!(
+            "console lines {}-{}",
+            offset,
+            offset + (next - first) - 1
+        ));
         file(
             &mut out,
             &mut first_file,
             "output.log",
-            (cfg.console_offset + first) as i64,
+            offset as i64,
             run.as_bytes(),
         );
     }
@@ -501,6 +519,11 @@ fn build(cfg: &mut FileStreamConfig, p: &mut Pending, complete: Option<i32>) -> 
     Body {
         bytes: Bytes::from(out).slice(start..),
         complete,
+        desc: if parts.is_empty() {
+            "uploading data".to_string()
+        } else {
+            format!("uploading {}", parts.join(", "))
+        },
     }
 }
 

@@ -675,6 +675,7 @@ impl Sender {
         if !s.params_dirty && !s.config_dirty {
             return;
         }
+        let _op = self.backend.operations.start("updating run metadata");
         let config = s.config_dirty.then(|| config_json(&s.config, &s.metrics));
         let vars = upsert_vars(
             &self.settings,

@@ -200,6 +200,10 @@ impl Sender {
     /// Resume status (if asked) and the first UpsertBucket, within
     /// `init_timeout`.
     async fn init(&self, run: &pb::RunRecord) -> Result<InitResult, BackendError> {
+        let _op = self
+            .backend
+            .operations
+            .start(format!("setting up run {}", self.settings.run_id));
         let timeout = self
             .settings
             .raw

@@ -227,6 +227,7 @@ impl Uploader {
             .map(|(name, url, path, stamp)| {
                 let (backend, headers, file) = (backend.clone(), headers.clone(), dir.join(&path));
                 async move {
+                    let _op = backend.operations.start(format!("uploading {path}"));
                     let result = match tokio::fs::read(&file).await {
                         Ok(content) => backend
                             .upload(

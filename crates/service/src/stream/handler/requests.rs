@@ -52,7 +52,12 @@ impl Handler {
                 reply,
                 Some(ResponseType::OperationsResponse(
                     pb::OperationStatsResponse {
-                        operation_stats: Some(Default::default()),
+                        operation_stats: Some(
+                            self.online
+                                .as_ref()
+                                .map(|o| o.backend.operations.stats())
+                                .unwrap_or_default(),
+                        ),
                     },
                 )),
             ),
