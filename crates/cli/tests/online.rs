@@ -1153,6 +1153,74 @@ run.finish()
 }
 
 #[test]
+fn the_server_derives_the_summary_when_asked() {
+    let script = r#"
+import wandb
+run = wandb.init(project="online", id="derived1",
+                 settings=wandb.Settings(x_server_side_derived_summary=True))
+run.define_metric("loss", summary="min")
+for i in range(3):
+    run.log({"loss": 1.0 / (i + 1)})
+run.summary["best"] = 7
+run.finish()
+"#;
+    let pair = both("derived", script, &[], KEY);
+    assert_succeeded(&pair);
+    assert_same("derived", &pair);
+    // The header goes with the same requests (the file stream's among them).
+    let flagged = |s: &StandIn| {
+        s.store
+            .requests()
+            .into_iter()
+            .filter(|r| {
+                r.x_headers
+                    .get("x-wandb-server-side-derived-summary")
+                    .is_some_and(|v| v == "true")
+            })
+            .map(|r| r.operation.unwrap_or(r.path))
+            .filter(|op| op != "ServerFeaturesQuery" && op != "OrganizationCoreWeaveOrganizationID")
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(flagged(&pair.ours.0), flagged(&pair.reference.0));
+    assert!(flagged(&pair.ours.0).contains("file_stream"));
+}
+
+#[test]
+fn a_labelled_writer_names_its_console() {
+    let script = r#"
+import sys, wandb
+run = wandb.init(project="online", id="label1", settings=wandb.Settings(x_label="node-1"))
+print("hello from node 1")
+print("trouble on node 1", file=sys.stderr)
+run.log({"a": 1})
+run.finish()
+"#;
+    let pair = both("label", script, &[], KEY);
+    assert_succeeded(&pair);
+    assert_same("label", &pair);
+    let key = RunKey::new("standin", "online", "label1");
+    let lines = pair.ours.0.store.console(&key);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.ends_with(" [node-1] hello from node 1")),
+        "{lines:?}"
+    );
+    let files: Vec<String> = pair
+        .ours
+        .0
+        .store
+        .files(&key)
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
+    assert!(
+        files.contains(&"output_node-1.log".to_string()),
+        "{files:?}"
+    );
+}
+
+#[test]
 fn gzip_file_stream_when_the_server_offers_it() {
     let script = r#"
 import wandb

@@ -207,6 +207,8 @@ impl Backend {
         for (k, v) in &self.config.extra_headers {
             req = req.header(k, v);
         }
+        // The server derives summary aggregates from the history it gets
+        // (GraphQL and the file stream, as wandb-core sends it).
         if self.config.server_side_derived_summary {
             req = req.header("X-WANDB-SERVER-SIDE-DERIVED-SUMMARY", "true");
         }
@@ -290,6 +292,7 @@ impl Backend {
         if gzip {
             headers.insert("Content-Encoding", HeaderValue::from_static("gzip"));
         }
+
         let (_, bytes) = http::send(
             || self.api_request(path, &headers).body(body.clone()),
             RetryClass::MostFailures,

@@ -653,6 +653,17 @@ impl Sender {
             return;
         }
         let _ = fs.send(FsMsg::History(history_line(items))).await;
+        if self.settings.server_side_derived_summary
+            && let Some(step) = items
+                .iter()
+                .find(|i| i.key == "_step" || i.nested_key == ["_step"])
+                .and_then(|i| JValue::parse(i.value_json).ok())
+        {
+            // The server derives the summary from the rows, but wandb-core
+            // still streams the last step in it.
+            insert_path(&mut s.summary, &["_step".to_string()], step);
+            s.summary_dirty = true;
+        }
         if let Some(p) = &self.progress {
             p.history_sent.fetch_add(1, Relaxed);
         }

@@ -138,20 +138,8 @@ fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
                 bn = 1;
             }
         }
-        let mut ai = i;
-        while ai < ar.len() && ar[ai].is_ascii_digit() {
-            an = an
-                .wrapping_mul(10)
-                .wrapping_add(i64::from(ar[ai] as u8 - b'0'));
-            ai += 1;
-        }
-        let mut bi = i;
-        while bi < br.len() && br[bi].is_ascii_digit() {
-            bn = bn
-                .wrapping_mul(10)
-                .wrapping_add(i64::from(br[bi] as u8 - b'0'));
-            bi += 1;
-        }
+        let (ai, an) = number_at(&ar, i, an);
+        let (bi, bn) = number_at(&br, i, bn);
         if an != bn {
             return an.cmp(&bn);
         }
@@ -161,6 +149,17 @@ fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
         return ar[i].cmp(&br[i]);
     }
     ar.len().cmp(&br.len())
+}
+
+/// The run of ASCII digits from `i` read onto `n` (decimal): where it ends,
+/// and the number.
+fn number_at(chars: &[char], i: usize, mut n: i64) -> (usize, i64) {
+    let mut end = i;
+    while let Some(d) = chars.get(end).and_then(|c| c.to_digit(10)) {
+        n = n.wrapping_mul(10).wrapping_add(i64::from(d));
+        end += 1;
+    }
+    (end, n)
 }
 
 /// Members at column `col`, in yaml.v3's key order; the first one already
