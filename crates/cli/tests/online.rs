@@ -1221,6 +1221,30 @@ run.finish()
 }
 
 #[test]
+fn a_forked_run_starts_past_its_branch_point() {
+    let script = r#"
+import wandb
+run = wandb.init(project="online", id="forked1", fork_from="parent1?_step=10")
+for i in range(3):
+    run.log({"a": i})
+run.finish()
+"#;
+    let pair = both("fork", script, &[], KEY);
+    assert_succeeded(&pair);
+    assert_same("fork", &pair);
+    let key = RunKey::new("standin", "online", "forked1");
+    let steps: Vec<Value> = pair
+        .ours
+        .0
+        .store
+        .lines(&key, "wandb-history.jsonl")
+        .iter()
+        .map(|(_, l)| serde_json::from_str::<Value>(l).unwrap()["_step"].clone())
+        .collect();
+    assert_eq!(steps, [json!(11), json!(12), json!(13)]);
+}
+
+#[test]
 fn gzip_file_stream_when_the_server_offers_it() {
     let script = r#"
 import wandb

@@ -203,6 +203,21 @@ def scenario_shared8(wandb):
         assert p.exitcode == 0, p.exitcode
 
 
+def scenario_fork(wandb):
+    # A branch point on another metric than _step is refused.
+    try:
+        wandb.init(project="compat", id="forked2", fork_from="parent1?loss=3")
+        refused = "not refused"
+    except Exception as e:
+        refused = f"{type(e).__name__}: {e}"
+    # A fork's rows start one step past the branch point.
+    run = wandb.init(project="compat", id="forked1", fork_from="parent1?_step=10")
+    print("bad branch point:", refused)
+    for i in range(3):
+        run.log({"a": i})
+    run.finish()
+
+
 def scenario_values(wandb):
     # Values and keys that are easy to get wrong: YAML 1.1 look-alikes as
     # config keys and values, NaN and infinities, nested metric names,

@@ -133,6 +133,24 @@ impl Handler {
 
     pub(super) fn run_record(&mut self, mut run: pb::RunRecord, raw: Bytes, reply: Option<Reply>) {
         let first = self.run.is_none();
+        if first
+            && self
+                .settings
+                .raw
+                .resume
+                .as_deref()
+                .unwrap_or_default()
+                .is_empty()
+        {
+            match branch_start(&run, !self.settings.offline) {
+                Ok(Some(step)) => {
+                    run.starting_step = step;
+                    run.forked = true;
+                }
+                Ok(None) => {}
+                Err(error) => self.refuse_init(error),
+            }
+        }
         if let Some(config) = &run.config {
             self.config.apply(config);
         }
@@ -242,4 +260,35 @@ fn init_error_with(message: &str, code: pb::error_info::ErrorCode) -> pb::RunUpd
         }),
         ..Default::default()
     }
+}
+
+/// A run branched from another (`fork_from`) or from an earlier point of
+/// itself (`resume_from`, a rewind): its rows start one step past the
+/// branch point, as wandb-core numbers them; `None` for a run that does
+/// not branch. Only `_step` branch points exist (wandb-core refuses
+/// others as unsupported). Online, a rewind needs the server's RewindRun,
+/// which ours does not send yet: refused rather than run without it.
+fn branch_start(run: &pb::RunRecord, online: bool) -> Result<Option<i64>, pb::ErrorInfo> {
+    let Some(branch) = run.branch_point.as_ref().filter(|b| !b.run.is_empty()) else {
+        return Ok(None);
+    };
+    let error = |code: pb::error_info::ErrorCode, message: String| pb::ErrorInfo {
+        message,
+        code: code as i32,
+    };
+    let rewind = branch.run == run.run_id;
+    if branch.metric != "_step" {
+        let what = if rewind { "rewind" } else { "fork_from" };
+        return Err(error(
+            pb::error_info::ErrorCode::Unsupported,
+            format!("{what} only supports `_step` metric name currently"),
+        ));
+    }
+    if rewind && online {
+        return Err(error(
+            pb::error_info::ErrorCode::Unsupported,
+            "resume_from (rewinding a run online) is not supported by wandb-core-rs yet".into(),
+        ));
+    }
+    Ok(Some(branch.value as i64 + 1))
 }
