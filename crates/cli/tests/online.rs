@@ -76,6 +76,20 @@ fn wandb_sync(python: &Path, standin: &StandIn, work: &Path, args: &[&std::ffi::
     }
 }
 
+/// The text of the `wandb sync` log under `<work>/wandb/logs/`
+/// (`debug-sync.<date>.<time>.log`), if there is one.
+fn debug_sync_log(work: &Path) -> Option<String> {
+    std::fs::read_dir(work.join("wandb/logs"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with("debug-sync.") && name.ends_with(".log")
+        })
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+}
+
 /// The same script through both services, each with its own stand-in.
 struct Pair {
     reference: (StandIn, Ran),
@@ -1348,6 +1362,10 @@ run.finish()
     let text = synced.text();
     let out = synced.out;
     assert!(out.status.success(), "{text}");
+    assert!(
+        debug_sync_log(&work).is_some(),
+        "wandb-core's debug-sync log"
+    );
     let key = RunKey::new("standin", "synced", "offline1");
     let run = s
         .store
@@ -1428,6 +1446,9 @@ except TimeoutError as e:
             );
             let (out, synced) = (&ran_sync.out, ran_sync.text());
             assert!(out.status.success(), "{synced}");
+            // The sync's log, where wandb-core keeps it, with the run's lines.
+            let log = debug_sync_log(&ran.work).expect("a debug-sync log");
+            assert!(log.contains("slowfinish1"), "{log}");
             let run = s.store.run(&key).expect("the run");
             assert!(run.complete, "{synced}");
             let steps: Vec<Value> = s

@@ -38,11 +38,6 @@ impl RunLog {
         }
     }
 
-    /// A log that writes only to the process-wide log.
-    pub fn detached(run_id: &str) -> Self {
-        Self::open(run_id, None)
-    }
-
     fn line(&self, level: &str, msg: &str) {
         let Some(file) = &self.file else { return };
         let mut line = String::with_capacity(msg.len() + 96);

@@ -118,7 +118,7 @@ mod tests {
     use super::*;
 
     fn events() -> Events {
-        Events::new(RunLog::detached("events-test"))
+        Events::new(RunLog::open("events-test", None))
     }
 
     #[tokio::test]

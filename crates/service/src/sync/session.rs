@@ -100,6 +100,40 @@ impl RunEntry {
     }
 }
 
+/// A new `debug-sync.<date>.<time>.log` (UTC) in `dir`, numbered
+/// (`….1.log`) when one of that second exists, as wandb-core names the log
+/// of a `wandb sync`. `None` (logged) when it cannot be created.
+fn create_debug_sync_log(dir: &Path) -> Option<std::path::PathBuf> {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    // 2026-12-05T23:53:43Z → 20261205.235343
+    let stamp = stamp
+        .trim_end_matches('Z')
+        .replace(['-', ':'], "")
+        .replace('T', ".");
+    let created = std::fs::create_dir_all(dir).and_then(|()| {
+        let mut n = 0;
+        loop {
+            let name = match n {
+                0 => format!("debug-sync.{stamp}.log"),
+                n => format!("debug-sync.{stamp}.{n}.log"),
+            };
+            let path = dir.join(name);
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(_) => return Ok(path),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => n += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    });
+    created
+        .map_err(|e| tracing::warn!("no debug-sync log in {}: {e}", dir.display()))
+        .ok()
+}
+
 /// A sync in progress (or done).
 pub struct SyncSession {
     pub runs: Vec<Arc<RunEntry>>,
@@ -108,6 +142,8 @@ pub struct SyncSession {
     /// How many messages `take_new_messages` has handed out.
     taken: Mutex<usize>,
     options: SyncOptions,
+    /// `<wandb_dir>/logs/debug-sync.<date>.<time>.log`, the runs' log lines.
+    log_file: Option<std::path::PathBuf>,
 }
 
 impl SyncSession {
@@ -133,11 +169,18 @@ impl SyncSession {
                 })
             })
             .collect();
+        let log_file = options
+            .settings
+            .wandb_dir
+            .as_deref()
+            .filter(|d| !d.is_empty())
+            .and_then(|dir| create_debug_sync_log(&Path::new(dir).join("logs")));
         let session = Self {
             runs,
             messages: Arc::default(),
             taken: Mutex::new(0),
             options,
+            log_file,
         };
         for p in problems {
             session.say(Severity::Error, p);
@@ -413,7 +456,7 @@ impl SyncSession {
             run,
             live: o.live,
             progress: entry.progress.clone(),
-            log: RunLog::detached(&entry.name()),
+            log: RunLog::open(&entry.name(), self.log_file.as_deref()),
             warn: {
                 let (messages, label) = (self.messages.clone(), label.clone());
                 Arc::new(move |m: String| {

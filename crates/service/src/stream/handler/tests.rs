@@ -34,7 +34,7 @@ fn handler() -> (Handler, flume::Receiver<Bytes>, Responder) {
     .unwrap();
     let (tx, rx) = flume::unbounded();
     (
-        Handler::new(Arc::new(settings), RunLog::detached("unit")),
+        Handler::new(Arc::new(settings), RunLog::open("unit", None)),
         rx,
         Responder::new(tx, 0),
     )
