@@ -141,6 +141,28 @@ fn log_use_and_download_match_wandb_core() {
     );
     let v1 = &mine.store.artifact_versions("standin", "arts", "ds")[1];
     assert!(!mine.store.artifact_uses(v1.id).is_empty());
+    // The artifact's entity and project go with each use when the server
+    // has USE_ARTIFACT_WITH_ENTITY_AND_PROJECT_INFORMATION (the stand-in
+    // advertises it), as wandb-core sends them.
+    let origins = |s: &StandIn| {
+        let v = &s.store.artifact_versions("standin", "arts", "ds")[1];
+        s.store.artifact_use_origins(v.id)
+    };
+    assert_eq!(origins(&mine), origins(&theirs));
+    let advertised = common::standin_config(KEY, &[])
+        .features
+        .iter()
+        .any(|(name, on)| *on && name == "USE_ARTIFACT_WITH_ENTITY_AND_PROJECT_INFORMATION");
+    let expected = if advertised {
+        (Some("standin".to_string()), Some("arts".to_string()))
+    } else {
+        (None, None)
+    };
+    assert!(
+        origins(&mine).iter().all(|o| *o == expected),
+        "{:?}",
+        origins(&mine)
+    );
     let manifest = mine.store.artifact_manifest(v1.id).unwrap();
     assert_eq!(manifest["storagePolicy"], "wandb-storage-policy-v1");
     assert!(manifest["contents"]["sub/b.bin"]["birthArtifactID"].is_string());

@@ -375,7 +375,21 @@ impl Backend {
     }
 
     /// Enabled server features (unknown on error: none).
+    /// The server's enabled features, asked once per backend (a run's
+    /// components share its answer, as wandb-core's feature checker does).
     pub async fn server_features(&self) -> Vec<String> {
+        self.features
+            .get_or_init(|| self.query_server_features())
+            .await
+            .clone()
+    }
+
+    /// Whether the server has this feature enabled.
+    pub async fn server_feature(&self, name: &str) -> bool {
+        self.server_features().await.iter().any(|f| f == name)
+    }
+
+    async fn query_server_features(&self) -> Vec<String> {
         match self
             .graphql(
                 "ServerFeaturesQuery",

@@ -169,6 +169,8 @@ pub struct Backend {
     pub events: NetworkEvents,
     /// What is being sent now, for the SDK's progress display.
     pub operations: crate::operations::Operations,
+    /// The server's enabled features, asked once (see `server_features`).
+    features: Arc<tokio::sync::OnceCell<Vec<String>>>,
 }
 
 impl Backend {
@@ -187,6 +189,7 @@ impl Backend {
             client,
             events: NetworkEvents::default(),
             operations: Default::default(),
+            features: Default::default(),
         })
     }
 

@@ -418,14 +418,23 @@ async fn to_md5(entries: &mut [Entry]) -> Result<String, String> {
 }
 
 async fn use_artifact(backend: &Backend, id: &str, job: &SaveJob) -> Result<(), ArtifactError> {
+    let mut input = json!({
+        "artifactID": id, "entityName": job.run.entity, "projectName": job.run.project,
+        "runName": job.run.name, "usedAs": null, "clientMutationId": null,
+    });
+    // A server that takes them gets the artifact's own entity and project.
+    if backend
+        .server_feature("USE_ARTIFACT_WITH_ENTITY_AND_PROJECT_INFORMATION")
+        .await
+    {
+        input["artifactEntityName"] = json!(job.run.entity);
+        input["artifactProjectName"] = json!(job.run.project);
+    }
     gql(
         backend,
         "UseArtifact",
         USE_ARTIFACT,
-        json!({"input": {
-            "artifactID": id, "entityName": job.run.entity, "projectName": job.run.project,
-            "runName": job.run.name, "usedAs": null, "clientMutationId": null,
-        }}),
+        json!({ "input": input }),
     )
     .await
     .map(|_| ())

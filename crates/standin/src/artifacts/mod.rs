@@ -428,10 +428,13 @@ pub fn use_artifact(field: &GField<'_>, ctx: &Ctx<'_>) -> Result<Value, String> 
         .unwrap_or_else(|| crate::DEFAULT_ENTITY.into());
     let project = str_of(&input_value(field, ctx, "projectName")).unwrap_or_default();
     let run = str_of(&input_value(field, ctx, "runName")).unwrap_or_default();
+    let artifact_entity = str_of(&input_value(field, ctx, "artifactEntityName"));
+    let artifact_project = str_of(&input_value(field, ctx, "artifactProjectName"));
     ctx.store.with(|c| {
         c.execute(
-            "INSERT INTO art_uses (entity, project, run, artifact) VALUES (?1, ?2, ?3, ?4)",
-            params![entity, project, run, id],
+            "INSERT INTO art_uses (entity, project, run, artifact, artifact_entity, artifact_project)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![entity, project, run, id, artifact_entity, artifact_project],
         )
     });
     Ok(json!({"__typename": "UseArtifactPayload", "artifact": artifact_json(ctx, &v)}))

@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS art_parts (
     upload_id TEXT NOT NULL, part INTEGER NOT NULL, content BLOB NOT NULL,
     PRIMARY KEY(upload_id, part));
 CREATE TABLE IF NOT EXISTS art_uses (
-    entity TEXT NOT NULL, project TEXT NOT NULL, run TEXT NOT NULL, artifact INTEGER NOT NULL);
+    entity TEXT NOT NULL, project TEXT NOT NULL, run TEXT NOT NULL, artifact INTEGER NOT NULL,
+    artifact_entity TEXT, artifact_project TEXT);
 ";
 
 /// One stored version, for tests and the resolvers.
@@ -166,6 +167,18 @@ impl Store {
             let mut st =
                 c.prepare("SELECT entity, project, run FROM art_uses WHERE artifact = ?1")?;
             st.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
+    }
+
+    /// Each use's `artifactEntityName` and `artifactProjectName` (sent to
+    /// servers with USE_ARTIFACT_WITH_ENTITY_AND_PROJECT_INFORMATION).
+    pub fn artifact_use_origins(&self, id: i64) -> Vec<(Option<String>, Option<String>)> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT artifact_entity, artifact_project FROM art_uses WHERE artifact = ?1",
+            )?;
+            st.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect()
         })
     }
