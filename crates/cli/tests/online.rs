@@ -1259,6 +1259,27 @@ run.finish()
 }
 
 #[test]
+fn a_writer_that_does_not_own_the_end_leaves_the_run_unfinished() {
+    let script = r#"
+import wandb
+run = wandb.init(project="online", id="worker1",
+                 settings=wandb.Settings(x_update_finish_state=False))
+for i in range(3):
+    run.log({"a": i})
+run.finish()
+"#;
+    let pair = both("nofinish", script, &[], KEY);
+    assert_succeeded(&pair);
+    assert_same("nofinish", &pair);
+    let key = RunKey::new("standin", "online", "worker1");
+    for (who, s) in [("reference", &pair.reference.0), ("ours", &pair.ours.0)] {
+        let run = s.store.run(&key).expect("the run");
+        assert!(!run.complete, "{who}: marked finished");
+        assert_eq!(s.store.line_count(&key, "wandb-history.jsonl"), 3, "{who}");
+    }
+}
+
+#[test]
 fn gzip_file_stream_when_the_server_offers_it() {
     let script = r#"
 import wandb

@@ -73,6 +73,8 @@ struct FollowState {
     environment: Vec<pb::EnvironmentRecord>,
     seen_run: bool,
     exit_code: Option<i32>,
+    /// The exit record said the run is not complete.
+    not_complete: bool,
     exit_synthesized: bool,
     torn: bool,
     skip: Skip,
@@ -228,6 +230,7 @@ impl Sender {
             environment: Vec::new(),
             seen_run: false,
             exit_code: None,
+            not_complete: false,
             exit_synthesized: false,
             torn: false,
             skip: Skip::default(),
@@ -264,7 +267,12 @@ impl Sender {
             self.flush_batch(&mut state, &pipes.fs).await;
             if let Some(code) = state.exit_code {
                 self.finish(&mut state, &path, &pipes).await;
-                let healthy = pipes.close(Some(code)).await;
+                // A writer that does not own the run's end (shared mode's
+                // x_update_finish_state=False), or an exit marked not
+                // complete, leaves the run unfinished, as wandb-core does.
+                let marks_end =
+                    !state.not_complete && self.settings.raw.x_update_finish_state.unwrap_or(true);
+                let healthy = pipes.close(marks_end.then_some(code)).await;
                 self.log.info(&format!(
                     "run finished on the server (file stream {})",
                     if healthy { "complete" } else { "failed" }
@@ -632,7 +640,10 @@ impl Sender {
             RecordType::Preempting(_) => {
                 let _ = fs.send(FsMsg::Preempting).await;
             }
-            RecordType::Exit(exit) => s.exit_code = Some(exit.exit_code),
+            RecordType::Exit(exit) => {
+                s.exit_code = Some(exit.exit_code);
+                s.not_complete = exit.not_complete;
+            }
             // Offline runs record artifacts in the log; sent when synced.
             RecordType::Artifact(a) => {
                 let cx = self.job_context(path);
