@@ -954,6 +954,32 @@ fn a_fatal_file_stream_error_reaches_the_user() {
 }
 
 #[test]
+fn stop_on_fatal_error_stops_the_script() {
+    let script = r#"
+import time, wandb
+# The first file stream request fails for good: the run stops, even while
+# wandb.init() still waits.
+try:
+    run = wandb.init(project="online", id="fatalstop1", settings=wandb.Settings(
+        stop_on_fatal_error=True, x_file_stream_transmit_interval=0.5))
+    for i in range(600):
+        run.log({"x": i})
+        time.sleep(0.1)
+    print("never stopped")
+except KeyboardInterrupt:
+    print("stopped after the fatal error")
+"#;
+    let pair = both("fatalstop", script, &["file_stream:400:1000"], KEY);
+    for (who, (_, ran)) in [("reference", &pair.reference), ("ours", &pair.ours)] {
+        let text = ran.text();
+        assert!(
+            text.contains("stopped after the fatal error"),
+            "{who}: {text}"
+        );
+    }
+}
+
+#[test]
 fn a_bad_api_key_fails_init_with_the_servers_message() {
     let pair = both(
         "badkey",
@@ -1276,6 +1302,45 @@ run.finish()
         let run = s.store.run(&key).expect("the run");
         assert!(!run.complete, "{who}: marked finished");
         assert_eq!(s.store.line_count(&key, "wandb-history.jsonl"), 3, "{who}");
+    }
+}
+
+#[test]
+fn a_run_left_open_at_teardown_gets_the_services_footer() {
+    // wandb.teardown() with the run still open: the service finishes it and
+    // prints its own footer (colours, relative log path), unless silent.
+    let footer = |ran: &Ran, base_url: &str| -> Vec<String> {
+        // Run directories differ in their work directory and time stamps.
+        ran.text()
+            .lines()
+            .filter(|l| l.starts_with("\x1b[1;34mwandb\x1b[0m: "))
+            .map(|l| {
+                l.replace(base_url, "URL")
+                    .replace(&ran.work.display().to_string(), "WORK")
+                    .chars()
+                    .map(|c| if c.is_ascii_digit() { '#' } else { c })
+                    .collect()
+            })
+            .collect()
+    };
+    for (case, settings) in [
+        ("online", "name='my-run'"),
+        ("offline", "name='my-run', mode='offline'"),
+        (
+            "silent",
+            "name='my-run', settings=wandb.Settings(silent=True)",
+        ),
+    ] {
+        let script = format!(
+            "import wandb\nrun = wandb.init(project='online', id='open1', {settings})\n\
+             run.log({{'a': 1}})\nwandb.teardown()\nprint('after teardown')\n"
+        );
+        let pair = both(&format!("footer-{case}"), &script, &[], KEY);
+        assert_succeeded(&pair);
+        let theirs = footer(&pair.reference.1, &pair.reference.0.base_url);
+        let mine = footer(&pair.ours.1, &pair.ours.0.base_url);
+        assert_eq!(mine, theirs, "{case}");
+        assert_eq!(mine.is_empty(), case == "silent", "{case}: {mine:?}");
     }
 }
 

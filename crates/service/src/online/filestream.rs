@@ -59,6 +59,9 @@ pub struct FileStreamConfig {
     /// limit is never below [`MAX_LINE`], as with wandb-core.
     pub max_line: usize,
     pub gzip: bool,
+    /// `stop_on_fatal_error`: a fatal error stops the run as a stop from
+    /// the UI does (the SDK interrupts the script).
+    pub stop_on_fatal: bool,
 }
 
 /// Line data pending before a request goes out early, by default. With one
@@ -322,6 +325,9 @@ pub async fn run(
                 }
                 Err(e) => {
                     fatal = true;
+                    if cfg.stop_on_fatal {
+                        stopped.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
                     tracing::error!("filestream: fatal error: {e}");
                     warn(format!(
                         "Fatal error while uploading data. Some run data will not be synced, but it will still be written to disk. ({e})"
@@ -565,6 +571,7 @@ mod tests {
             buffer_bytes: BUFFER_BYTES,
             max_line: MAX_LINE,
             gzip: false,
+            stop_on_fatal: false,
         }
     }
 

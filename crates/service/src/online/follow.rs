@@ -392,6 +392,7 @@ impl Sender {
                 .filter(|b| *b > 0)
                 .map_or(filestream::MAX_LINE, |b| b as usize),
             gzip,
+            stop_on_fatal: self.settings.raw.stop_on_fatal_error.unwrap_or(false),
         };
         let events = self.events.clone();
         let fs_task = tokio::spawn(filestream::run(

@@ -21,6 +21,7 @@
 
 pub(crate) mod backpressure;
 mod code;
+mod footer;
 pub(crate) mod handler;
 mod history;
 pub(crate) mod monitor;
@@ -212,7 +213,9 @@ pub fn spawn(
     let waits = backpressure.clone();
     let task = tokio::spawn(async move {
         let settings = stream_settings;
-        run_handler(handler, rx, to_writer, &waits, &events).await;
+        // A run its client left open is finished here, and the user told
+        // where it is once it is sent.
+        let footer = run_handler(handler, rx, to_writer, &waits, &events).await;
         let waited = waits.total();
         if waited.waits > 0 {
             log.info(&format!(
@@ -260,6 +263,9 @@ pub fn spawn(
                 }
             }
         }
+        if let Some(place) = footer {
+            footer::print(&settings, place.as_ref());
+        }
         log.info("stream: finished");
     });
     (
@@ -282,7 +288,8 @@ async fn run_handler(
     to_writer: flume::Sender<Vec<writer::WriterMsg>>,
     waits: &backpressure::Backpressure,
     events: &online::Events,
-) {
+) -> Option<Option<footer::RunPlace>> {
+    let mut footer = None;
     let mut reporter = backpressure::Reporter::default();
     let mut tick = tokio::time::interval(SUMMARY_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -335,11 +342,10 @@ async fn run_handler(
                 Some(StreamInput::Monitor(out)) => handler.monitor_output(out),
                 Some(StreamInput::SavedFiles(files)) => handler.saved_files(files),
                 Some(StreamInput::Teardown { exit_code }) => {
-                    let print_footer = !handler.exited();
-                    handler.finish(Ending::Synthesized(exit_code));
-                    if print_footer {
-                        handler.print_offline_footer();
+                    if !handler.exited() {
+                        footer = Some(handler.run_place());
                     }
+                    handler.finish(Ending::Synthesized(exit_code));
                     done = true;
                     break;
                 }
@@ -368,6 +374,7 @@ async fn run_handler(
             linger_until = Some(tokio::time::Instant::now() + LINGER);
         }
     }
+    footer
 }
 
 /// The backend's answer to `wandb.init` (a lost sender is an error).

@@ -54,23 +54,15 @@ impl Handler {
         self.emit(RecordType::Environment(env));
     }
 
-    /// What wandb-core prints when it finishes an offline run the SDK did
-    /// not finish itself (the SDK prints it otherwise). The service's stdout
-    /// is the user's terminal.
-    pub fn print_offline_footer(&self) {
-        if self.settings.silent || !self.settings.offline {
-            return;
-        }
-        let mut out = String::from("wandb: You can sync this run to the cloud by running:\n");
-        out.push_str(&format!(
-            "wandb: wandb sync {}\n",
-            self.settings.sync_dir.display()
-        ));
-        if let Some(dir) = &self.settings.log_dir {
-            out.push_str(&format!("wandb: Find logs at: {}\n", dir.display()));
-        }
-        use std::io::Write;
-        let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    /// Where the run lives on the server (online, once created), for the
+    /// footer printed when the service finishes the run itself.
+    pub(crate) fn run_place(&self) -> Option<crate::stream::footer::RunPlace> {
+        let run = self.run.as_ref().filter(|_| self.online.is_some())?;
+        Some(crate::stream::footer::RunPlace {
+            entity: run.entity.clone(),
+            project: run.project.clone(),
+            run_id: run.run_id.clone(),
+        })
     }
 
     /// Online, the exit is answered once the run is complete on the
