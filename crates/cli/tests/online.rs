@@ -1345,6 +1345,58 @@ fn a_run_left_open_at_teardown_gets_the_services_footer() {
 }
 
 #[test]
+fn console_chunks_with_console_multipart() {
+    // Three groups of lines 6 s apart (both services write the console file
+    // at most every few seconds), 300 bytes a chunk: several chunks under
+    // files/logs/, no output.log, together the whole console.
+    let script = r#"
+import time, wandb
+run = wandb.init(project="online", id="chunks1", settings=wandb.Settings(
+    console_multipart=True, console_chunk_max_bytes=300))
+for group in range(3):
+    for i in range(10):
+        print(f"group {group} line {i:02d}")
+    time.sleep(6)
+run.finish()
+"#;
+    let pair = both("chunks", script, &[], KEY);
+    assert_succeeded(&pair);
+    let key = RunKey::new("standin", "online", "chunks1");
+    let chunks = |s: &StandIn| {
+        let mut names: Vec<String> = s
+            .store
+            .files(&key)
+            .into_iter()
+            .map(|f| f.path)
+            .filter(|p| p.starts_with("logs/output_"))
+            .collect();
+        names.sort();
+        let text: String = names
+            .iter()
+            .map(|n| String::from_utf8(s.store.file_content(&key, n).unwrap()).unwrap())
+            .collect();
+        let has_output_log = s.store.files(&key).iter().any(|f| f.path == "output.log");
+        (names, text, has_output_log)
+    };
+    let (theirs, mine) = (chunks(&pair.reference.0), chunks(&pair.ours.0));
+    let expected: String = (0..3)
+        .flat_map(|g| (0..10).map(move |i| format!("group {g} line {i:02}\n")))
+        .collect();
+    for (who, (names, text, has_output_log)) in [("reference", &theirs), ("ours", &mine)] {
+        assert!(names.len() >= 2, "{who}: {names:?}");
+        assert!(
+            names.iter().all(|n| {
+                let stamp = &n["logs/output_".len()..n.len() - ".log".len()];
+                stamp.len() == 25 && stamp.chars().all(|c| c.is_ascii_digit() || c == '_')
+            }),
+            "{who}: {names:?}"
+        );
+        assert_eq!(*text, expected, "{who}: the chunks together");
+        assert!(!has_output_log, "{who}: output.log uploaded too");
+    }
+}
+
+#[test]
 fn gzip_file_stream_when_the_server_offers_it() {
     let script = r#"
 import wandb

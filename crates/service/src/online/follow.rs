@@ -748,7 +748,14 @@ impl Sender {
             "wandb-summary.json".to_string(),
         ];
         if self.settings.console == crate::settings::ConsoleCapture::On {
-            also.push(self.settings.output_file_name.clone());
+            if self.settings.raw.console_multipart.unwrap_or(false) {
+                also.extend(console_chunks(
+                    &self.settings.files_dir(),
+                    &self.settings.output_file_name,
+                ));
+            } else {
+                also.push(self.settings.output_file_name.clone());
+            }
         }
         // The last run update and the end-of-run uploads are independent:
         // both at once.
@@ -782,4 +789,28 @@ impl Sender {
             }
         }
     }
+}
+
+/// The console chunks a `console_multipart` run wrote
+/// (`logs/<base>_<time>_<ns>.<ext>`), oldest first.
+fn console_chunks(files_dir: &std::path::Path, output_name: &str) -> Vec<String> {
+    let (base, ext) = match output_name.rfind('.') {
+        Some(i) => (&output_name[..i], &output_name[i..]),
+        None => (output_name, ""),
+    };
+    let prefix = format!("{base}_");
+    let mut chunks: Vec<String> = std::fs::read_dir(files_dir.join("logs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| {
+            n.strip_prefix(&prefix)
+                .and_then(|rest| rest.strip_suffix(ext))
+                .is_some_and(|stamp| stamp.chars().all(|c| c.is_ascii_digit() || c == '_'))
+        })
+        .map(|n| format!("logs/{n}"))
+        .collect();
+    chunks.sort();
+    chunks
 }

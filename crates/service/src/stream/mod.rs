@@ -172,6 +172,18 @@ pub fn spawn(
         files_dir: settings.files_dir(),
         output_name: (settings.console == ConsoleCapture::On)
             .then(|| settings.output_file_name.clone()),
+        chunking: settings
+            .raw
+            .console_multipart
+            .unwrap_or(false)
+            .then(|| runfiles::Chunking {
+                max_bytes: settings.raw.console_chunk_max_bytes.unwrap_or(0).max(0) as u64,
+                max_age: settings
+                    .raw
+                    .console_chunk_max_seconds
+                    .filter(|s| *s > 0)
+                    .map(|s| std::time::Duration::from_secs(s as u64)),
+            }),
         rx: files_rx,
         done: files_done_tx,
         log: log.clone(),

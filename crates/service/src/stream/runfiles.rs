@@ -5,11 +5,17 @@
 //!
 //! A dedicated thread: it does file I/O. Files are written through a
 //! temporary file and a rename, so a reader never sees half a file.
+//!
+//! With `console_multipart`, the console goes to chunks instead,
+//! `logs/output_<time>_<ns>.log`, a new one once a chunk holds
+//! `console_chunk_max_bytes` or is `console_chunk_max_seconds` old, as
+//! wandb-core writes them: a chunk starts at the line after the last one
+//! its predecessor held, and lines of a closed chunk no longer change.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use wandb_proto::pb;
 
@@ -46,9 +52,17 @@ pub enum Answer {
     Shutdown,
 }
 
+/// When a console chunk is full (`console_multipart`); 0 / `None`: no limit.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Chunking {
+    pub max_bytes: u64,
+    pub max_age: Option<Duration>,
+}
+
 pub(crate) struct RunFiles {
     pub files_dir: PathBuf,
     pub output_name: Option<String>,
+    pub chunking: Option<Chunking>,
     pub rx: flume::Receiver<FilesMsg>,
     /// Set once the run exited and its files are final (the online sender
     /// uploads them then).
@@ -60,12 +74,26 @@ struct OutputFile {
     file: File,
     /// Length of the final part of the file (lines that no longer change).
     final_len: u64,
+    /// The first console line (of the whole run) the file holds, and when
+    /// it was begun (chunks).
+    first_line: u64,
+    began: Instant,
+}
+
+/// The console file (or current chunk) and where the console stands.
+#[derive(Default)]
+struct ConsoleFile {
+    output: Option<OutputFile>,
+    /// Final lines so far, over the whole run.
+    lines_done: u64,
+    /// Where the next chunk starts.
+    next_first_line: u64,
 }
 
 impl RunFiles {
     pub fn run(self) {
         let mut console = Console::default();
-        let mut output: Option<OutputFile> = None;
+        let mut output = ConsoleFile::default();
         let mut last_console_write = Instant::now();
         loop {
             let msg = match self.rx.recv_timeout(CONSOLE_DEBOUNCE) {
@@ -106,8 +134,9 @@ impl RunFiles {
         self.flush_console(&mut console, &mut output);
     }
 
-    /// Appends finished lines and rewrites the editable tail of `output.log`.
-    fn flush_console(&self, console: &mut Console, output: &mut Option<OutputFile>) {
+    /// Appends finished lines and rewrites the editable tail of `output.log`
+    /// (or of the current chunk, starting a new one when it is full).
+    fn flush_console(&self, console: &mut Console, state: &mut ConsoleFile) {
         let Some(name) = &self.output_name else {
             console.drain_finished();
             return;
@@ -116,31 +145,59 @@ impl RunFiles {
             return;
         }
         let result = (|| -> std::io::Result<()> {
-            if output.is_none() {
-                fs::create_dir_all(&self.files_dir)?;
+            if state.output.is_none() {
+                let path = match self.chunking {
+                    None => PathBuf::from(name),
+                    Some(_) => chunk_path(name, SystemTime::now()),
+                };
+                let path = self.files_dir.join(path);
+                if let Some(dir) = path.parent() {
+                    fs::create_dir_all(dir)?;
+                }
                 let file = OpenOptions::new()
                     .create(true)
                     .truncate(true)
                     .write(true)
-                    .open(self.files_dir.join(name))?;
-                *output = Some(OutputFile { file, final_len: 0 });
+                    .open(path)?;
+                state.output = Some(OutputFile {
+                    file,
+                    final_len: 0,
+                    first_line: state.next_first_line,
+                    began: Instant::now(),
+                });
             }
-            let out = output.as_mut().expect("opened above");
+            let out = state.output.as_mut().expect("opened above");
             let mut finished = String::new();
             for line in console.drain_finished() {
-                finished.push_str(&line);
-                finished.push('\n');
+                if state.lines_done >= out.first_line {
+                    finished.push_str(&line);
+                    finished.push('\n');
+                }
+                state.lines_done += 1;
             }
             let mut tail = String::new();
-            for line in console.tail() {
-                tail.push_str(&line);
-                tail.push('\n');
+            let tail_lines = console.tail();
+            for (i, line) in tail_lines.iter().enumerate() {
+                if state.lines_done + i as u64 >= out.first_line {
+                    tail.push_str(line);
+                    tail.push('\n');
+                }
             }
             out.file.seek(SeekFrom::Start(out.final_len))?;
             out.file.write_all(finished.as_bytes())?;
             out.final_len += finished.len() as u64;
             out.file.write_all(tail.as_bytes())?;
-            out.file.set_len(out.final_len + tail.len() as u64)?;
+            let size = out.final_len + tail.len() as u64;
+            out.file.set_len(size)?;
+            if let Some(c) = self.chunking {
+                let full = c.max_bytes > 0 && size >= c.max_bytes;
+                let old = c.max_age.is_some_and(|age| out.began.elapsed() >= age);
+                if full || old {
+                    // The chunk keeps its lines as they are now.
+                    state.next_first_line = state.lines_done + tail_lines.len() as u64;
+                    state.output = None;
+                }
+            }
             Ok(())
         })();
         if let Err(e) = result {
@@ -169,5 +226,45 @@ fn answer_now(reply: &Reply, answer: Answer) {
             }),
         )),
         Answer::Shutdown => reply.response(None),
+    }
+}
+
+/// `logs/<base>_<YYYYMMDD_HHMMSS>_<nanoseconds>.<ext>` for the console file
+/// `name` (`output.log`, `output_<label>.log`), as wandb-core names chunks
+/// (in UTC: wandb-core uses the machine's zone).
+pub(crate) fn chunk_path(name: &str, at: SystemTime) -> PathBuf {
+    let (base, ext) = match name.rfind('.') {
+        Some(i) => (&name[..i], &name[i..]),
+        None => (name, ""),
+    };
+    let stamp = humantime::format_rfc3339_nanos(at).to_string();
+    // 2026-12-05T23:53:43.123456789Z
+    let (date, rest) = stamp.split_once('T').unwrap_or((&stamp, ""));
+    let (time, nanos) = rest
+        .trim_end_matches('Z')
+        .split_once('.')
+        .unwrap_or((rest, "0"));
+    PathBuf::from("logs").join(format!(
+        "{base}_{}_{}_{nanos:0>9}{ext}",
+        date.replace('-', ""),
+        time.replace(':', "")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_named_as_wandb_core_names_them() {
+        let at = SystemTime::UNIX_EPOCH + Duration::new(1_796_513_623, 5_000);
+        assert_eq!(
+            chunk_path("output.log", at),
+            PathBuf::from("logs/output_20261205_233343_000005000.log")
+        );
+        assert_eq!(
+            chunk_path("output_node-1.log", at),
+            PathBuf::from("logs/output_node-1_20261205_233343_000005000.log")
+        );
     }
 }
