@@ -442,14 +442,7 @@ run.finish()
     assert_succeeded(&pair);
     assert_same("ignore", &pair);
     let key = RunKey::new("standin", "online", "ignore1");
-    let mut stored: Vec<String> = pair
-        .ours
-        .0
-        .store
-        .files(&key)
-        .into_iter()
-        .map(|f| f.path)
-        .collect();
+    let mut stored: Vec<String> = pair.ours.0.store.file_paths(&key).into_iter().collect();
     stored.sort();
     for gone in [
         "requirements.txt",
@@ -527,9 +520,8 @@ sys.exit(subprocess.run([sys.executable, "train.py"], cwd="repo/src", env=env).r
     let head = store.file_content(&key, "diff.patch").expect("diff.patch");
     assert!(String::from_utf8_lossy(&head).contains("+# three"));
     let upstream: Vec<String> = store
-        .files(&key)
+        .file_paths(&key)
         .into_iter()
-        .map(|f| f.path)
         .filter(|p| p.starts_with("diff_") && p.ends_with(".patch"))
         .collect();
     assert_eq!(upstream.len(), 1, "{upstream:?}");
@@ -1246,14 +1238,7 @@ run.finish()
             .any(|l| l.ends_with(" [node-1] hello from node 1")),
         "{lines:?}"
     );
-    let files: Vec<String> = pair
-        .ours
-        .0
-        .store
-        .files(&key)
-        .into_iter()
-        .map(|f| f.path)
-        .collect();
+    let files: Vec<String> = pair.ours.0.store.file_paths(&key).into_iter().collect();
     assert!(
         files.contains(&"output_node-1.log".to_string()),
         "{files:?}"
@@ -1365,9 +1350,8 @@ run.finish()
     let chunks = |s: &StandIn| {
         let mut names: Vec<String> = s
             .store
-            .files(&key)
+            .file_paths(&key)
             .into_iter()
-            .map(|f| f.path)
             .filter(|p| p.starts_with("logs/output_"))
             .collect();
         names.sort();
@@ -1375,7 +1359,7 @@ run.finish()
             .iter()
             .map(|n| String::from_utf8(s.store.file_content(&key, n).unwrap()).unwrap())
             .collect();
-        let has_output_log = s.store.files(&key).iter().any(|f| f.path == "output.log");
+        let has_output_log = s.store.file_paths(&key).iter().any(|p| p == "output.log");
         (names, text, has_output_log)
     };
     let (theirs, mine) = (chunks(&pair.reference.0), chunks(&pair.ours.0));

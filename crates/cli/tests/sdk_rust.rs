@@ -580,12 +580,7 @@ fn attach_to_a_running_service_and_online_against_the_standin() {
             .run(&key)
             .expect("the run exists on the backend");
         let _ = row;
-        let files: Vec<String> = standin
-            .store
-            .files(&key)
-            .into_iter()
-            .map(|f| f.path)
-            .collect();
+        let files: Vec<String> = standin.store.file_paths(&key).into_iter().collect();
         assert!(
             files.iter().any(|f| f.starts_with("media/images/img_")),
             "{files:?}"

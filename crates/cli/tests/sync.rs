@@ -170,7 +170,7 @@ fn backend(s: &StandIn, project: &str, id: &str) -> Backend {
     if let Some(o) = summary.as_object_mut() {
         o.retain(|k, _| !k.starts_with("_wandb") && k != "_runtime");
     }
-    let mut files: Vec<String> = s.store.files(&key).into_iter().map(|f| f.path).collect();
+    let mut files: Vec<String> = s.store.file_paths(&key).into_iter().collect();
     files.sort();
     let mut config_keys: Vec<String> = run
         .config

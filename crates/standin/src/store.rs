@@ -375,6 +375,11 @@ impl Store {
     }
 
     /// Uploaded files (their last version).
+    /// The paths of [`files`](Self::files), sorted.
+    pub fn file_paths(&self, key: &RunKey) -> Vec<String> {
+        self.files(key).into_iter().map(|f| f.path).collect()
+    }
+
     pub fn files(&self, key: &RunKey) -> Vec<FileRow> {
         self.with(|c| {
             let mut st =
