@@ -58,14 +58,10 @@ impl RunLog {
         }
     }
 
-    /// Whether DEBUG lines are wanted (the process log is at debug level).
-    pub fn debug_enabled(&self) -> bool {
-        tracing::enabled!(tracing::Level::DEBUG)
-    }
-
-    /// A DEBUG line, built only when it is wanted.
+    /// A DEBUG line, built only when it is wanted (the process log is at
+    /// debug level).
     pub fn debug(&self, msg: impl FnOnce() -> String) {
-        if self.debug_enabled() {
+        if tracing::enabled!(tracing::Level::DEBUG) {
             let msg = msg();
             tracing::debug!(run = %self.run_id, "{msg}");
             self.line("DEBUG", &msg);

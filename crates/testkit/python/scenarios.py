@@ -108,7 +108,9 @@ def scenario_console(wandb):
     print("partial line without newline ...", end="", flush=True)
     print("completed")
     # What the service answers to the status requests, in the output.
-    print("run status:", run.status())
+    # (run.status() waits without a deadline; its request, with one.)
+    run_status = run._interface.deliver_request_run_status().wait_or(timeout=30)
+    print("run status answer:", run_status.response.WhichOneof("response_type"))
     status = run._interface.deliver_status().wait_or(timeout=30)
     print("status answer:", status.response.WhichOneof("response_type"))
     run.alert(title="done", text="console scenario")

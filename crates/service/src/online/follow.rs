@@ -791,24 +791,14 @@ impl Sender {
     }
 }
 
-/// The console chunks a `console_multipart` run wrote
-/// (`logs/<base>_<time>_<ns>.<ext>`), oldest first.
+/// The console chunks a `console_multipart` run wrote, oldest first.
 fn console_chunks(files_dir: &std::path::Path, output_name: &str) -> Vec<String> {
-    let (base, ext) = match output_name.rfind('.') {
-        Some(i) => (&output_name[..i], &output_name[i..]),
-        None => (output_name, ""),
-    };
-    let prefix = format!("{base}_");
     let mut chunks: Vec<String> = std::fs::read_dir(files_dir.join("logs"))
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| {
-            n.strip_prefix(&prefix)
-                .and_then(|rest| rest.strip_suffix(ext))
-                .is_some_and(|stamp| stamp.chars().all(|c| c.is_ascii_digit() || c == '_'))
-        })
+        .filter(|n| crate::stream::runfiles::is_chunk_of(n, output_name))
         .map(|n| format!("logs/{n}"))
         .collect();
     chunks.sort();

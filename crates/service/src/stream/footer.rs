@@ -20,6 +20,13 @@ pub(crate) struct RunPlace {
     pub run_id: String,
 }
 
+/// A footer to print once the run is sent: the service finished a run its
+/// client left open (`place`: where it lives online).
+#[derive(Debug, Clone)]
+pub(crate) struct Due {
+    pub place: Option<RunPlace>,
+}
+
 /// Prints the footer unless `silent`.
 pub(crate) fn print(settings: &RunSettings, place: Option<&RunPlace>) {
     if settings.silent {

@@ -26,7 +26,7 @@ pub(crate) mod handler;
 mod history;
 pub(crate) mod monitor;
 mod rows;
-mod runfiles;
+pub(crate) mod runfiles;
 mod sampled_history;
 pub(crate) mod writer;
 
@@ -275,8 +275,8 @@ pub fn spawn(
                 }
             }
         }
-        if let Some(place) = footer {
-            footer::print(&settings, place.as_ref());
+        if let Some(due) = footer {
+            footer::print(&settings, due.place.as_ref());
         }
         log.info("stream: finished");
     });
@@ -300,7 +300,7 @@ async fn run_handler(
     to_writer: flume::Sender<Vec<writer::WriterMsg>>,
     waits: &backpressure::Backpressure,
     events: &online::Events,
-) -> Option<Option<footer::RunPlace>> {
+) -> Option<footer::Due> {
     let mut footer = None;
     let mut reporter = backpressure::Reporter::default();
     let mut tick = tokio::time::interval(SUMMARY_INTERVAL);
@@ -355,7 +355,9 @@ async fn run_handler(
                 Some(StreamInput::SavedFiles(files)) => handler.saved_files(files),
                 Some(StreamInput::Teardown { exit_code }) => {
                     if !handler.exited() {
-                        footer = Some(handler.run_place());
+                        footer = Some(footer::Due {
+                            place: handler.run_place(),
+                        });
                     }
                     handler.finish(Ending::Synthesized(exit_code));
                     done = true;

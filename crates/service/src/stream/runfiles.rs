@@ -229,14 +229,29 @@ fn answer_now(reply: &Reply, answer: Answer) {
     }
 }
 
+/// `name` as stem and extension (with its dot).
+fn split_ext(name: &str) -> (&str, &str) {
+    name.rfind('.')
+        .map_or((name, ""), |i| (&name[..i], &name[i..]))
+}
+
+/// Whether `file` (a name in `files/logs/`) is a chunk of the console file
+/// `name`, as [`chunk_path`] names them.
+pub(crate) fn is_chunk_of(file: &str, name: &str) -> bool {
+    let (base, ext) = split_ext(name);
+    file.strip_prefix(base)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .and_then(|rest| rest.strip_suffix(ext))
+        .is_some_and(|stamp| {
+            stamp.len() == 25 && stamp.chars().all(|c| c.is_ascii_digit() || c == '_')
+        })
+}
+
 /// `logs/<base>_<YYYYMMDD_HHMMSS>_<nanoseconds>.<ext>` for the console file
 /// `name` (`output.log`, `output_<label>.log`), as wandb-core names chunks
 /// (in UTC: wandb-core uses the machine's zone).
 pub(crate) fn chunk_path(name: &str, at: SystemTime) -> PathBuf {
-    let (base, ext) = match name.rfind('.') {
-        Some(i) => (&name[..i], &name[i..]),
-        None => (name, ""),
-    };
+    let (base, ext) = split_ext(name);
     let stamp = humantime::format_rfc3339_nanos(at).to_string();
     // 2026-12-05T23:53:43.123456789Z
     let (date, rest) = stamp.split_once('T').unwrap_or((&stamp, ""));
@@ -266,5 +281,14 @@ mod tests {
             chunk_path("output_node-1.log", at),
             PathBuf::from("logs/output_node-1_20261205_233343_000005000.log")
         );
+        assert!(is_chunk_of(
+            "output_20261205_233343_000005000.log",
+            "output.log"
+        ));
+        assert!(!is_chunk_of(
+            "output_node-1_20261205_233343_000005000.log",
+            "output.log"
+        ));
+        assert!(!is_chunk_of("output.log", "output.log"));
     }
 }
