@@ -575,3 +575,45 @@ fn a_launched_service_exits_once_every_client_hung_up_without_a_teardown() {
     assert!(!types.contains(&"exit".to_string()), "{types:?}");
     assert!(!socket.exists(), "socket removed");
 }
+
+#[test]
+fn a_teardown_right_before_a_reset_is_still_honoured() {
+    // The SDK's teardown publishes `inform_teardown` and closes its socket
+    // at once. With an answer it never read still queued, that close is a
+    // reset, and the read that brings the teardown's bytes is followed by
+    // ECONNRESET: the service must act on the bytes, not drop them with
+    // the error (it then never exited, and the SDK waited for it forever).
+    let (mut child, socket, dir) = start(&["--pid", &std::process::id().to_string()]);
+    let mut c = Client::connect(&socket);
+    c.send(&inform_init("reset", &dir));
+    assert_eq!(c.recv().unwrap().request_id, "init-reset");
+    c.send(&request(
+        "reset",
+        "",
+        RequestType::RunStart(Default::default()),
+    ));
+    // An answer left unread: a second init of the live run is refused.
+    c.send(&inform_init("reset", &dir));
+    std::thread::sleep(Duration::from_millis(300));
+    c.send(&pb::ServerRequest {
+        server_request_type: Some(ServerRequestType::InformTeardown(
+            pb::ServerInformTeardownRequest {
+                exit_code: 3,
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    });
+    drop(c);
+    let status = wait_exit(&mut child, Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+    let exit = LogReader::open(dir.join("run-reset.wandb"))
+        .unwrap()
+        .map(|r| pb::Record::decode(&r.unwrap().1[..]).unwrap())
+        .find_map(|r| match r.record_type {
+            Some(RecordType::Exit(e)) => Some(e),
+            _ => None,
+        })
+        .expect("the teardown's exit record: the teardown was lost");
+    assert_eq!(exit.exit_code, 3);
+}

@@ -273,23 +273,55 @@ fn wait_fd(fd: RawFd, writable: bool, wakeup: Option<&Wakeup>, give_up: impl Fn(
     }
 }
 
-/// Reads what is available (up to [`READ_ROUND`]); returns whether the peer
-/// closed its end.
-fn read_available(sock: &mut Socket, buf: &mut BytesMut, chunk: &mut [u8]) -> io::Result<bool> {
+/// What one read round found besides the bytes it appended.
+struct ReadEnd {
+    /// The peer closed its end (or reset it; see below).
+    eof: bool,
+    /// A read error other than the peer's reset.
+    error: Option<io::Error>,
+}
+
+/// Reads what is available (up to [`READ_ROUND`]). The bytes read before an
+/// error or EOF stay in `buf`, to be handled like any others: the SDK's
+/// teardown publishes `inform_teardown` and closes its socket at once, and
+/// when answers it never read are still queued for it, that close is a
+/// reset. Dropping the round's bytes with the reset lost the teardown, and
+/// the SDK then waited for our exit forever.
+fn read_available(sock: &mut Socket, buf: &mut BytesMut, chunk: &mut [u8]) -> ReadEnd {
     let mut total = 0;
     while total < READ_ROUND {
         match sock.read(chunk) {
-            Ok(0) => return Ok(true),
+            Ok(0) => {
+                return ReadEnd {
+                    eof: true,
+                    error: None,
+                };
+            }
             Ok(n) => {
                 buf.extend_from_slice(&chunk[..n]);
                 total += n;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+            // A client closing with answers unread: an ordinary hang-up.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                return ReadEnd {
+                    eof: true,
+                    error: None,
+                };
+            }
+            Err(e) => {
+                return ReadEnd {
+                    eof: true,
+                    error: Some(e),
+                };
+            }
         }
     }
-    Ok(false)
+    ReadEnd {
+        eof: false,
+        error: None,
+    }
 }
 
 /// Serves one connection on threads of its own until it closes, fails, or
@@ -328,11 +360,10 @@ pub fn serve(
         if !wait_fd(fd, false, ctx.wakeup.as_ref(), || stop.is_cancelled()) {
             break;
         }
-        let (eof, mut problem) = match read_available(&mut sock, &mut buf, &mut chunk) {
-            Ok(eof) => (eof, None),
-            Err(e) => (true, Some(format!("read failed: {e}"))),
-        };
+        let ReadEnd { eof, error } = read_available(&mut sock, &mut buf, &mut chunk);
+        // The frames read before a failed read are still the client's.
         let mut frames = Vec::new();
+        let mut problem = None;
         while problem.is_none() {
             match codec.decode(&mut buf) {
                 Ok(Some(frame)) => frames.push(frame),
@@ -340,7 +371,9 @@ pub fn serve(
                 Err(e) => problem = Some(e.to_string()),
             }
         }
-        if eof && problem.is_none() && !buf.is_empty() {
+        if let Some(e) = error {
+            problem.get_or_insert(format!("read failed: {e}"));
+        } else if eof && problem.is_none() && !buf.is_empty() {
             problem = Some(format!(
                 "connection closed inside a frame ({} bytes of it received)",
                 buf.len()
