@@ -3,11 +3,13 @@
 //! teardown), and bad input, which costs only the connection that sent it
 //! while a real SDK run on the same service completes with nothing lost.
 
-use std::io::{Read, Write};
+mod common;
+
+use common::raw::*;
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use prost::Message;
@@ -19,184 +21,7 @@ use wandb_proto::pb::record::RecordType;
 use wandb_proto::pb::request::RequestType;
 use wandb_proto::pb::server_request::ServerRequestType;
 use wandb_proto::pb::server_response::ServerResponseType;
-use wandb_proto::wire::scan_record;
 use wandb_store::txlog::LogReader;
-
-fn ours() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_wandb-core"))
-}
-
-/// Waits for a complete port file; returns the socket path.
-fn wait_port_file(path: &Path) -> PathBuf {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(path)
-            && let Some(socket) = text
-                .strip_suffix("\nEOF")
-                .and_then(|l| l.strip_prefix("unix="))
-        {
-            return PathBuf::from(socket);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no port file at {}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("service did not exit within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn start(args: &[&str]) -> (Child, PathBuf, PathBuf) {
-    let dir = scratch_dir("lifecycle");
-    let port_file = dir.join("port.txt");
-    let child = ours()
-        .arg("--port-filename")
-        .arg(&port_file)
-        .args(args)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let socket = wait_port_file(&port_file);
-    (child, socket, dir)
-}
-
-/// A raw protocol client.
-struct Client(UnixStream);
-
-impl Client {
-    fn connect(socket: &Path) -> Self {
-        let s = UnixStream::connect(socket).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        Client(s)
-    }
-
-    fn send_raw(&mut self, bytes: &[u8]) {
-        self.0.write_all(bytes).unwrap();
-    }
-
-    fn send(&mut self, req: &pb::ServerRequest) {
-        let mut frame = Vec::new();
-        encode_frame(&req.encode_to_vec(), &mut frame);
-        self.send_raw(&frame);
-    }
-
-    /// The next response, or `None` at EOF.
-    fn recv(&mut self) -> Option<pb::ServerResponse> {
-        let mut header = [0u8; 5];
-        match self.0.read_exact(&mut header) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
-            Err(e) => panic!("read: {e}"),
-        }
-        assert_eq!(header[0], b'W');
-        let len = u32::from_le_bytes(header[1..].try_into().unwrap()) as usize;
-        let mut payload = vec![0u8; len];
-        self.0.read_exact(&mut payload).unwrap();
-        Some(pb::ServerResponse::decode(&payload[..]).unwrap())
-    }
-
-    fn expect_error(&mut self, request_id: &str, contains: &str) {
-        let resp = self.recv().expect("an answer before the connection closes");
-        assert_eq!(resp.request_id, request_id);
-        match resp.server_response_type {
-            Some(ServerResponseType::ErrorResponse(e)) => {
-                assert!(
-                    e.message.contains(contains),
-                    "{:?} does not mention {contains:?}",
-                    e.message
-                )
-            }
-            other => panic!("expected an error, got {other:?}"),
-        }
-    }
-}
-
-fn record(stream_id: &str, request_id: &str, record_type: RecordType) -> pb::ServerRequest {
-    pb::ServerRequest {
-        request_id: request_id.into(),
-        server_request_type: Some(ServerRequestType::RecordPublish(pb::Record {
-            record_type: Some(record_type),
-            control: (!request_id.is_empty()).then(|| pb::Control {
-                mailbox_slot: request_id.into(),
-                ..Default::default()
-            }),
-            info: Some(pb::RecordInfo {
-                stream_id: stream_id.into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })),
-    }
-}
-
-fn request(stream_id: &str, request_id: &str, kind: RequestType) -> pb::ServerRequest {
-    record(
-        stream_id,
-        request_id,
-        RecordType::Request(pb::Request {
-            request_type: Some(kind),
-        }),
-    )
-}
-
-fn inform_init(run_id: &str, dir: &Path) -> pb::ServerRequest {
-    pb::ServerRequest {
-        request_id: format!("init-{run_id}"),
-        server_request_type: Some(ServerRequestType::InformInit(pb::ServerInformInitRequest {
-            settings: Some(pb::Settings {
-                run_id: Some(run_id.into()),
-                sync_file: Some(
-                    dir.join(format!("run-{run_id}.wandb"))
-                        .display()
-                        .to_string(),
-                ),
-                sync_dir: Some(dir.display().to_string()),
-                mode: Some("offline".into()),
-                ..Default::default()
-            }),
-            info: Some(pb::RecordInfo {
-                stream_id: run_id.into(),
-                ..Default::default()
-            }),
-        })),
-    }
-}
-
-fn teardown() -> pb::ServerRequest {
-    pb::ServerRequest {
-        server_request_type: Some(ServerRequestType::InformTeardown(Default::default())),
-        ..Default::default()
-    }
-}
-
-/// Record types in a log, in order.
-fn log_types(path: &Path) -> Vec<String> {
-    LogReader::open(path)
-        .unwrap()
-        .map(|r| {
-            let (_, bytes) = r.unwrap();
-            scan_record(&bytes)
-                .unwrap()
-                .record_type_name()
-                .unwrap()
-                .to_string()
-        })
-        .collect()
-}
 
 #[test]
 fn port_file_and_a_private_socket() {
@@ -219,7 +44,7 @@ fn port_file_and_a_private_socket() {
 fn flags_in_go_syntax_and_loopback_tcp() {
     let dir = scratch_dir("goflags");
     let port_file = dir.join("port.txt");
-    let mut child = ours()
+    let mut child = service()
         .arg(format!("-port-filename={}", port_file.display()))
         .args([
             "-pid",
@@ -260,7 +85,7 @@ fn flags_in_go_syntax_and_loopback_tcp() {
     tcp.write_all(&frame).unwrap();
     assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
 
-    let bad = ours()
+    let bad = service()
         .arg("--idle-timeout")
         .arg("10 minutes")
         .output_limited()

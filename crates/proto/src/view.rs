@@ -149,7 +149,9 @@ impl<'a> PartialHistoryView<'a> {
                 num::PARTIAL_ITEM => view.items.push(ItemView::parse(len_payload(msg, &f)?)?),
                 num::PARTIAL_STEP => {
                     let step = len_payload(msg, &f)?;
-                    let mut n = 0;
+                    // A repeated `step` merges: an absent `num` keeps
+                    // the earlier one, as the full decode does.
+                    let mut n = view.step.unwrap_or(0);
                     for g in fields(step) {
                         let g = g?;
                         if g.number == num::STEP_NUM {
@@ -160,7 +162,7 @@ impl<'a> PartialHistoryView<'a> {
                 }
                 num::PARTIAL_ACTION => {
                     let action = len_payload(msg, &f)?;
-                    let mut flush = false;
+                    let mut flush = view.flush.unwrap_or(false);
                     for g in fields(action) {
                         let g = g?;
                         if g.number == num::ACTION_FLUSH {
@@ -202,12 +204,17 @@ impl<'a> HistoryView<'a> {
     }
 }
 
-/// The payload of the last occurrence of a length-delimited field.
+/// The payload of a length-delimited field. A message field that occurs
+/// twice is merged by the full decode (its occurrences concatenated), which
+/// a borrowed view cannot be: that is an error, and callers fall back.
 fn sub_message(msg: &[u8], number: u32) -> Result<Option<&[u8]>, WireError> {
     let mut found = None;
     for f in fields(msg) {
         let f = f?;
         if f.number == number {
+            if found.is_some() {
+                return Err(bad("sub-message repeated; the full decode merges it"));
+            }
             found = Some(len_payload(msg, &f)?);
         }
     }
@@ -215,17 +222,26 @@ fn sub_message(msg: &[u8], number: u32) -> Result<Option<&[u8]>, WireError> {
 }
 
 /// `_info.stream_id` of an encoded `Record` (or any message with `_info` at
-/// field 200), borrowed.
+/// field 200), borrowed. Repeated `_info` fields merge as in the full
+/// decode: the last `stream_id` of any of them wins.
 pub fn stream_id(record: &[u8]) -> Option<&str> {
-    let info = sub_message(record, 200).ok()??;
     let mut id = None;
-    for f in fields(info) {
+    let mut has_info = false;
+    for f in fields(record) {
         let f = f.ok()?;
-        if f.number == 1 {
-            id = Some(str_field(info, &f).ok()?);
+        if f.number != 200 {
+            continue;
+        }
+        let info = len_payload(record, &f).ok()?;
+        has_info = true;
+        for g in fields(info) {
+            let g = g.ok()?;
+            if g.number == 1 {
+                id = Some(str_field(info, &g).ok()?);
+            }
         }
     }
-    id.or(Some(""))
+    has_info.then(|| id.unwrap_or(""))
 }
 
 #[cfg(test)]

@@ -20,6 +20,9 @@
 //!   the binary's: the library only emits `tracing` events).
 
 mod backend;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod mux;
 mod online;
 mod operations;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses some of these
 
+pub mod raw;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::sync::OnceLock;

@@ -23,6 +23,8 @@ use wandb_proto::token::{PortFile, ServiceAddr, ServiceToken};
 
 pub use self::listener::Listeners;
 use crate::mux::Mux;
+#[cfg(feature = "fuzzing")]
+pub(crate) use connection::fuzz_envelope;
 
 /// How the service was asked to run (the `wandb-core` flags).
 #[derive(Debug, Clone)]

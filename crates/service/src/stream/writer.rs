@@ -1,9 +1,10 @@
 //! The writer stage: appends records to the run's transaction log.
 //!
 //! A dedicated thread, since file I/O blocks. It numbers records as it
-//! writes them, flushes on the log's policy (and when idle), fsyncs when
-//! asked, and passes work for the run files writer along in order, so it only
-//! ever acts on what is already in the log.
+//! writes them, flushes on the log's policy and whenever it has caught up
+//! with its queue, fsyncs when asked, and passes work for the run files
+//! writer along in order, so it only ever acts on what is already in the
+//! log.
 
 use std::time::Duration;
 
@@ -75,6 +76,16 @@ impl Writer {
                         self.forward(then);
                     }
                 }
+            }
+            // Caught up: hand what we hold to the OS now. Under load the
+            // queue is never empty and records go out in the policy's big
+            // writes; once the writer keeps up, a kill -9 of the service
+            // loses only what it had not yet received (the policy's
+            // 500 ms / 256 KiB alone lost over 1,000 rows of a burst).
+            if self.rx.is_empty()
+                && let Some(w) = &mut log
+            {
+                self.check(w.flush(), &mut log);
             }
             self.publish(&log);
         }
