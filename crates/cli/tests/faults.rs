@@ -10,12 +10,16 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::raw::{Client, inform_init, record, request, teardown, wait_exit, wait_port_file};
 use common::{install_ours, ours, python_script, standin, text};
 use prost::Message;
 use testkit::CommandExt as _;
 use testkit::{reference_python, scratch_dir};
 use wandb_proto::pb;
 use wandb_proto::pb::record::RecordType;
+use wandb_proto::pb::request::RequestType;
+use wandb_proto::pb::response::ResponseType;
+use wandb_proto::pb::server_response::ServerResponseType;
 use wandb_standin::RunKey;
 use wandb_store::txlog::{LogReader, ReadError};
 
@@ -221,4 +225,123 @@ fn service_gone(work: &Path) -> bool {
         comm.trim() == "wandb-core"
             && std::fs::read_link(p.join("cwd")).is_ok_and(|cwd| cwd.starts_with(work))
     })
+}
+
+#[test]
+fn a_full_disk_costs_its_run_its_log_not_the_service() {
+    // The service runs in a mount namespace of its own in which one run's
+    // directory is a 1 MiB tmpfs (made by the test, no root needed where
+    // user namespaces are allowed); the other run's is on the real disk.
+    let scratch = scratch_dir("diskfull");
+    let small = scratch.join("small");
+    let other = scratch.join("other");
+    std::fs::create_dir_all(&small).unwrap();
+    std::fs::create_dir_all(&other).unwrap();
+    let port_file = scratch.join("port.txt");
+    let mut child = std::process::Command::new("unshare")
+        .args(["-rm", "sh", "-c"])
+        .arg(r#"mount -t tmpfs -o size=1m tmpfs "$0" && exec "$1" --port-filename "$2" --pid "$3""#)
+        .arg(&small)
+        .arg(ours())
+        .arg(&port_file)
+        .arg(std::process::id().to_string())
+        .spawn()
+        .expect("unshare (util-linux)");
+    let socket = wait_port_file(&port_file);
+    let mut c = Client::connect(&socket);
+    c.0.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    for (id, dir) in [("full", &small), ("other", &other)] {
+        c.send(&inform_init(id, dir));
+        assert_eq!(c.recv().unwrap().request_id, format!("init-{id}"));
+        c.send(&record(
+            id,
+            &format!("run-{id}"),
+            RecordType::Run(pb::RunRecord {
+                run_id: id.into(),
+                ..Default::default()
+            }),
+        ));
+    }
+    let row = |id: &str, i: usize, size: usize| {
+        request(
+            id,
+            "",
+            RequestType::PartialHistory(pb::PartialHistoryRequest {
+                item: vec![pb::HistoryItem {
+                    key: "text".into(),
+                    value_json: format!("\"{i:0size$}\""),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+        )
+    };
+    // 3 MB for the 1 MiB disk, 100 small rows for the other run.
+    for i in 0..3000 {
+        c.send(&row("full", i, 1000));
+        if i % 30 == 0 {
+            c.send(&row("other", i / 30, 10));
+        }
+    }
+    // The user is told (the SDK shows internal messages as warnings).
+    c.send(&request(
+        "full",
+        "msgs",
+        RequestType::InternalMessages(Default::default()),
+    ));
+    let warnings = loop {
+        let resp = c.recv().expect("answers");
+        if resp.request_id != "msgs" {
+            continue;
+        }
+        let Some(ServerResponseType::ResultCommunicate(pb::Result {
+            result_type:
+                Some(pb::result::ResultType::Response(pb::Response {
+                    response_type: Some(ResponseType::InternalMessagesResponse(m)),
+                })),
+            ..
+        })) = resp.server_response_type
+        else {
+            panic!("not an internal messages answer: {resp:?}");
+        };
+        break m.messages.unwrap_or_default().warning;
+    };
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("No space left on device")),
+        "{warnings:?}"
+    );
+    for id in ["full", "other"] {
+        c.send(&record(
+            id,
+            &format!("exit-{id}"),
+            RecordType::Exit(Default::default()),
+        ));
+    }
+    let mut exits = 0;
+    while exits < 2 {
+        let resp = c.recv().expect("both runs answer their exit");
+        exits += usize::from(resp.request_id.starts_with("exit-"));
+    }
+    // The full run's log, seen inside the service's namespace: a valid
+    // prefix of its rows up to the failure.
+    let full_log = PathBuf::from(format!("/proc/{}/root", child.id()))
+        .join(small.strip_prefix("/").unwrap())
+        .join("run-full.wandb");
+    let (steps, _) = log_rows(&full_log);
+    let kept = steps.len();
+    assert!(
+        steps.len() > 100 && steps.len() < 3000,
+        "{} rows kept",
+        steps.len()
+    );
+    assert_eq!(steps, (0..steps.len() as i64).collect::<Vec<_>>());
+    c.send(&teardown());
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
+    // The other run lost nothing.
+    let (steps, exit) = log_rows(&other.join("run-other.wandb"));
+    assert_eq!(steps.len(), 100);
+    assert!(exit);
+    eprintln!("disk full: {kept} of 3000 rows kept in a 1 MiB log");
 }

@@ -78,7 +78,16 @@ fn flags_in_go_syntax_and_loopback_tcp() {
         .parse()
         .unwrap();
     assert!(text.starts_with("unix="));
-    // The TCP listener is on loopback and speaks the same protocol.
+    // The TCP listener is bound to loopback only (127.0.0.1 in the kernel's
+    // table, never 0.0.0.0), and speaks the same protocol.
+    let tcp_table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let listening: Vec<&str> = tcp_table
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|local| local.ends_with(&format!(":{port:04X}")))
+        .collect();
+    assert_eq!(listening, [format!("0100007F:{port:04X}")], "{tcp_table}");
     let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut frame = Vec::new();
     encode_frame(&teardown().encode_to_vec(), &mut frame);

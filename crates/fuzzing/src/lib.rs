@@ -27,8 +27,11 @@ use wandb_store::txlog::{LogReader, ReadError};
 
 pub use session::session;
 
+/// A target's body: panics when a property fails.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name (the corpus and regression directories' names).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("frame", frame),
     ("envelope", envelope),
     ("txlog", txlog),

@@ -44,7 +44,8 @@ use crate::backend::BackendError;
 use crate::respond::Reply;
 use crate::runstate::config::RunConfig;
 use crate::runstate::metrics::Metrics;
-use crate::runstate::summary::{insert_path, item_path, remove_path};
+use crate::runstate::summary::item_path;
+use crate::runstate::tree::Tree;
 
 /// Changes to the run wait this long for company before an UpsertBucket.
 const UPSERT_DEBOUNCE: Duration = Duration::from_secs(5);
@@ -64,7 +65,7 @@ struct FollowState {
     storage_id: String,
     config: RunConfig,
     metrics: Metrics,
-    summary: JValue,
+    summary: Tree,
     summary_dirty: bool,
     console: ConsoleLines,
     params_dirty: bool,
@@ -218,7 +219,7 @@ impl Sender {
             storage_id: init.storage_id.clone(),
             config: RunConfig::default(),
             metrics: Metrics::default(),
-            summary: JValue::Object(Vec::new()),
+            summary: Tree::default(),
             summary_dirty: false,
             console: ConsoleLines::new(
                 self.settings.raw.x_label.clone().filter(|l| !l.is_empty()),
@@ -255,7 +256,7 @@ impl Sender {
         state.config.merge_from(&session);
         if let JValue::Object(members) = &resumed.summary {
             for (k, v) in members {
-                insert_path(&mut state.summary, std::slice::from_ref(k), v.clone());
+                state.summary.insert(std::slice::from_ref(k), v.clone());
             }
         }
 
@@ -536,12 +537,14 @@ impl Sender {
                     match JValue::parse(&item.value_json).unwrap_or(JValue::Null) {
                         // A null (the SDK's NaN) leaves the summary, as
                         // with wandb-core.
-                        JValue::Null => remove_path(&mut s.summary, &p),
-                        v => insert_path(&mut s.summary, &p, v),
+                        JValue::Null => s.summary.remove(&p),
+                        v => {
+                            s.summary.insert(&p, v);
+                        }
                     }
                 }
                 for item in &sum.remove {
-                    remove_path(&mut s.summary, &item_path(&item.key, &item.nested_key));
+                    s.summary.remove(&item_path(&item.key, &item.nested_key));
                 }
                 s.summary_dirty = true;
             }
@@ -673,7 +676,7 @@ impl Sender {
         {
             // The server derives the summary from the rows, but wandb-core
             // still streams the last step in it.
-            insert_path(&mut s.summary, &["_step".to_string()], step);
+            s.summary.insert(&["_step".to_string()], step);
             s.summary_dirty = true;
         }
         if let Some(p) = &self.progress {

@@ -13,7 +13,8 @@ use wandb_proto::json::Value;
 use wandb_proto::{pb, telemetry_descriptor_pool};
 
 use super::metrics::Metrics;
-use super::summary::{insert_path, item_path, remove_path};
+use super::summary::item_path;
+use super::tree::Tree;
 
 #[derive(Debug, Default)]
 pub struct RunConfig {
@@ -27,26 +28,27 @@ impl RunConfig {
     /// Applies the updates and removals of a `config` record (or the config
     /// carried by the run record).
     pub fn apply(&mut self, record: &pb::ConfigRecord) {
-        let mut root = Value::Object(std::mem::take(&mut self.root));
+        let mut root = Tree::from_members(std::mem::take(&mut self.root));
         for item in &record.update {
             let path = item_path(&item.key, &item.nested_key);
             if path.iter().all(String::is_empty) {
                 continue;
             }
             match Value::parse(&item.value_json) {
-                Ok(v) => insert_path(&mut root, &path, v),
+                Ok(v) => {
+                    if !root.insert(&path, v) {
+                        tracing::warn!("config key nested too deep, ignored");
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(key = %path.join("."), "config value is not JSON, ignored: {e}")
                 }
             }
         }
         for item in &record.remove {
-            remove_path(&mut root, &item_path(&item.key, &item.nested_key));
+            root.remove(&item_path(&item.key, &item.nested_key));
         }
-        let Value::Object(members) = root else {
-            unreachable!()
-        };
-        self.root = members;
+        self.root = root.to_members();
     }
 
     /// Sets every top-level key of `other` over this config and merges its

@@ -13,6 +13,7 @@ use wandb_proto::pb;
 
 use super::keys::{KeyId, Keys};
 use super::metrics::{MetricDef, Metrics};
+use super::tree::Tree;
 
 /// What the summary needs to know about a value.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -196,12 +197,11 @@ impl Summary {
 
     /// The summary as one nested JSON object (`wandb-summary.json`).
     pub fn to_tree(&self, keys: &Keys, metrics: &Metrics) -> Value {
-        let mut root = Value::Object(Vec::new());
+        let mut tree = Tree::default();
         for (id, text) in self.items(keys, metrics) {
-            let value = Value::parse(&text).unwrap_or(Value::Null);
-            insert_path(&mut root, keys.path(id), value);
+            tree.insert(keys.path(id), Value::parse(&text).unwrap_or(Value::Null));
         }
-        root
+        tree.to_value()
     }
 }
 
@@ -263,48 +263,12 @@ fn number(x: f64) -> Value {
     }
 }
 
-/// Puts `value` at `path` in a tree of objects.
-pub fn insert_path(root: &mut Value, path: &[String], value: Value) {
-    let Value::Object(members) = root else { return };
-    let Some((head, rest)) = path.split_first() else {
-        return;
-    };
-    let idx = match members.iter().position(|(k, _)| k == head) {
-        Some(i) => i,
-        None => {
-            members.push((head.clone(), Value::Object(Vec::new())));
-            members.len() - 1
-        }
-    };
-    if rest.is_empty() {
-        members[idx].1 = value;
-    } else {
-        if !matches!(members[idx].1, Value::Object(_)) {
-            members[idx].1 = Value::Object(Vec::new());
-        }
-        insert_path(&mut members[idx].1, rest, value);
-    }
-}
-
 /// `key`, or `nested_key` when set: where an item's value goes.
 pub fn item_path(key: &str, nested_key: &[String]) -> Vec<String> {
     if nested_key.is_empty() {
         vec![key.to_string()]
     } else {
         nested_key.to_vec()
-    }
-}
-
-/// Removes what is at `path` in a tree of objects, if anything.
-pub fn remove_path(root: &mut Value, path: &[String]) {
-    let Value::Object(members) = root else { return };
-    let Some((head, rest)) = path.split_first() else {
-        return;
-    };
-    if rest.is_empty() {
-        members.retain(|(k, _)| k != head);
-    } else if let Some((_, child)) = members.iter_mut().find(|(k, _)| k == head) {
-        remove_path(child, rest);
     }
 }
 

@@ -167,6 +167,7 @@ pub fn spawn(
         to_files,
         committed: online.is_some().then_some(committed_tx),
         log: log.clone(),
+        events: events.clone(),
     };
     let run_files = runfiles::RunFiles {
         files_dir: settings.files_dir(),

@@ -37,6 +37,8 @@ pub struct Writer {
     /// sender that follows it.
     pub committed: Option<tokio::sync::watch::Sender<u64>>,
     pub log: RunLog,
+    /// Where the user hears that the log can no longer be written.
+    pub events: crate::online::Events,
 }
 
 impl Writer {
@@ -126,10 +128,14 @@ impl Writer {
                     .log
                     .warn(&format!("record not written: {}", error_chain(&e))),
                 WriteError::Io { .. } => {
-                    self.log.error(&format!(
+                    // The disk is full or gone: the run goes on (answers,
+                    // other runs), and the user is told what is not kept.
+                    let message = format!(
                         "transaction log write failed, no more records will be written: {}",
                         error_chain(&e)
-                    ));
+                    );
+                    self.log.error(&message);
+                    self.events.warn(message);
                     *log = None;
                 }
             }

@@ -90,6 +90,8 @@ pub struct Handler {
     k_runtime: KeyId,
     config: RunConfig,
     last_summary_emit: Instant,
+    /// When `wandb-summary.json` may be rebuilt next (see `emit_summary`).
+    summary_file_due: Instant,
 
     warnings: Vec<String>,
     pending_messages: Option<Reply>,
@@ -161,6 +163,7 @@ impl Handler {
             k_runtime,
             config: RunConfig::default(),
             last_summary_emit: Instant::now(),
+            summary_file_due: Instant::now(),
             warnings: Vec::new(),
             pending_messages: None,
             exited: false,
