@@ -102,6 +102,7 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
 /// Runs the service until it is told to stop or its launcher is gone.
 pub fn serve(args: &ServiceArgs) -> anyhow::Result<ExitCode> {
     return_large_buffers_to_the_system();
+    allow_as_many_files_as_permitted();
     let core_log = crate::logging::init(args.log_level);
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -147,6 +148,25 @@ fn return_large_buffers_to_the_system() {
     // any other thread exists.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+/// Raises the soft limit on open files to the hard one, as Go programs
+/// (W&B's wandb-core among them) do at start: each open run holds its log
+/// open, and the usual soft limit of 1,024 would refuse the thousandth run
+/// of a shared service.
+fn allow_as_many_files_as_permitted() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
     }
 }
 

@@ -306,26 +306,50 @@ impl Parser<'_> {
         }
     }
 
+    /// A number in JSON's grammar: `-?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?`
+    /// (Rust's float parser alone would also take `-.0` or `1.`).
     fn number(&mut self) -> Result<Value, JsonError> {
         let start = self.pos;
-        let mut is_float = false;
+        let digits = |p: &mut Self| {
+            let from = p.pos;
+            while let Some(b'0'..=b'9') = p.s.get(p.pos) {
+                p.pos += 1;
+            }
+            p.pos > from
+        };
         if self.s.get(self.pos) == Some(&b'-') {
             self.pos += 1;
         }
-        let digits_start = self.pos;
-        while let Some(b) = self.s.get(self.pos) {
-            match b {
-                b'0'..=b'9' => {}
-                b'.' | b'e' | b'E' | b'+' | b'-' => is_float = true,
-                _ => break,
-            }
+        if self.s.get(self.pos) == Some(&b'0') {
             self.pos += 1;
-        }
-        if self.pos == digits_start {
+        } else if !digits(self) {
             return Err(self.err("expected digits"));
+        }
+        let mut is_float = false;
+        if self.s.get(self.pos) == Some(&b'.') {
+            is_float = true;
+            self.pos += 1;
+            if !digits(self) {
+                return Err(self.err("expected digits after the decimal point"));
+            }
+        }
+        if let Some(b'e' | b'E') = self.s.get(self.pos) {
+            is_float = true;
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.s.get(self.pos) {
+                self.pos += 1;
+            }
+            if !digits(self) {
+                return Err(self.err("expected exponent digits"));
+            }
         }
         let text = std::str::from_utf8(&self.s[start..self.pos]).expect("ASCII digits");
         if !is_float && let Ok(i) = text.parse::<i64>() {
+            // `-0` keeps its sign, as a float (how Go reads it, and how
+            // a negative zero is written back).
+            if i == 0 && text.starts_with('-') {
+                return Ok(Value::Float(-0.0));
+            }
             return Ok(Value::Int(i));
         }
         text.parse::<f64>()
