@@ -1609,8 +1609,13 @@ run.finish()
     let key = RunKey::new("standin", "online", "stopme1");
     std::thread::scope(|scope| {
         let ran = scope.spawn(|| run_script(&python, &s, script, KEY, "online-stop-ours"));
+        // Stop once rows arrive: the script is then in its loop. Stopped as
+        // soon as the run exists, a slow `wandb.init` (a busy machine) got
+        // the interrupt before the `try`.
         let started = std::time::Instant::now();
-        while s.store.run(&key).is_none() && started.elapsed().as_secs() < 60 {
+        while s.store.line_count(&key, "wandb-history.jsonl") == 0
+            && started.elapsed().as_secs() < 60
+        {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
         s.stop_run(&key);
