@@ -10,7 +10,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::raw::{Client, inform_init, record, request, teardown, wait_exit, wait_port_file};
+use common::raw::{
+    Client, inform_init, item, record, request, row, run_record, teardown, wait_exit,
+    wait_port_file,
+};
 use common::{install_ours, ours, python_script, standin, text};
 use prost::Message;
 use testkit::CommandExt as _;
@@ -253,34 +256,16 @@ fn a_full_disk_costs_its_run_its_log_not_the_service() {
     for (id, dir) in [("full", &small), ("other", &other)] {
         c.send(&inform_init(id, dir));
         assert_eq!(c.recv().unwrap().request_id, format!("init-{id}"));
-        c.send(&record(
-            id,
-            &format!("run-{id}"),
-            RecordType::Run(pb::RunRecord {
-                run_id: id.into(),
-                ..Default::default()
-            }),
-        ));
+        c.send(&run_record(id, &format!("run-{id}")));
     }
-    let row = |id: &str, i: usize, size: usize| {
-        request(
-            id,
-            "",
-            RequestType::PartialHistory(pb::PartialHistoryRequest {
-                item: vec![pb::HistoryItem {
-                    key: "text".into(),
-                    value_json: format!("\"{i:0size$}\""),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-        )
+    let text = |id: &str, i: usize, size: usize| {
+        row(id, "", vec![item("text", &format!("\"{i:0size$}\""))])
     };
     // 3 MB for the 1 MiB disk, 100 small rows for the other run.
     for i in 0..3000 {
-        c.send(&row("full", i, 1000));
+        c.send(&text("full", i, 1000));
         if i % 30 == 0 {
-            c.send(&row("other", i / 30, 10));
+            c.send(&text("other", i / 30, 10));
         }
     }
     // The user is told (the SDK shows internal messages as warnings).

@@ -36,25 +36,6 @@ fn peak_rss_mib(pid: u32) -> u64 {
     kib / 1024
 }
 
-fn item(key: &str, value_json: &str) -> pb::HistoryItem {
-    pb::HistoryItem {
-        key: key.into(),
-        value_json: value_json.into(),
-        ..Default::default()
-    }
-}
-
-fn row(stream: &str, request_id: &str, items: Vec<pb::HistoryItem>) -> pb::ServerRequest {
-    request(
-        stream,
-        request_id,
-        RequestType::PartialHistory(pb::PartialHistoryRequest {
-            item: items,
-            ..Default::default()
-        }),
-    )
-}
-
 /// Waits for the answer to `id`, skipping others; panics on an error
 /// answer unless `error_ok`.
 fn answer(c: &mut Client, id: &str) -> Option<ServerResponseType> {
@@ -79,14 +60,7 @@ fn huge_and_malformed_input_is_answered_within_bounded_memory() {
         .unwrap();
     c.send(&inform_init("hostile", &dir));
     assert_eq!(c.recv().unwrap().request_id, "init-hostile");
-    c.send(&record(
-        "hostile",
-        "run",
-        RecordType::Run(pb::RunRecord {
-            run_id: "hostile".into(),
-            ..Default::default()
-        }),
-    ));
+    c.send(&run_record("hostile", "run"));
     assert!(!is_error(&answer(&mut c, "run")));
     let base = peak_rss_mib(pid);
     let mut figures = vec![format!("baseline {base} MiB")];

@@ -61,29 +61,12 @@ fn quiet_init(id: &str, dir: &Path) -> pb::ServerRequest {
     req
 }
 
-fn run_record(id: &str, request_id: &str) -> pb::ServerRequest {
-    record(
-        id,
-        request_id,
-        RecordType::Run(pb::RunRecord {
-            run_id: id.into(),
-            ..Default::default()
-        }),
-    )
-}
-
-fn row(id: &str, i: usize) -> pb::ServerRequest {
-    request(
+/// A row with one scalar.
+fn loss(id: &str, i: usize) -> pb::ServerRequest {
+    row(
         id,
         "",
-        RequestType::PartialHistory(pb::PartialHistoryRequest {
-            item: vec![pb::HistoryItem {
-                key: "loss".into(),
-                value_json: format!("{}", 1.0 / (i + 1) as f64),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }),
+        vec![item("loss", &format!("{}", 1.0 / (i + 1) as f64))],
     )
 }
 
@@ -122,7 +105,7 @@ fn sixty_four_clients_logging_into_one_service_lose_nothing() {
                 answered(&mut c, "run");
                 let mut frames = Vec::new();
                 for i in 0..ROWS {
-                    encode_frame(&row(&id, i).encode_to_vec(), &mut frames);
+                    encode_frame(&loss(&id, i).encode_to_vec(), &mut frames);
                 }
                 c.send_raw(&frames);
                 c.send(&record(&id, "exit", RecordType::Exit(Default::default())));
@@ -187,7 +170,7 @@ fn over_a_thousand_runs_open_at_once_in_one_service() {
         answered(&mut c, &format!("init-{id}"));
         c.send(&run_record(&id, "run"));
         answered(&mut c, "run");
-        c.send(&row(&id, n));
+        c.send(&loss(&id, n));
     }
     let (peak, _) = memory_kib(pid);
     let fds = open_fds(pid);

@@ -193,3 +193,36 @@ pub fn log_types(path: &Path) -> Vec<String> {
         })
         .collect()
 }
+
+/// A `run` record for `id`.
+pub fn run_record(id: &str, request_id: &str) -> pb::ServerRequest {
+    record(
+        id,
+        request_id,
+        RecordType::Run(pb::RunRecord {
+            run_id: id.into(),
+            ..Default::default()
+        }),
+    )
+}
+
+/// One history item.
+pub fn item(key: &str, value_json: &str) -> pb::HistoryItem {
+    pb::HistoryItem {
+        key: key.into(),
+        value_json: value_json.into(),
+        ..Default::default()
+    }
+}
+
+/// A `partial_history` request (`run.log`) with these items.
+pub fn row(stream_id: &str, request_id: &str, items: Vec<pb::HistoryItem>) -> pb::ServerRequest {
+    request(
+        stream_id,
+        request_id,
+        RequestType::PartialHistory(pb::PartialHistoryRequest {
+            item: items,
+            ..Default::default()
+        }),
+    )
+}
