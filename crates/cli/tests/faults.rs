@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::raw::{
-    Client, inform_init, item, record, request, row, run_record, teardown, wait_exit,
+    Client, ServiceChild, inform_init, item, record, request, row, run_record, teardown, wait_exit,
     wait_port_file,
 };
-use common::{install_ours, ours, python_script, standin, text};
+use common::{install_ours, log_in, ours, python_script, standin, text};
 use prost::Message;
 use testkit::CommandExt as _;
 use testkit::{reference_python, scratch_dir};
@@ -77,14 +77,6 @@ fn run_dir(work: &Path) -> PathBuf {
             (n.starts_with("offline-run-") || n.starts_with("run-")) && p.is_dir()
         })
         .expect("a run directory")
-}
-
-fn log_in(dir: &Path) -> PathBuf {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "wandb"))
-        .expect("a transaction log")
 }
 
 /// Logs `rows`, kills the service, then keeps logging: returns the
@@ -232,6 +224,10 @@ fn service_gone(work: &Path) -> bool {
 
 #[test]
 fn a_full_disk_costs_its_run_its_log_not_the_service() {
+    testkit::within(testkit::process::LIMIT, a_full_disk_body);
+}
+
+fn a_full_disk_body() {
     // The service runs in a mount namespace of its own in which one run's
     // directory is a 1 MiB tmpfs (made by the test, no root needed where
     // user namespaces are allowed); the other run's is on the real disk.
@@ -241,7 +237,8 @@ fn a_full_disk_costs_its_run_its_log_not_the_service() {
     std::fs::create_dir_all(&small).unwrap();
     std::fs::create_dir_all(&other).unwrap();
     let port_file = scratch.join("port.txt");
-    let mut child = std::process::Command::new("unshare")
+    let mut child = ServiceChild(
+        std::process::Command::new("unshare")
         .args(["-rm", "sh", "-c"])
         .arg(r#"mount -t tmpfs -o size=1m tmpfs "$0" && exec "$1" --port-filename "$2" --pid "$3""#)
         .arg(&small)
@@ -249,7 +246,8 @@ fn a_full_disk_costs_its_run_its_log_not_the_service() {
         .arg(&port_file)
         .arg(std::process::id().to_string())
         .spawn()
-        .expect("unshare (util-linux)");
+        .expect("unshare (util-linux)"),
+    );
     let socket = wait_port_file(&port_file);
     let mut c = Client::connect(&socket);
     c.0.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
@@ -274,23 +272,17 @@ fn a_full_disk_costs_its_run_its_log_not_the_service() {
         "msgs",
         RequestType::InternalMessages(Default::default()),
     ));
-    let warnings = loop {
-        let resp = c.recv().expect("answers");
-        if resp.request_id != "msgs" {
-            continue;
-        }
-        let Some(ServerResponseType::ResultCommunicate(pb::Result {
-            result_type:
-                Some(pb::result::ResultType::Response(pb::Response {
-                    response_type: Some(ResponseType::InternalMessagesResponse(m)),
-                })),
-            ..
-        })) = resp.server_response_type
-        else {
-            panic!("not an internal messages answer: {resp:?}");
-        };
-        break m.messages.unwrap_or_default().warning;
+    let Some(ServerResponseType::ResultCommunicate(pb::Result {
+        result_type:
+            Some(pb::result::ResultType::Response(pb::Response {
+                response_type: Some(ResponseType::InternalMessagesResponse(m)),
+            })),
+        ..
+    })) = c.answer("msgs")
+    else {
+        panic!("not an internal messages answer");
     };
+    let warnings = m.messages.unwrap_or_default().warning;
     assert!(
         warnings
             .iter()

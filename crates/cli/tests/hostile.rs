@@ -27,24 +27,7 @@ const KEY: &str = "hostilehostilehostilehostilehostilehostile";
 
 /// The service's peak resident memory so far, in MiB.
 fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM");
-    kib / 1024
-}
-
-/// Waits for the answer to `id`, skipping others; panics on an error
-/// answer unless `error_ok`.
-fn answer(c: &mut Client, id: &str) -> Option<ServerResponseType> {
-    loop {
-        let resp = c.recv().expect("an answer before the connection closes");
-        if resp.request_id == id {
-            return resp.server_response_type;
-        }
-    }
+    testkit::process::memory_kib(pid).0 / 1024
 }
 
 fn is_error(a: &Option<ServerResponseType>) -> bool {
@@ -61,14 +44,14 @@ fn huge_and_malformed_input_is_answered_within_bounded_memory() {
     c.send(&inform_init("hostile", &dir));
     assert_eq!(c.recv().unwrap().request_id, "init-hostile");
     c.send(&run_record("hostile", "run"));
-    assert!(!is_error(&answer(&mut c, "run")));
+    assert!(!is_error(&c.answer("run")));
     let base = peak_rss_mib(pid);
     let mut figures = vec![format!("baseline {base} MiB")];
 
     // A 100 MB record: one value of 100 MB.
     let huge = format!("\"{}\"", "a".repeat(100 << 20));
     c.send(&row("hostile", "huge", vec![item("big", &huge)]));
-    assert!(!is_error(&answer(&mut c, "huge")), "a 100 MB row is taken");
+    assert!(!is_error(&c.answer("huge")), "a 100 MB row is taken");
     drop(huge);
     let after_huge = peak_rss_mib(pid);
     figures.push(format!("100 MB record: peak {after_huge} MiB"));
@@ -77,7 +60,7 @@ fn huge_and_malformed_input_is_answered_within_bounded_memory() {
     // 100k keys in one row.
     let items = (0..100_000).map(|i| item(&format!("k{i}"), "1")).collect();
     c.send(&row("hostile", "wide", items));
-    assert!(!is_error(&answer(&mut c, "wide")));
+    assert!(!is_error(&c.answer("wide")));
     figures.push(format!("100k keys: peak {} MiB", peak_rss_mib(pid)));
 
     // Config nested 10,000 deep: refused or kept, never a stack overflow.
@@ -94,9 +77,9 @@ fn huge_and_malformed_input_is_answered_within_bounded_memory() {
             ..Default::default()
         }),
     ));
-    answer(&mut c, "deep");
+    c.answer("deep");
     c.send(&row("hostile", "deeprow", vec![item("deep", &deep)]));
-    answer(&mut c, "deeprow");
+    c.answer("deeprow");
 
     // Invalid UTF-8 in a key: that record is refused, with an error.
     let good = row("hostile", "badutf8", vec![item("KEY", "1")]).encode_to_vec();
@@ -106,10 +89,7 @@ fn huge_and_malformed_input_is_answered_within_bounded_memory() {
     let mut frame = Vec::new();
     wandb_proto::frame::encode_frame(&bad, &mut frame);
     c.send_raw(&frame);
-    assert!(
-        is_error(&answer(&mut c, "badutf8")),
-        "invalid UTF-8 is an error"
-    );
+    assert!(is_error(&c.answer("badutf8")), "invalid UTF-8 is an error");
 
     // NUL bytes and control characters in keys and values are kept.
     c.send(&row(
@@ -117,7 +97,7 @@ fn huge_and_malformed_input_is_answered_within_bounded_memory() {
         "nul",
         vec![item("n\0ul", "\"v\\u0000\\u0001\"")],
     ));
-    assert!(!is_error(&answer(&mut c, "nul")));
+    assert!(!is_error(&c.answer("nul")));
 
     // A million distinct metric names over the run: 1,000 rows of 1,000.
     for r in 0..1000 {
@@ -131,7 +111,7 @@ fn huge_and_malformed_input_is_answered_within_bounded_memory() {
         "step",
         RequestType::HistoryStep(Default::default()),
     ));
-    assert!(!is_error(&answer(&mut c, "step")));
+    assert!(!is_error(&c.answer("step")));
     let after_million = peak_rss_mib(pid);
     figures.push(format!("1M metric names: peak {after_million} MiB"));
     assert!(after_million < base + 2000, "{figures:?}");
@@ -142,7 +122,7 @@ fn huge_and_malformed_input_is_answered_within_bounded_memory() {
         "exit",
         RecordType::Exit(Default::default()),
     ));
-    assert!(!is_error(&answer(&mut c, "exit")));
+    assert!(!is_error(&c.answer("exit")));
     c.send(&teardown());
     assert!(wait_exit(&mut child, Duration::from_secs(60)).success());
     let rows = LogReader::open(dir.join("run-hostile.wandb"))
@@ -186,7 +166,7 @@ fn client_file_names_never_leave_the_run_directory() {
     let mut c = Client::connect(&socket);
     c.0.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     c.send(&online_init("escape", &dir, &s.base_url));
-    assert!(!is_error(&answer(&mut c, "init-escape")));
+    assert!(!is_error(&c.answer("init-escape")));
     c.send(&record(
         "escape",
         "run",
@@ -197,7 +177,7 @@ fn client_file_names_never_leave_the_run_directory() {
             ..Default::default()
         }),
     ));
-    assert!(!is_error(&answer(&mut c, "run")));
+    assert!(!is_error(&c.answer("run")));
     let outside = dir.join("secret.txt").display().to_string();
     let names = [
         "../secret.txt",
@@ -226,7 +206,7 @@ fn client_file_names_never_leave_the_run_directory() {
         "exit",
         RecordType::Exit(Default::default()),
     ));
-    assert!(!is_error(&answer(&mut c, "exit")));
+    assert!(!is_error(&c.answer("exit")));
     c.send(&teardown());
     assert!(wait_exit(&mut child, Duration::from_secs(60)).success());
     let key = RunKey::new("standin", "hostile", "escape");

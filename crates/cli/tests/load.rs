@@ -13,25 +13,12 @@ use std::time::{Duration, Instant};
 
 use common::raw::*;
 use prost::Message;
+use testkit::process::{LIMIT, memory_kib, within};
 use wandb_proto::frame::encode_frame;
 use wandb_proto::pb;
 use wandb_proto::pb::record::RecordType;
 use wandb_proto::pb::request::RequestType;
 use wandb_proto::pb::server_request::ServerRequestType;
-use wandb_store::txlog::LogReader;
-
-/// `VmHWM` and `VmRSS` of a process, in KiB.
-fn memory_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
-    };
-    (field("VmHWM:"), field("VmRSS:"))
-}
 
 /// CPU seconds a process has used (user + system).
 fn cpu_seconds(pid: u32) -> f64 {
@@ -70,21 +57,19 @@ fn loss(id: &str, i: usize) -> pb::ServerRequest {
     )
 }
 
-/// Waits for the answer to `id`.
-fn answered(c: &mut Client, id: &str) {
-    while c.recv().expect("an answer").request_id != id {}
-}
-
 fn rows_in(log: &Path) -> usize {
-    LogReader::open(log)
-        .unwrap()
-        .map(|r| pb::Record::decode(&r.unwrap().1[..]).unwrap())
-        .filter(|r| matches!(r.record_type, Some(RecordType::History(_))))
-        .count()
+    log_types(log).iter().filter(|t| *t == "history").count()
 }
 
 #[test]
 fn sixty_four_clients_logging_into_one_service_lose_nothing() {
+    within(
+        LIMIT,
+        sixty_four_clients_logging_into_one_service_lose_nothing_body,
+    );
+}
+
+fn sixty_four_clients_logging_into_one_service_lose_nothing_body() {
     const CLIENTS: usize = 64;
     const ROWS: usize = 10_000;
     let (mut child, socket, dir) = start(&["--pid", &std::process::id().to_string()]);
@@ -100,16 +85,16 @@ fn sixty_four_clients_logging_into_one_service_lose_nothing() {
                 c.0.set_read_timeout(Some(Duration::from_secs(120)))
                     .unwrap();
                 c.send(&quiet_init(&id, &dir));
-                answered(&mut c, &format!("init-{id}"));
+                c.answer(&format!("init-{id}"));
                 c.send(&run_record(&id, "run"));
-                answered(&mut c, "run");
+                c.answer("run");
                 let mut frames = Vec::new();
                 for i in 0..ROWS {
                     encode_frame(&loss(&id, i).encode_to_vec(), &mut frames);
                 }
                 c.send_raw(&frames);
                 c.send(&record(&id, "exit", RecordType::Exit(Default::default())));
-                answered(&mut c, "exit");
+                c.answer("exit");
                 dir.join(format!("run-{id}.wandb"))
             })
         })
@@ -133,6 +118,10 @@ fn sixty_four_clients_logging_into_one_service_lose_nothing() {
 
 #[test]
 fn over_a_thousand_runs_open_at_once_in_one_service() {
+    within(LIMIT, over_a_thousand_runs_open_at_once_in_one_service_body);
+}
+
+fn over_a_thousand_runs_open_at_once_in_one_service_body() {
     // More runs than the usual soft limit of 1,024 open files, which the
     // service is started with here and raises to the hard limit (each
     // open run holds its log open).
@@ -156,7 +145,7 @@ fn over_a_thousand_runs_open_at_once_in_one_service() {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().unwrap();
+    let mut child = ServiceChild(cmd.spawn().unwrap());
     let socket = wait_port_file(&port_file);
     let pid = child.id();
     let mut c = Client::connect(&socket);
@@ -167,9 +156,9 @@ fn over_a_thousand_runs_open_at_once_in_one_service() {
         let run_dir = dir.join(&id);
         std::fs::create_dir_all(&run_dir).unwrap();
         c.send(&quiet_init(&id, &run_dir));
-        answered(&mut c, &format!("init-{id}"));
+        c.answer(&format!("init-{id}"));
         c.send(&run_record(&id, "run"));
-        answered(&mut c, "run");
+        c.answer("run");
         c.send(&loss(&id, n));
     }
     let (peak, _) = memory_kib(pid);
@@ -202,6 +191,13 @@ fn over_a_thousand_runs_open_at_once_in_one_service() {
 
 #[test]
 fn ten_thousand_connections_leave_no_descriptor_or_memory_behind() {
+    within(
+        LIMIT,
+        ten_thousand_connections_leave_no_descriptor_or_memory_behind_body,
+    );
+}
+
+fn ten_thousand_connections_leave_no_descriptor_or_memory_behind_body() {
     const CONNECTIONS: usize = 10_000;
     let (mut child, socket, _dir) = start(&["--pid", &std::process::id().to_string()]);
     let pid = child.id();

@@ -67,14 +67,7 @@ impl Drop for ReleaseOnDrop<'_> {
 }
 
 fn peak_rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    kib * 1024
+    testkit::process::memory_kib(pid).0 * 1024
 }
 
 #[test]

@@ -382,14 +382,7 @@ fn a_launched_service_exits_once_every_client_hung_up_without_a_teardown() {
     let mut owner = Client::connect(&socket);
     owner.send(&inform_init("orphan", &dir));
     assert_eq!(owner.recv().unwrap().request_id, "init-orphan");
-    owner.send(&record(
-        "orphan",
-        "",
-        RecordType::Run(pb::RunRecord {
-            run_id: "orphan".into(),
-            ..Default::default()
-        }),
-    ));
+    owner.send(&run_record("orphan", ""));
     // A second client (a child process of the user's): the service stays
     // while either is connected.
     let other = Client::connect(&socket);

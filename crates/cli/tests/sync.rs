@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{install_ours, ours, python_script, standin, text};
+use common::{install_ours, log_in, ours, python_script, standin, text};
 use serde_json::Value;
 use testkit::CommandExt as _;
 use testkit::{reference_python, scratch_dir};
@@ -58,14 +58,6 @@ fn run_dir_in(wandb_dir: &Path) -> PathBuf {
                 .is_some_and(|n| n.starts_with("offline-run-"))
         })
         .expect("a run directory")
-}
-
-fn log_in(dir: &Path) -> PathBuf {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|e| e == "wandb"))
-        .expect("a .wandb log")
 }
 
 fn run_id(dir: &Path) -> String {

@@ -172,6 +172,21 @@ pub fn within<F: FnOnce() + Send + 'static>(limit: Duration, body: F) {
     }
 }
 
+/// A process's `VmHWM` (peak resident memory) and `VmRSS`, in KiB, from
+/// `/proc/<pid>/status`.
+pub fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} for process {pid}"))
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

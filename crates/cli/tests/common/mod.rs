@@ -149,3 +149,12 @@ pub fn start_service(scratch: &Path) -> OurService {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// The transaction log (`*.wandb`) in a run directory.
+pub fn log_in(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "wandb"))
+        .expect("a .wandb log")
+}

@@ -56,7 +56,34 @@ pub fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatu
     }
 }
 
-pub fn start(args: &[&str]) -> (Child, PathBuf, PathBuf) {
+/// A service process a test started: killed and reaped when dropped, so
+/// that a failing test leaves nothing running.
+pub struct ServiceChild(pub Child);
+
+impl std::ops::Deref for ServiceChild {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ServiceChild {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for ServiceChild {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            // Killed: the wait ends at once.
+            let _ = self.0.wait();
+        }
+    }
+}
+
+pub fn start(args: &[&str]) -> (ServiceChild, PathBuf, PathBuf) {
     let dir = scratch_dir("lifecycle");
     let port_file = dir.join("port.txt");
     let child = service()
@@ -66,6 +93,7 @@ pub fn start(args: &[&str]) -> (Child, PathBuf, PathBuf) {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    let child = ServiceChild(child);
     let socket = wait_port_file(&port_file);
     (child, socket, dir)
 }
@@ -103,6 +131,17 @@ impl Client {
         let mut payload = vec![0u8; len];
         self.0.read_exact(&mut payload).unwrap();
         Some(pb::ServerResponse::decode(&payload[..]).unwrap())
+    }
+
+    /// The answer to `request_id`, skipping the others (answers of
+    /// different requests come in any order).
+    pub fn answer(&mut self, request_id: &str) -> Option<ServerResponseType> {
+        loop {
+            let resp = self.recv().expect("an answer before the connection closes");
+            if resp.request_id == request_id {
+                return resp.server_response_type;
+            }
+        }
     }
 
     pub fn expect_error(&mut self, request_id: &str, contains: &str) {
