@@ -99,6 +99,23 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(total))
 }
 
+/// Where users choose a stricter [`wandb_service::Durability`]: the SDK starts the
+/// service with its own flags, so only the environment reaches it.
+const DURABILITY_ENV: &str = "WANDB_CORE_DURABILITY";
+
+/// The durability asked for in the environment. A value we do not know
+/// must not stop training: it is reported and the default kept.
+fn durability_from_env() -> wandb_service::Durability {
+    let Ok(text) = std::env::var(DURABILITY_ENV) else {
+        return Default::default();
+    };
+    text.parse().unwrap_or_else(|e: String| {
+        tracing::warn!("{DURABILITY_ENV}: {e}; using buffered");
+        eprintln!("wandb-core: {DURABILITY_ENV}: {e}; using buffered");
+        Default::default()
+    })
+}
+
 /// Runs the service until it is told to stop or its launcher is gone.
 pub fn serve(args: &ServiceArgs) -> anyhow::Result<ExitCode> {
     return_large_buffers_to_the_system();
@@ -117,6 +134,7 @@ pub fn serve(args: &ServiceArgs) -> anyhow::Result<ExitCode> {
         idle_timeout: Some(args.idle_timeout),
         listen_on_localhost: args.listen_on_localhost,
         os_pid_shutdown: args.os_pid_shutdown,
+        durability: durability_from_env(),
         ..Default::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

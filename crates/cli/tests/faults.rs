@@ -322,3 +322,69 @@ fn a_full_disk_body() {
     assert!(exit);
     eprintln!("disk full: {kept} of 3000 rows kept in a 1 MiB log");
 }
+
+/// `WANDB_CORE_DURABILITY=written` (and `synced`): once a request is
+/// answered, every record sent before it is in the log, so a SIGKILL right
+/// after the answer loses none of them. Rounds of rows, each closed by a
+/// request; the service is killed the moment the last answer arrives.
+#[test]
+fn a_strict_durability_loses_nothing_the_service_answered_after() {
+    testkit::within(testkit::process::LIMIT, || {
+        for mode in ["written", "synced"] {
+            let dir = scratch_dir("durability");
+            let port_file = dir.join("port.txt");
+            let mut child = ServiceChild(
+                std::process::Command::new(ours())
+                    .arg("--port-filename")
+                    .arg(&port_file)
+                    .args(["--pid", &std::process::id().to_string()])
+                    .env("WANDB_CORE_DURABILITY", mode)
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            );
+            let mut c = Client::connect(&wait_port_file(&port_file));
+            c.send(&inform_init("durable", &dir));
+            assert_eq!(c.recv().unwrap().request_id, "init-durable");
+            c.send(&run_record("durable", "run"));
+            c.answer("run");
+            let mut sent = 0;
+            for round in 0..5 {
+                for _ in 0..2000 {
+                    let mut r = row("durable", "", vec![item("loss", &format!("{sent}"))]);
+                    if let Some(pb::server_request::ServerRequestType::RecordPublish(rec)) =
+                        &mut r.server_request_type
+                        && let Some(RecordType::Request(pb::Request {
+                            request_type: Some(RequestType::PartialHistory(p)),
+                        })) = &mut rec.record_type
+                    {
+                        p.action = Some(pb::HistoryAction { flush: true });
+                    }
+                    c.send(&r);
+                    sent += 1;
+                }
+                let id = format!("step-{round}");
+                c.send(&request(
+                    "durable",
+                    &id,
+                    RequestType::HistoryStep(Default::default()),
+                ));
+                c.answer(&id);
+            }
+            // SAFETY: signalling our own child process.
+            unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+            wait_exit(&mut child, Duration::from_secs(10));
+            let (steps, _) = log_rows(&dir.join("run-durable.wandb"));
+            // (Buffered, about 250 of these 10,000 rows were still queued.)
+            assert_eq!(
+                steps.len(),
+                sent,
+                "{mode}: every row sent before the last answer is in the log"
+            );
+            assert!(
+                steps.iter().zip(0..).all(|(s, i)| *s == i),
+                "{mode}: rows out of order"
+            );
+        }
+    });
+}

@@ -35,6 +35,7 @@ mod stream;
 pub mod sync;
 
 pub use server::{Service, ServiceOptions, ShutdownReason};
+pub use settings::Durability;
 
 /// Who wrote a run's records: the `producer` of the log header and
 /// `_wandb.t.core_version`, the SDK version we answer as plus our own.

@@ -26,13 +26,18 @@ pub struct Mux {
     /// period, not forever.
     stopping: tokio_util::sync::CancellationToken,
     core_log: Option<std::path::PathBuf>,
+    durability: crate::settings::Durability,
 }
 
 impl Mux {
     /// `core_log`: the process-wide log, linked from each run's logs.
-    pub fn new(core_log: Option<std::path::PathBuf>) -> Self {
+    pub fn new(
+        core_log: Option<std::path::PathBuf>,
+        durability: crate::settings::Durability,
+    ) -> Self {
         Self {
             core_log,
+            durability,
             ..Self::default()
         }
     }
@@ -64,8 +69,9 @@ impl Mux {
         if self.closing.load(std::sync::atomic::Ordering::SeqCst) {
             return Err("the wandb-core service is shutting down".into());
         }
-        let settings = RunSettings::from_proto(settings, stream_id)
+        let mut settings = RunSettings::from_proto(settings, stream_id)
             .map_err(|e| format!("invalid settings: {e}"))?;
+        settings.durability = self.durability;
         let id = if stream_id.is_empty() {
             settings.run_id.clone()
         } else {

@@ -28,6 +28,41 @@ pub enum ConsoleCapture {
     On,
 }
 
+/// How far a record the service has taken is on its way to disk before the
+/// service goes on. The SDK's `run.log` expects no answer, so a record in
+/// the service's queues when the service is killed is lost; users who
+/// would rather pay throughput than lose any choose a stricter mode
+/// (`WANDB_CORE_DURABILITY`, read when the service starts).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Records reach the file whenever the writer catches up with its
+    /// queue, or at the flush policy's interval under load.
+    #[default]
+    Buffered,
+    /// Every record the run has taken is written to the file (handed to
+    /// the OS) before the run takes more, and before any later request is
+    /// answered: a SIGKILL of the service loses nothing it took.
+    Written,
+    /// As `Written`, and fsynced too: nothing taken is lost even to a power
+    /// failure or a kernel crash.
+    Synced,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "buffered" => Ok(Self::Buffered),
+            "written" => Ok(Self::Written),
+            "synced" => Ok(Self::Synced),
+            _ => Err(format!(
+                "invalid durability {s:?}: expected buffered, written or synced"
+            )),
+        }
+    }
+}
+
 /// The typed view of a run's settings.
 #[derive(Debug, Clone)]
 pub struct RunSettings {
@@ -61,6 +96,8 @@ pub struct RunSettings {
     pub silent: bool,
     pub start_time: Option<f64>,
     pub flush_interval: Option<Duration>,
+    /// Set by the service, not the SDK (see [`Durability`]).
+    pub durability: Durability,
     /// `ignore_globs`: run files that are never uploaded.
     pub ignore: IgnoreGlobs,
 }
@@ -187,6 +224,7 @@ impl RunSettings {
             silent: raw.silent.unwrap_or(false),
             start_time: raw.x_start_time,
             flush_interval,
+            durability: Durability::default(),
             ignore: IgnoreGlobs::new(
                 raw.ignore_globs
                     .iter()
@@ -219,6 +257,20 @@ fn sanitize_label(label: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durability_names() {
+        for (text, want) in [
+            ("", Durability::Buffered),
+            ("buffered", Durability::Buffered),
+            ("Written", Durability::Written),
+            (" synced ", Durability::Synced),
+        ] {
+            assert_eq!(text.parse::<Durability>(), Ok(want), "{text:?}");
+        }
+        let err = "fsync".parse::<Durability>().unwrap_err();
+        assert!(err.contains("buffered, written or synced"), "{err}");
+    }
 
     fn settings(run_id: &str) -> pb::Settings {
         pb::Settings {

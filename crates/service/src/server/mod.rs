@@ -49,6 +49,8 @@ pub struct ServiceOptions {
     /// program (the Rust SDK's in-process service): those signals are the
     /// program's.
     pub handle_signals: bool,
+    /// How far records go towards disk before a run takes more.
+    pub durability: crate::settings::Durability,
 }
 
 impl Default for ServiceOptions {
@@ -63,6 +65,7 @@ impl Default for ServiceOptions {
             os_pid_shutdown: false,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             handle_signals: true,
+            durability: Default::default(),
         }
     }
 }
@@ -196,7 +199,7 @@ impl Service {
     pub async fn run(self) -> ShutdownReason {
         let (shutdown_tx, mut shutdown_rx) = watch::channel(None);
         let ctx = Arc::new(Ctx {
-            mux: Mux::new(self.options.core_log.clone()),
+            mux: Mux::new(self.options.core_log.clone(), self.options.durability),
             api: api::ApiSessions::default(),
             syncs: Arc::default(),
             max_frame_len: self.options.max_frame_len,

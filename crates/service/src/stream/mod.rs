@@ -41,7 +41,7 @@ use self::handler::{Ending, Handler, SUMMARY_INTERVAL};
 use crate::online;
 use crate::respond::Reply;
 use crate::runlog::RunLog;
-use crate::settings::{ConsoleCapture, RunSettings};
+use crate::settings::{ConsoleCapture, Durability, RunSettings};
 
 /// Batches of records (up to 256 each) waiting for the handler, per run:
 /// enough to keep it busy, few enough that memory stays small whatever the
@@ -228,7 +228,8 @@ pub fn spawn(
         let settings = stream_settings;
         // A run its client left open is finished here, and the user told
         // where it is once it is sent.
-        let footer = run_handler(handler, rx, to_writer, &waits, &events).await;
+        let footer =
+            run_handler(handler, rx, to_writer, &waits, &events, settings.durability).await;
         let waited = waits.total();
         if waited.waits > 0 {
             log.info(&format!(
@@ -294,14 +295,22 @@ pub fn spawn(
 /// The handler's task: takes what is queued (up to a batch), then hands the
 /// writer what it produced in one message. Plain records linger a few
 /// milliseconds to share a wake-up of the writer thread; anything someone
-/// waits for goes at once.
+/// waits for goes at once. Under a strict [`Durability`], what a batch
+/// produced is in the file before the next batch is taken, and what came
+/// before a request is in the file before the request is answered.
 async fn run_handler(
     mut handler: Handler,
     mut rx: mpsc::Receiver<StreamInput>,
     to_writer: flume::Sender<Vec<writer::WriterMsg>>,
     waits: &backpressure::Backpressure,
     events: &online::Events,
+    durability: Durability,
 ) -> Option<footer::Due> {
+    let settle_fsync = match durability {
+        Durability::Buffered => None,
+        Durability::Written => Some(false),
+        Durability::Synced => Some(true),
+    };
     let mut footer = None;
     let mut reporter = backpressure::Reporter::default();
     let mut tick = tokio::time::interval(SUMMARY_INTERVAL);
@@ -349,6 +358,12 @@ async fn run_handler(
             match next {
                 Some(StreamInput::Records(records)) => {
                     for (raw, reply) in records {
+                        if let Some(fsync) = settle_fsync
+                            && reply.is_some()
+                            && handler.has_output()
+                        {
+                            settle(&mut handler, &to_writer, fsync).await;
+                        }
                         handler.record(raw, reply);
                     }
                 }
@@ -382,7 +397,12 @@ async fn run_handler(
                 Err(mpsc::error::TryRecvError::Disconnected) => next = None,
             }
         }
-        if done || handler.output_urgent() {
+        if let Some(fsync) = settle_fsync
+            && handler.has_output()
+        {
+            linger_until = None;
+            settle(&mut handler, &to_writer, fsync).await;
+        } else if done || handler.output_urgent() {
             linger_until = None;
             send(&mut handler, &to_writer).await;
         } else if handler.has_output() && linger_until.is_none() {
@@ -421,6 +441,24 @@ async fn send(handler: &mut Handler, to_writer: &flume::Sender<Vec<writer::Write
     if !batch.is_empty() && to_writer.send_async(batch).await.is_err() {
         tracing::error!("writer stage is gone; records dropped");
     }
+}
+
+/// Hands the writer what the handler produced and waits until it is in the
+/// file (and fsynced with `fsync`).
+async fn settle(
+    handler: &mut Handler,
+    to_writer: &flume::Sender<Vec<writer::WriterMsg>>,
+    fsync: bool,
+) {
+    let (done, settled) = tokio::sync::oneshot::channel();
+    let mut batch = handler.take_output();
+    batch.push(writer::WriterMsg::Settle { fsync, done });
+    if to_writer.send_async(batch).await.is_err() {
+        tracing::error!("writer stage is gone; records dropped");
+        return;
+    }
+    // An error means the writer is gone, and waiting is over either way.
+    let _ = settled.await;
 }
 
 /// `logs/debug-core.log` in the run directory points at the service's

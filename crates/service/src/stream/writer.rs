@@ -24,6 +24,13 @@ pub enum WriterMsg {
     Forward(FilesMsg),
     /// Flush and fsync everything before it, then pass `then` along.
     Sync(FilesMsg),
+    /// Hand everything before it to the OS (and fsync it with `fsync`),
+    /// then say so: the handler waits for this under a strict
+    /// [`Durability`](crate::settings::Durability).
+    Settle {
+        fsync: bool,
+        done: tokio::sync::oneshot::Sender<()>,
+    },
 }
 
 pub struct Writer {
@@ -76,6 +83,15 @@ impl Writer {
                         }
                         self.publish(&log);
                         self.forward(then);
+                    }
+                    WriterMsg::Settle { fsync, done } => {
+                        if let Some(w) = &mut log {
+                            let result = if fsync { w.sync() } else { w.flush() };
+                            self.check(result, &mut log);
+                        }
+                        self.publish(&log);
+                        // A handler that stopped waiting has nothing to learn.
+                        let _ = done.send(());
                     }
                 }
             }
