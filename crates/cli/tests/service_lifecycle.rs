@@ -40,6 +40,101 @@ fn port_file_and_a_private_socket() {
     );
 }
 
+/// Whether a process running as user and group `nobody` (65534) can
+/// connect to the Unix socket at `path`: `Ok(())`, or the errno it got.
+///
+/// The check runs in the forked child before `exec` (`pre_exec`), which
+/// allows only async-signal-safe calls: setgroups, setgid, setuid, socket,
+/// connect and `_exit` are; the address is built before the fork.
+fn connect_as_nobody(path: &Path) -> Result<(), i32> {
+    use std::os::unix::ffi::OsStrExt as _;
+    use std::os::unix::process::CommandExt as _;
+    // SAFETY: an all-zero sockaddr_un is valid; the path is copied in below.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_os_str().as_bytes();
+    assert!(bytes.len() < addr.sun_path.len(), "socket path too long");
+    for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    let mut cmd = Command::new("/bin/true");
+    // SAFETY: only async-signal-safe calls, on memory prepared before the
+    // fork; the child never returns from the closure.
+    unsafe {
+        cmd.pre_exec(move || {
+            let code = if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(65534) != 0
+                || libc::setuid(65534) != 0
+            {
+                100
+            } else {
+                let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+                if fd < 0 {
+                    101
+                } else if libc::connect(
+                    fd,
+                    &addr as *const libc::sockaddr_un as *const libc::sockaddr,
+                    std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+                ) == 0
+                {
+                    0
+                } else {
+                    // errno is thread-local, and this thread is the child's only one.
+                    *libc::__errno_location()
+                }
+            };
+            libc::_exit(code);
+        });
+    }
+    let status = cmd.output_within(Duration::from_secs(10)).unwrap().status;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(100) => panic!("could not become user nobody"),
+        Some(101) => panic!("could not create a socket as nobody"),
+        Some(errno) => Err(errno),
+        None => panic!("the child died: {status:?}"),
+    }
+}
+
+#[test]
+fn another_local_user_cannot_connect() {
+    let (mut child, socket, _dir) = start(&["--pid", &std::process::id().to_string()]);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        // Switching users needs root; the kernel's rule is then shown by
+        // the modes and owner: only this user may enter the directory.
+        let meta = std::fs::metadata(socket.parent().unwrap()).unwrap();
+        use std::os::unix::fs::MetadataExt as _;
+        // SAFETY: getuid has no preconditions.
+        assert_eq!(meta.uid(), unsafe { libc::getuid() });
+        assert_eq!(meta.mode() & 0o077, 0, "no access for group or others");
+        eprintln!("not root: checked the socket directory's owner and mode only");
+    } else {
+        // The control: nobody can connect to a socket it may reach, so a
+        // refusal below is the service's permissions, not the harness.
+        // In /tmp, which every user may search (the project's scratch
+        // directories may sit under a private one).
+        let open_dir = tempfile::Builder::new()
+            .prefix("open-socket")
+            .tempdir_in("/tmp")
+            .unwrap();
+        std::fs::set_permissions(open_dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let open_socket = open_dir.path().join("s");
+        let _listener = std::os::unix::net::UnixListener::bind(&open_socket).unwrap();
+        std::fs::set_permissions(&open_socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(connect_as_nobody(&open_socket), Ok(()));
+
+        assert_eq!(
+            connect_as_nobody(&socket),
+            Err(libc::EACCES),
+            "another user reached the service's socket"
+        );
+    }
+    // The owner still can.
+    Client::connect(&socket).send(&teardown());
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+}
+
 #[test]
 fn flags_in_go_syntax_and_loopback_tcp() {
     let dir = scratch_dir("goflags");
