@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::raw::*;
@@ -18,7 +17,6 @@ use testkit::scratch_dir;
 use wandb_proto::pb;
 use wandb_proto::pb::record::RecordType;
 use wandb_proto::pb::request::RequestType;
-use wandb_proto::pb::server_request::ServerRequestType;
 use wandb_proto::pb::server_response::ServerResponseType;
 use wandb_standin::RunKey;
 use wandb_store::txlog::LogReader;
@@ -34,38 +32,179 @@ fn is_error(a: &Option<ServerResponseType>) -> bool {
     matches!(a, Some(ServerResponseType::ErrorResponse(_)))
 }
 
+/// What became of one hostile input: its own answer, if one came (ours
+/// answers every record that carries a request id; W&B's wandb-core only
+/// requests), and whether the service still answered a probe after it.
+struct Outcome {
+    answer: Option<Option<ServerResponseType>>,
+    alive: bool,
+}
+
+impl Outcome {
+    fn taken(&self) -> bool {
+        self.alive && self.answer.as_ref().is_some_and(|a| !is_error(a))
+    }
+
+    fn refused(&self) -> bool {
+        self.alive && self.answer.as_ref().is_some_and(is_error)
+    }
+
+    fn describe(&self) -> &'static str {
+        match (self.alive, &self.answer) {
+            (false, _) => "the service closed the connection or stopped answering",
+            (true, Some(a)) if is_error(a) => "refused with an error, service fine",
+            (true, Some(_)) => "taken and answered",
+            (true, None) => "no answer of its own, service fine",
+        }
+    }
+}
+
+/// A service with one offline run, restarted if an input kills it (so
+/// that W&B's binary, which may die, meets every input too).
+struct Session {
+    child: ServiceChild,
+    c: Client,
+    dir: std::path::PathBuf,
+    base: u64,
+}
+
+impl Session {
+    fn start() -> Self {
+        let (child, socket, dir) = start(&["--pid", &std::process::id().to_string()]);
+        let mut c = Client::connect(&socket);
+        c.0.set_read_timeout(Some(Duration::from_secs(180)))
+            .unwrap();
+        c.send(&inform_init("hostile", &dir));
+        assert_eq!(c.recv().unwrap().request_id, "init-hostile");
+        // Both services answer a run record.
+        c.send(&run_record("hostile", "run"));
+        assert!(!is_error(&c.answer("run")));
+        let base = peak_rss_mib(child.id());
+        Self {
+            child,
+            c,
+            dir,
+            base,
+        }
+    }
+
+    /// Ends the run and the service; returns the run's log. W&B's binary
+    /// answers neither this exit record nor always the teardown: it gets
+    /// a bounded wait and is killed after.
+    fn finish(mut self, ours: bool) -> std::path::PathBuf {
+        if ours {
+            self.c.send(&record(
+                "hostile",
+                "exit",
+                RecordType::Exit(Default::default()),
+            ));
+            assert!(!is_error(&self.c.answer("exit")));
+        }
+        self.c.send(&teardown());
+        if ours {
+            assert!(wait_exit(&mut self.child, Duration::from_secs(60)).success());
+        } else {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while self.child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.dir.join("run-hostile.wandb")
+    }
+
+    fn peak(&self) -> u64 {
+        peak_rss_mib(self.child.id())
+    }
+
+    /// Sends a `history_step` request (both services answer it) after the
+    /// input `id`, and reads until its answer.
+    fn outcome(&mut self, id: &str) -> Outcome {
+        let probe = format!("probe-{id}");
+        let mut frame = Vec::new();
+        wandb_proto::frame::encode_frame(
+            &request(
+                "hostile",
+                &probe,
+                RequestType::HistoryStep(Default::default()),
+            )
+            .encode_to_vec(),
+            &mut frame,
+        );
+        let mut answer = None;
+        if std::io::Write::write_all(&mut self.c.0, &frame).is_err() {
+            return Outcome {
+                answer,
+                alive: false,
+            };
+        }
+        loop {
+            match self.c.try_recv() {
+                Some(r) if r.request_id == id => answer = Some(r.server_response_type),
+                Some(r) if r.request_id == probe => {
+                    return Outcome {
+                        answer,
+                        alive: true,
+                    };
+                }
+                Some(_) => {}
+                None => {
+                    return Outcome {
+                        answer,
+                        alive: false,
+                    };
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn huge_and_malformed_input_is_answered_within_bounded_memory() {
-    let (mut child, socket, dir) = start(&["--pid", &std::process::id().to_string()]);
-    let pid = child.id();
-    let mut c = Client::connect(&socket);
-    c.0.set_read_timeout(Some(Duration::from_secs(120)))
-        .unwrap();
-    c.send(&inform_init("hostile", &dir));
-    assert_eq!(c.recv().unwrap().request_id, "init-hostile");
-    c.send(&run_record("hostile", "run"));
-    assert!(!is_error(&c.answer("run")));
-    let base = peak_rss_mib(pid);
-    let mut figures = vec![format!("baseline {base} MiB")];
+    // `WANDB_TEST_SERVICE=<W&B's wandb-core>` runs the same inputs through
+    // W&B's binary and prints what it did, asserting only ours.
+    let ours = std::env::var_os("WANDB_TEST_SERVICE").is_none();
+    let mut s = Session::start();
+    let mut figures = vec![format!("baseline {} MiB", s.base)];
+    let mut note = |s: &mut Session, what: &str, o: &Outcome| {
+        let peak = s.peak();
+        let mut outcome = o.describe().to_string();
+        if !o.alive {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while s.child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if s.child.try_wait().unwrap().is_some() {
+                outcome += " (the whole service exited)";
+            }
+            *s = Session::start();
+        }
+        figures.push(format!("{what}: {outcome}, peak {peak} MiB"));
+        eprintln!("{}", figures.last().unwrap());
+    };
 
     // A 100 MB record: one value of 100 MB.
     let huge = format!("\"{}\"", "a".repeat(100 << 20));
-    c.send(&row("hostile", "huge", vec![item("big", &huge)]));
-    assert!(!is_error(&c.answer("huge")), "a 100 MB row is taken");
+    s.c.send(&row("hostile", "huge", vec![item("big", &huge)]));
     drop(huge);
-    let after_huge = peak_rss_mib(pid);
-    figures.push(format!("100 MB record: peak {after_huge} MiB"));
-    assert!(after_huge < base + 1200, "{figures:?}");
+    let o = s.outcome("huge");
+    let after_huge = s.peak();
+    assert!(
+        !ours || (o.taken() && after_huge < s.base + 1200),
+        "{}",
+        o.describe()
+    );
+    note(&mut s, "100 MB record", &o);
 
     // 100k keys in one row.
     let items = (0..100_000).map(|i| item(&format!("k{i}"), "1")).collect();
-    c.send(&row("hostile", "wide", items));
-    assert!(!is_error(&c.answer("wide")));
-    figures.push(format!("100k keys: peak {} MiB", peak_rss_mib(pid)));
+    s.c.send(&row("hostile", "wide", items));
+    let o = s.outcome("wide");
+    assert!(!ours || o.taken(), "{}", o.describe());
+    note(&mut s, "100k keys", &o);
 
     // Config nested 10,000 deep: refused or kept, never a stack overflow.
     let deep = format!("{}1{}", "{\"a\":".repeat(10_000), "}".repeat(10_000));
-    c.send(&record(
+    s.c.send(&record(
         "hostile",
         "deep",
         RecordType::Config(pb::ConfigRecord {
@@ -77,9 +216,13 @@ fn huge_and_malformed_input_is_answered_within_bounded_memory() {
             ..Default::default()
         }),
     ));
-    c.answer("deep");
-    c.send(&row("hostile", "deeprow", vec![item("deep", &deep)]));
-    c.answer("deeprow");
+    let o = s.outcome("deep");
+    assert!(!ours || o.alive, "{}", o.describe());
+    note(&mut s, "config nested 10,000 deep", &o);
+    s.c.send(&row("hostile", "deeprow", vec![item("deep", &deep)]));
+    let o = s.outcome("deeprow");
+    assert!(!ours || o.alive, "{}", o.describe());
+    note(&mut s, "a row value nested 10,000 deep", &o);
 
     // Invalid UTF-8 in a key: that record is refused, with an error.
     let good = row("hostile", "badutf8", vec![item("KEY", "1")]).encode_to_vec();
@@ -88,70 +231,55 @@ fn huge_and_malformed_input_is_answered_within_bounded_memory() {
     bad[pos..pos + 3].copy_from_slice(&[0xff, 0xfe, 0xfd]);
     let mut frame = Vec::new();
     wandb_proto::frame::encode_frame(&bad, &mut frame);
-    c.send_raw(&frame);
-    assert!(is_error(&c.answer("badutf8")), "invalid UTF-8 is an error");
+    s.c.send_raw(&frame);
+    let o = s.outcome("badutf8");
+    assert!(!ours || o.refused(), "invalid UTF-8: {}", o.describe());
+    note(&mut s, "invalid UTF-8 in a key", &o);
 
     // NUL bytes and control characters in keys and values are kept.
-    c.send(&row(
+    s.c.send(&row(
         "hostile",
         "nul",
         vec![item("n\0ul", "\"v\\u0000\\u0001\"")],
     ));
-    assert!(!is_error(&c.answer("nul")));
+    let o = s.outcome("nul");
+    assert!(!ours || o.taken(), "{}", o.describe());
+    note(&mut s, "NUL and control bytes", &o);
 
-    // A million distinct metric names over the run: 1,000 rows of 1,000.
+    // A million distinct metric names over the run: 1,000 rows of 1,000,
+    // in a fresh service, so that its peak is this input's alone.
+    let first = std::mem::replace(&mut s, Session::start()).finish(ours);
     for r in 0..1000 {
         let items = (0..1000)
             .map(|i| item(&format!("m{r}_{i}"), "0.5"))
             .collect();
-        c.send(&row("hostile", "", items));
+        s.c.send(&row("hostile", "", items));
     }
-    c.send(&request(
-        "hostile",
-        "step",
-        RequestType::HistoryStep(Default::default()),
-    ));
-    assert!(!is_error(&c.answer("step")));
-    let after_million = peak_rss_mib(pid);
-    figures.push(format!("1M metric names: peak {after_million} MiB"));
-    assert!(after_million < base + 2000, "{figures:?}");
+    let o = s.outcome("million");
+    let after_million = s.peak();
+    assert!(
+        !ours || (o.alive && after_million < s.base + 2000),
+        "{figures:?}"
+    );
+    note(&mut s, "1M metric names", &o);
 
-    // The run still ends normally, with every accepted row in its log.
-    c.send(&record(
-        "hostile",
-        "exit",
-        RecordType::Exit(Default::default()),
-    ));
-    assert!(!is_error(&c.answer("exit")));
-    c.send(&teardown());
-    assert!(wait_exit(&mut child, Duration::from_secs(60)).success());
-    let rows = LogReader::open(dir.join("run-hostile.wandb"))
-        .unwrap()
-        .map(|r| pb::Record::decode(&r.unwrap().1[..]).unwrap())
-        .filter(|r| matches!(r.record_type, Some(RecordType::History(_))))
-        .count();
-    // huge, wide, nul and the million-name rows. Not the refused record,
-    // and not the 10,000-deep value: JSON nested deeper than 256 is
-    // dropped with a warning in the run's log (a row of nothing else
-    // leaves no row).
-    assert_eq!(rows, 3 + 1000, "{figures:?}");
     eprintln!("{}", figures.join("; "));
-}
-
-/// `inform_init` for an online run against `base_url`.
-fn online_init(run_id: &str, dir: &Path, base_url: &str) -> pb::ServerRequest {
-    let mut req = inform_init(run_id, dir);
-    if let Some(ServerRequestType::InformInit(init)) = &mut req.server_request_type {
-        let s = init.settings.as_mut().unwrap();
-        s.mode = Some("online".into());
-        s.base_url = Some(base_url.into());
-        s.api_key = Some(KEY.into());
-        s.entity = Some("standin".into());
-        s.project = Some("hostile".into());
-        s.x_disable_stats = Some(true);
-        s.disable_git = Some(true);
+    let second = s.finish(ours);
+    if !ours {
+        return;
     }
-    req
+    let rows = |log: &std::path::Path| {
+        LogReader::open(log)
+            .unwrap()
+            .map(|r| pb::Record::decode(&r.unwrap().1[..]).unwrap())
+            .filter(|r| matches!(r.record_type, Some(RecordType::History(_))))
+            .count()
+    };
+    // huge, wide and nul; not the refused record, and not the 10,000-deep
+    // value: JSON nested deeper than 256 is dropped with a warning in the
+    // run's log (a row of nothing else leaves no row).
+    assert_eq!(rows(&first), 3, "{figures:?}");
+    assert_eq!(rows(&second), 1000, "{figures:?}");
 }
 
 #[test]
@@ -165,7 +293,7 @@ fn client_file_names_never_leave_the_run_directory() {
     std::fs::write(files.join("ok.txt"), "fine").unwrap();
     let mut c = Client::connect(&socket);
     c.0.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    c.send(&online_init("escape", &dir, &s.base_url));
+    c.send(&online_init("escape", &dir, &s.base_url, KEY, "hostile"));
     assert!(!is_error(&c.answer("init-escape")));
     c.send(&record(
         "escape",

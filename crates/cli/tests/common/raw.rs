@@ -18,8 +18,14 @@ use wandb_proto::pb::server_response::ServerResponseType;
 use wandb_proto::wire::scan_record;
 use wandb_store::txlog::LogReader;
 
+/// The service binary the raw-protocol tests start: ours, or the one
+/// named by `WANDB_TEST_SERVICE` (W&B's wandb-core, to see what it does
+/// with the same input; docs/reliability.md has the command).
 pub fn service() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_wandb-core"))
+    match std::env::var_os("WANDB_TEST_SERVICE") {
+        Some(bin) => Command::new(bin),
+        None => Command::new(env!("CARGO_BIN_EXE_wandb-core")),
+    }
 }
 
 /// Waits for a complete port file; returns the socket path.
@@ -133,6 +139,20 @@ impl Client {
         Some(pb::ServerResponse::decode(&payload[..]).unwrap())
     }
 
+    /// The next response, or `None` at EOF or on any read failure (a
+    /// service that died or stopped answering).
+    pub fn try_recv(&mut self) -> Option<pb::ServerResponse> {
+        let mut header = [0u8; 5];
+        self.0.read_exact(&mut header).ok()?;
+        if header[0] != b'W' {
+            return None;
+        }
+        let len = u32::from_le_bytes(header[1..].try_into().unwrap()) as usize;
+        let mut payload = vec![0u8; len];
+        self.0.read_exact(&mut payload).ok()?;
+        pb::ServerResponse::decode(&payload[..]).ok()
+    }
+
     /// The answer to `request_id`, skipping the others (answers of
     /// different requests come in any order).
     pub fn answer(&mut self, request_id: &str) -> Option<ServerResponseType> {
@@ -209,6 +229,29 @@ pub fn inform_init(run_id: &str, dir: &Path) -> pb::ServerRequest {
             }),
         })),
     }
+}
+
+/// `inform_init` for an online run of `project` against `base_url`, without
+/// the system monitor or git.
+pub fn online_init(
+    run_id: &str,
+    dir: &Path,
+    base_url: &str,
+    api_key: &str,
+    project: &str,
+) -> pb::ServerRequest {
+    let mut req = inform_init(run_id, dir);
+    if let Some(ServerRequestType::InformInit(init)) = &mut req.server_request_type {
+        let s = init.settings.as_mut().unwrap();
+        s.mode = Some("online".into());
+        s.base_url = Some(base_url.into());
+        s.api_key = Some(api_key.into());
+        s.entity = Some(wandb_standin::DEFAULT_ENTITY.into());
+        s.project = Some(project.into());
+        s.x_disable_stats = Some(true);
+        s.disable_git = Some(true);
+    }
+    req
 }
 
 pub fn teardown() -> pb::ServerRequest {
