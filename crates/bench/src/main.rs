@@ -11,6 +11,7 @@
 mod artifacts;
 mod ingest;
 mod limits;
+mod load;
 mod monitor;
 mod online;
 mod process;
@@ -85,6 +86,20 @@ struct Args {
     /// once, after 100 ms and after 1 s (writes online.md).
     #[arg(long)]
     online: bool,
+    /// Only many SDK processes logging into one shared service at once
+    /// (writes load.md).
+    #[arg(long)]
+    load: bool,
+    /// Only raw-protocol ingest for --sizes (writes ingest.md): quick,
+    /// e.g. to see what `WANDB_CORE_DURABILITY` costs.
+    #[arg(long)]
+    ingest_only: bool,
+    /// SDK processes of --load.
+    #[arg(long, default_value_t = 64)]
+    load_processes: usize,
+    /// Rows each --load process logs.
+    #[arg(long, default_value_t = 10_000)]
+    load_rows: u64,
     /// Rows logged by the online runs.
     #[arg(long, default_value_t = 50_000)]
     online_rows: u64,
@@ -110,6 +125,40 @@ fn find_theirs(python: &Path) -> anyhow::Result<PathBuf> {
     let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     let orig = PathBuf::from(format!("{}.orig", path.display()));
     Ok(if orig.exists() { orig } else { path })
+}
+
+/// `--ingest-only`: the raw-ingest figures alone.
+fn ingest_report(
+    ingest_rows: &[(u64, [Vec<ingest::Ingest>; 2])],
+    out_dir: &Path,
+    repeat: usize,
+) -> anyhow::Result<()> {
+    let mut md = report::heading("Raw-protocol ingest, wandb-core-rs beside wandb-core 0.31.0");
+    let durability = std::env::var("WANDB_CORE_DURABILITY").unwrap_or_else(|_| "buffered".into());
+    let _ = writeln!(
+        md,
+        "- ours with `WANDB_CORE_DURABILITY={durability}`; median [min–max] of {repeat} run(s), \
+         the two services alternating; every log checked to hold all rows\n"
+    );
+    let series =
+        |v: &[ingest::Ingest], f: fn(&ingest::Ingest) -> f64| Series(v.iter().map(f).collect());
+    for (n, [o, t]) in ingest_rows {
+        table_header(&mut md, &format!("N = {n}"));
+        let figures: [report::Figure<ingest::Ingest>; 3] = [
+            ("rows/s", |r| r.rows_per_s(), 0),
+            ("service CPU s per 100k rows", |r| r.cpu_per_100k(), 3),
+            ("peak RSS (MiB)", |r| r.usage.peak_rss_mib, 1),
+        ];
+        for (label, f, digits) in figures {
+            row(&mut md, label, &series(o, f), &series(t, f), digits);
+        }
+        let _ = writeln!(md);
+    }
+    let path = out_dir.join("ingest.md");
+    std::fs::write(&path, &md)?;
+    eprintln!("{md}");
+    eprintln!("written to {}", path.display());
+    Ok(())
 }
 
 fn today() -> String {
@@ -167,6 +216,9 @@ fn main() -> anyhow::Result<()> {
     if args.online {
         return online::report(&bench);
     }
+    if args.load {
+        return load::report(&bench);
+    }
 
     let mut md = report::heading("wandb-core-rs beside wandb-core 0.31.0");
     let _ = writeln!(
@@ -189,7 +241,12 @@ fn main() -> anyhow::Result<()> {
         [Series::default(), Series::default()],
         [Series::default(), Series::default()],
     );
-    for _ in 0..args.repeat.max(5) {
+    let startup_rounds = if args.ingest_only {
+        0
+    } else {
+        args.repeat.max(5)
+    };
+    for _ in 0..startup_rounds {
         for (i, (name, bin)) in binaries.iter().enumerate() {
             let s = startup::run(bin, &scratch.join(format!("startup-{name}")))?;
             spawn[i].push(s.spawn_to_port_file.as_secs_f64() * 1e3);
@@ -216,6 +273,10 @@ fn main() -> anyhow::Result<()> {
         if frames.len() > stream_for_limits.len() {
             stream_for_limits = frames;
         }
+    }
+
+    if args.ingest_only {
+        return ingest_report(&ingest_rows, &out_dir, args.repeat);
     }
 
     // The machine's limits for the largest stream's bytes.

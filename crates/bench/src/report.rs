@@ -9,6 +9,10 @@ use plotters::prelude::*;
 #[derive(Debug, Clone, Default)]
 pub struct Series(pub Vec<f64>);
 
+/// A row of a table: its label, how to read the figure from a result,
+/// and the digits to show.
+pub type Figure<T> = (&'static str, fn(&T) -> f64, usize);
+
 impl Series {
     pub fn push(&mut self, x: f64) {
         self.0.push(x);
