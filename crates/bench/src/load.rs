@@ -9,28 +9,11 @@
 //! are the figures that are the service's.
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-
-use anyhow::Context;
+use std::path::Path;
 
 use crate::Bench;
 use crate::report::{self, Series, row, table_header};
 use crate::sdk::{self, SdkRun};
-
-/// `run-bench-<i>.wandb` under `dir`, wherever the SDK put it.
-fn find_log(dir: &Path, name: &str) -> Option<PathBuf> {
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            if let Some(found) = find_log(&path, name) {
-                return Some(found);
-            }
-        } else if path.file_name().is_some_and(|n| n == name) {
-            return Some(path);
-        }
-    }
-    None
-}
 
 /// One round: `processes` clients × `rows`, then every log checked.
 fn run(
@@ -43,9 +26,8 @@ fn run(
     let _ = std::fs::remove_dir_all(dir);
     let result = sdk::run(binary, python, dir, rows, processes, false, None)?;
     for i in 0..processes {
-        let name = format!("run-bench-{i}.wandb");
-        let log = find_log(&dir.join(format!("client{i}")), &name)
-            .with_context(|| format!("no {name} under {}", dir.display()))?;
+        // The SDK links each process's run directory as `latest-run`.
+        let log = dir.join(format!("client{i}/wandb/latest-run/run-bench-{i}.wandb"));
         // Fails unless every row is there, in order, with the exit.
         crate::ingest::verify(&log, rows)?;
     }

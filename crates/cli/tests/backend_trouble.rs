@@ -346,7 +346,7 @@ fn trouble() {
         assert_eq!(row["m0"].as_f64(), Some(i as f64), "row {i}: {row}");
     }
     // Memory stayed bounded: the rows wait in the log, not in memory (a
-    // debug build; about 64 MB of log went through).
+    // debug build; about 20 MB of log went through).
     assert!(peak < 96, "{figures:?}");
     // The faults happened: the storm's failures were all served.
     let failed = standin
