@@ -127,6 +127,29 @@ fn find_theirs(python: &Path) -> anyhow::Result<PathBuf> {
     Ok(if orig.exists() { orig } else { path })
 }
 
+/// One table of raw-ingest figures for `n` rows, ours beside theirs.
+fn ingest_table(md: &mut String, n: u64, ours: &[ingest::Ingest], theirs: &[ingest::Ingest]) {
+    let figures: [report::Figure<ingest::Ingest>; 6] = [
+        ("rows/s", |r| r.rows_per_s(), 0),
+        ("MB/s received", |r| r.mb_per_s(), 1),
+        ("service CPU s per 100k rows", |r| r.cpu_per_100k(), 3),
+        ("peak RSS (MiB)", |r| r.usage.peak_rss_mib, 1),
+        (
+            "last frame to exit (ms)",
+            |r| r.exit_after_last_frame.as_secs_f64() * 1e3,
+            1,
+        ),
+        ("log size (MB)", |r| r.log_bytes as f64 / 1e6, 1),
+    ];
+    let series =
+        |v: &[ingest::Ingest], f: fn(&ingest::Ingest) -> f64| Series(v.iter().map(f).collect());
+    table_header(md, &format!("N = {n}"));
+    for (label, f, digits) in figures {
+        row(md, label, &series(ours, f), &series(theirs, f), digits);
+    }
+    let _ = writeln!(md);
+}
+
 /// `--ingest-only`: the raw-ingest figures alone.
 fn ingest_report(
     ingest_rows: &[(u64, [Vec<ingest::Ingest>; 2])],
@@ -140,19 +163,8 @@ fn ingest_report(
         "- ours with `WANDB_CORE_DURABILITY={durability}`; median [min–max] of {repeat} run(s), \
          the two services alternating; every log checked to hold all rows\n"
     );
-    let series =
-        |v: &[ingest::Ingest], f: fn(&ingest::Ingest) -> f64| Series(v.iter().map(f).collect());
     for (n, [o, t]) in ingest_rows {
-        table_header(&mut md, &format!("N = {n}"));
-        let figures: [report::Figure<ingest::Ingest>; 3] = [
-            ("rows/s", |r| r.rows_per_s(), 0),
-            ("service CPU s per 100k rows", |r| r.cpu_per_100k(), 3),
-            ("peak RSS (MiB)", |r| r.usage.peak_rss_mib, 1),
-        ];
-        for (label, f, digits) in figures {
-            row(&mut md, label, &series(o, f), &series(t, f), digits);
-        }
-        let _ = writeln!(md);
+        ingest_table(&mut md, *n, o, t);
     }
     let path = out_dir.join("ingest.md");
     std::fs::write(&path, &md)?;
@@ -349,51 +361,8 @@ fn main() -> anyhow::Result<()> {
     );
     let mut bar = Vec::new();
     for (n, results) in &ingest_rows {
-        table_header(&mut md, &format!("N = {n}"));
         let [o, t] = results;
-        row(
-            &mut md,
-            "rows/s",
-            &series(o, |r| r.rows_per_s()),
-            &series(t, |r| r.rows_per_s()),
-            0,
-        );
-        row(
-            &mut md,
-            "MB/s received",
-            &series(o, |r| r.mb_per_s()),
-            &series(t, |r| r.mb_per_s()),
-            1,
-        );
-        row(
-            &mut md,
-            "service CPU s per 100k rows",
-            &series(o, |r| r.cpu_per_100k()),
-            &series(t, |r| r.cpu_per_100k()),
-            3,
-        );
-        row(
-            &mut md,
-            "peak RSS (MiB)",
-            &series(o, |r| r.usage.peak_rss_mib),
-            &series(t, |r| r.usage.peak_rss_mib),
-            1,
-        );
-        row(
-            &mut md,
-            "last frame to exit (ms)",
-            &series(o, |r| r.exit_after_last_frame.as_secs_f64() * 1e3),
-            &series(t, |r| r.exit_after_last_frame.as_secs_f64() * 1e3),
-            1,
-        );
-        row(
-            &mut md,
-            "log size (MB)",
-            &series(o, |r| r.log_bytes as f64 / 1e6),
-            &series(t, |r| r.log_bytes as f64 / 1e6),
-            1,
-        );
-        let _ = writeln!(md);
+        ingest_table(&mut md, *n, o, t);
         if Some(n) == ingest_rows.last().map(|(n, _)| n) {
             let rps =
                 series(o, |r| r.rows_per_s()).median() / series(t, |r| r.rows_per_s()).median();

@@ -15,7 +15,6 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -165,22 +164,6 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// History records in a log (a record being written is counted once whole).
-fn rows_in_log(log: &Path) -> usize {
-    let Ok(reader) = wandb_store::txlog::LogReader::open(log) else {
-        return 0;
-    };
-    reader
-        .map_while(Result::ok)
-        .filter(|(_, bytes)| {
-            wandb_proto::wire::scan_record(bytes)
-                .ok()
-                .and_then(|r| r.record_type_name())
-                == Some("history")
-        })
-        .count()
-}
-
 fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + within;
     while !done() {
@@ -264,7 +247,7 @@ fn trouble() {
     wait_for(
         "rows written while the backend is down",
         outage * 10,
-        || rows_in_log(&log) as u64 >= 2 * quarter,
+        || history_rows(&log) as u64 >= 2 * quarter,
     );
     std::thread::sleep(outage.saturating_sub(t0.elapsed()));
     let peak_down = testkit::process::memory_kib(pid).0 / 1024;

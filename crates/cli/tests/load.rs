@@ -57,10 +57,6 @@ fn loss(id: &str, i: usize) -> pb::ServerRequest {
     )
 }
 
-fn rows_in(log: &Path) -> usize {
-    log_types(log).iter().filter(|t| *t == "history").count()
-}
-
 #[test]
 fn sixty_four_clients_logging_into_one_service_lose_nothing() {
     within(
@@ -106,7 +102,7 @@ fn sixty_four_clients_logging_into_one_service_lose_nothing_body() {
     Client::connect(&socket).send(&teardown());
     assert!(wait_exit(&mut child, Duration::from_secs(60)).success());
     for log in &logs {
-        assert_eq!(rows_in(log), ROWS, "{}", log.display());
+        assert_eq!(history_rows(log), ROWS, "{}", log.display());
     }
     eprintln!(
         "{CLIENTS} clients x {ROWS} rows: all {} rows in {:.1} s, service peak RSS {} MiB, CPU {cpu:.1} s",
@@ -181,7 +177,7 @@ fn over_a_thousand_runs_open_at_once_in_one_service_body() {
     assert!(wait_exit(&mut child, Duration::from_secs(120)).success());
     for n in 0..RUNS {
         let log = dir.join(format!("many{n}/run-many{n}.wandb"));
-        assert_eq!(rows_in(&log), 1, "{}", log.display());
+        assert_eq!(history_rows(&log), 1, "{}", log.display());
     }
     eprintln!(
         "{RUNS} runs open at once: peak RSS {} MiB, {fds} open files",

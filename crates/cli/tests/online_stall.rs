@@ -10,11 +10,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use prost::Message;
 use wandb::{Mode, QueuePolicy, Settings, Transport};
-use wandb_proto::pb;
 use wandb_standin::RunKey;
-use wandb_store::txlog::reader::LogReader;
 
 const KEY: &str = "stallkeystallkeystallkeystallkeystallkey";
 /// About 80 MB of transaction log: far more than any buffer on the way
@@ -33,26 +30,6 @@ fn find_log(dir: &Path, name: &str) -> Option<PathBuf> {
         }
     }
     None
-}
-
-/// History records in the log so far (a record being written may be cut
-/// off at the end: counted once it is whole).
-fn history_records(log: &Path) -> u64 {
-    let Ok(mut reader) = LogReader::open(log) else {
-        return 0;
-    };
-    let mut buf = Vec::new();
-    let mut n = 0;
-    while let Ok(Some(_)) = reader.next_into(&mut buf) {
-        if let Ok(pb::Record {
-            record_type: Some(pb::record::RecordType::History(_)),
-            ..
-        }) = pb::Record::decode(&buf[..])
-        {
-            n += 1;
-        }
-    }
-    n
 }
 
 /// Answers held requests again when dropped: declared after the run, it
@@ -116,7 +93,7 @@ fn the_service_keeps_reading_while_the_backend_stalls() {
                     "only {written} of {rows} rows reached the log while the backend stalled"
                 );
                 std::thread::sleep(Duration::from_millis(200));
-                written = history_records(&log);
+                written = common::raw::history_rows(&log) as u64;
             }
             log
         };
@@ -185,7 +162,7 @@ fn a_stopping_service_does_not_wait_forever_for_a_dead_backend() {
         }
         let log = find_log(&scratch, "run-stall2.wandb").expect("the run's log");
         let deadline = Instant::now() + Duration::from_secs(60);
-        while history_records(&log) < 1000 {
+        while common::raw::history_rows(&log) < 1000 {
             assert!(Instant::now() < deadline, "rows did not reach the log");
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -204,7 +181,7 @@ fn a_stopping_service_does_not_wait_forever_for_a_dead_backend() {
         };
         assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{status:?}");
         assert_eq!(
-            history_records(&log),
+            common::raw::history_rows(&log) as u64,
             1000,
             "everything accepted is in the log"
         );

@@ -414,7 +414,7 @@ fn an_interrupted_sync_continues_without_duplicates_despite_failures() {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    child.wait().unwrap();
+    common::raw::wait_exit(&mut child, Duration::from_secs(10));
     let partial = s.store.line_count(&key, "wandb-history.jsonl");
     assert!((partial as usize) < ROWS, "{partial}");
     let out = core_sync(&s, &[dir.to_str().unwrap()], &env);
@@ -472,7 +472,8 @@ run.finish()
     };
     let s = standin(KEY, &[]);
     let out = core_sync(&s, &["--live", dir.to_str().unwrap()], &[]);
-    assert!(writer.wait().unwrap().success());
+    // The writer's own run is 2 s of logging; a hang fails here.
+    assert!(common::raw::wait_exit(&mut writer, Duration::from_secs(120)).success());
     assert!(out.status.success(), "{}", text(&out));
     let b = backend(&s, "syncp", &run_id(&dir));
     assert_eq!(b.history.len(), 40);

@@ -276,6 +276,21 @@ pub fn log_types(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// History records in a log, read as far as it is valid: a log still being
+/// written counts a record once it is whole, and a log that is not there
+/// (yet) has none.
+pub fn history_rows(path: &Path) -> usize {
+    let Ok(reader) = LogReader::open(path) else {
+        return 0;
+    };
+    reader
+        .map_while(Result::ok)
+        .filter(|(_, bytes)| {
+            scan_record(bytes).ok().and_then(|r| r.record_type_name()) == Some("history")
+        })
+        .count()
+}
+
 /// A `run` record for `id`.
 pub fn run_record(id: &str, request_id: &str) -> pb::ServerRequest {
     record(
