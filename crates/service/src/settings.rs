@@ -234,6 +234,18 @@ impl RunSettings {
         })
     }
 
+    /// This writer's name among a shared run's writers, safe in a file
+    /// name: its label (`x_label`, which the SDK always sets in shared
+    /// mode), or `writer`.
+    pub fn writer_label(&self) -> String {
+        self.raw
+            .x_label
+            .as_deref()
+            .filter(|l| !l.is_empty())
+            .map(|l| sanitize_label(l).chars().take(64).collect())
+            .unwrap_or_else(|| "writer".into())
+    }
+
     /// `<sync_dir>/files`.
     pub fn files_dir(&self) -> PathBuf {
         self.sync_dir.join("files")

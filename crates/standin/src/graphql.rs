@@ -76,6 +76,9 @@ pub struct Ctx<'a> {
     pub config: &'a Config,
     pub base_url: &'a str,
     pub variables: Map<String, Value>,
+    /// The request came from a writer of a shared run
+    /// (`X-WANDB-USE-ASYNC-FILESTREAM`).
+    pub shared_run: bool,
 }
 
 impl Ctx<'_> {
@@ -388,6 +391,7 @@ fn upsert_bucket(field: &GField<'_>, ctx: &Ctx<'_>) -> Result<Value, String> {
         program: s("jobProgram").or_else(|| s("program")),
         sweep: s("sweep"),
         config,
+        merge_config: ctx.shared_run,
     });
     Ok(
         json!({"__typename": "UpsertBucketPayload", "bucket": bucket(&run, ctx), "inserted": inserted}),
@@ -505,6 +509,7 @@ mod tests {
             config: &config,
             base_url: "http://127.0.0.1:1",
             variables: variables.as_object().cloned().unwrap_or_default(),
+            shared_run: false,
         };
         execute(
             &Request {

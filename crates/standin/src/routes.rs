@@ -190,6 +190,7 @@ async fn graphql_handler(
         return resp;
     }
     let shared2 = shared.clone();
+    let shared_run = header(&headers, "x-wandb-use-async-filestream").as_deref() == Some("true");
     let answer = tokio::task::spawn_blocking(move || {
         let variables = req
             .variables
@@ -202,6 +203,7 @@ async fn graphql_handler(
             config: &shared2.config,
             base_url: &shared2.base_url,
             variables,
+            shared_run,
         };
         graphql::execute(&req, &ctx)
     })
@@ -249,6 +251,9 @@ async fn file_stream_handler(
     };
     let key = RunKey::new(&entity, &project, &run);
     let store = shared.store.clone();
+    // A shared run's writer: its lines are merged with the other writers'.
+    let client = (header(&headers, "x-wandb-use-async-filestream").as_deref() == Some("true"))
+        .then(|| header(&headers, "x-wandb-async-client-id").unwrap_or_default());
     let stopped = tokio::task::spawn_blocking(move || {
         store.ensure_run(&key);
         if let Some(files) = request.get("files").and_then(Value::as_object) {
@@ -263,12 +268,21 @@ async fn file_stream_handler(
                             .collect()
                     })
                     .unwrap_or_default();
-                if name == "wandb-summary.json" {
-                    if let Some(last) = content.last() {
-                        store.set_summary(&key, last);
+                match (name.as_str(), &client) {
+                    ("wandb-summary.json", None) => {
+                        if let Some(last) = content.last() {
+                            store.set_summary(&key, last);
+                        }
                     }
-                } else {
-                    store.put_lines(&key, name, offset, &content);
+                    ("wandb-summary.json", Some(_)) => {
+                        if let Some(last) = content.last() {
+                            store.merge_summary(&key, last);
+                        }
+                    }
+                    (_, None) => store.put_lines(&key, name, offset, &content),
+                    (_, Some(client)) => {
+                        store.put_lines_async(&key, name, client, offset, &content)
+                    }
                 }
             }
         }
@@ -283,10 +297,7 @@ async fn file_stream_handler(
             store.set_flag(&key, "preempting", 1);
         }
         if request.get("complete").and_then(Value::as_bool) == Some(true) {
-            store.set_flag(&key, "complete", 1);
-            if let Some(code) = request.get("exitcode").and_then(Value::as_i64) {
-                store.set_flag(&key, "exitcode", code);
-            }
+            store.finish(&key, request.get("exitcode").and_then(Value::as_i64));
         }
         store.run(&key).is_some_and(|r| r.stopped)
     })

@@ -2,6 +2,14 @@
 //! their parameters, config and summary; history, events and console lines
 //! by line number (the file stream is idempotent by offset); uploaded files
 //! with their bytes and SHA-256; alerts; and a log of every request.
+//!
+//! Shared runs (several writers, each file stream marked
+//! `X-WANDB-USE-ASYNC-FILESTREAM` with its `X-WANDB-ASYNC-CLIENT-ID`) are
+//! merged as W&B's backend merges them: each writer's offsets are its own,
+//! every new line is appended after what any writer sent (a history row
+//! gets the server's `_step`), a retry or console edit replaces only that
+//! writer's line, and summary and config updates merge key by key instead
+//! of replacing what the other writers sent.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -19,7 +27,13 @@ CREATE TABLE IF NOT EXISTS runs (
     config TEXT, summary TEXT, complete INTEGER NOT NULL DEFAULT 0,
     exitcode INTEGER, preempting INTEGER NOT NULL DEFAULT 0,
     stopped INTEGER NOT NULL DEFAULT 0, upserts INTEGER NOT NULL DEFAULT 0,
+    finishes INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (entity, project, name));
+CREATE TABLE IF NOT EXISTS client_lines (
+    entity TEXT NOT NULL, project TEXT NOT NULL, run TEXT NOT NULL,
+    file TEXT NOT NULL, client TEXT NOT NULL, client_line INTEGER NOT NULL,
+    line INTEGER NOT NULL,
+    PRIMARY KEY (entity, project, run, file, client, client_line));
 CREATE TABLE IF NOT EXISTS lines (
     entity TEXT NOT NULL, project TEXT NOT NULL, run TEXT NOT NULL,
     file TEXT NOT NULL, line INTEGER NOT NULL, content TEXT NOT NULL,
@@ -65,6 +79,8 @@ pub struct RunRow {
     pub preempting: bool,
     pub stopped: bool,
     pub upserts: i64,
+    /// How many times a file stream marked the run finished.
+    pub finishes: i64,
 }
 
 /// A request the stand-in answered.
@@ -109,6 +125,9 @@ pub struct Upsert {
     pub program: Option<String>,
     pub sweep: Option<String>,
     pub config: Option<Value>,
+    /// A shared run's writer: the config merges into what is there (each
+    /// writer sends only its own), instead of replacing it.
+    pub merge_config: bool,
 }
 
 /// Identifies a run.
@@ -200,7 +219,20 @@ impl Store {
                 "tags",
                 &u.tags.as_ref().map(|t| serde_json::to_string(t).unwrap()),
             )?;
-            set("config", &u.config.as_ref().map(|c| c.to_string()))?;
+            let config = match (&u.config, u.merge_config) {
+                (Some(new), true) => {
+                    let old: Option<String> = c.query_row(
+                        "SELECT config FROM runs WHERE entity=?1 AND project=?2 AND name=?3",
+                        params![key.entity, key.project, key.name],
+                        |r| r.get(0),
+                    )?;
+                    let mut merged = json_or_null(old);
+                    merge_into(&mut merged, new);
+                    Some(merged.to_string())
+                }
+                (new, _) => new.as_ref().map(|c| c.to_string()),
+            };
+            set("config", &config)?;
             c.execute(
                 "UPDATE runs SET upserts = upserts + 1 WHERE entity=?1 AND project=?2 AND name=?3",
                 params![key.entity, key.project, key.name],
@@ -214,7 +246,7 @@ impl Store {
         self.with(|c| {
             c.query_row(
                 "SELECT entity, project, name, storage_id, display_name, notes, tags, group_name, job_type,
-                        host, program, config, summary, complete, exitcode, preempting, stopped, upserts
+                        host, program, config, summary, complete, exitcode, preempting, stopped, upserts, finishes
                  FROM runs WHERE entity=?1 AND project=?2 AND name=?3",
                 params![key.entity, key.project, key.name],
                 row_to_run,
@@ -227,7 +259,7 @@ impl Store {
         self.with(|c| {
             let mut st = c.prepare(
                 "SELECT entity, project, name, storage_id, display_name, notes, tags, group_name, job_type,
-                        host, program, config, summary, complete, exitcode, preempting, stopped, upserts
+                        host, program, config, summary, complete, exitcode, preempting, stopped, upserts, finishes
                  FROM runs ORDER BY rowid",
             )?;
             st.query_map([], row_to_run)?.collect::<rusqlite::Result<Vec<_>>>()
@@ -245,6 +277,75 @@ impl Store {
                 st.execute(params![key.entity, key.project, key.name, file, offset + i as i64, line])?;
             }
             Ok(())
+        })
+    }
+
+    /// A shared run's writer `client` sent lines from its own `offset`:
+    /// each line it sends for the first time goes after every line of the
+    /// file (a history row numbered there as `_step`); one it sent before
+    /// (a retry, a console line edited) replaces its earlier version.
+    pub fn put_lines_async(
+        &self,
+        key: &RunKey,
+        file: &str,
+        client: &str,
+        offset: i64,
+        content: &[String],
+    ) {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            for (i, text) in content.iter().enumerate() {
+                let client_line = offset + i as i64;
+                let known: Option<i64> = tx
+                    .query_row(
+                        "SELECT line FROM client_lines WHERE entity=?1 AND project=?2 AND run=?3 \
+                         AND file=?4 AND client=?5 AND client_line=?6",
+                        params![key.entity, key.project, key.name, file, client, client_line],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let line = match known {
+                    Some(line) => line,
+                    None => {
+                        let line: i64 = tx.query_row(
+                            "SELECT COALESCE(MAX(line) + 1, 0) FROM lines \
+                             WHERE entity=?1 AND project=?2 AND run=?3 AND file=?4",
+                            params![key.entity, key.project, key.name, file],
+                            |r| r.get(0),
+                        )?;
+                        tx.execute(
+                            "INSERT INTO client_lines VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                            params![key.entity, key.project, key.name, file, client, client_line, line],
+                        )?;
+                        line
+                    }
+                };
+                let text = if file == "wandb-history.jsonl" {
+                    server_step(text, line)
+                } else {
+                    text.clone()
+                };
+                tx.execute(
+                    "INSERT OR REPLACE INTO lines (entity, project, run, file, line, content) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![key.entity, key.project, key.name, file, line, text],
+                )?;
+            }
+            tx.commit()
+        })
+    }
+
+    /// The lines each writer of a shared run sent to `file`, by client ID.
+    pub fn lines_by_client(&self, key: &RunKey, file: &str) -> std::collections::BTreeMap<String, i64> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT client, COUNT(*) FROM client_lines \
+                 WHERE entity=?1 AND project=?2 AND run=?3 AND file=?4 GROUP BY client",
+            )?;
+            st.query_map(params![key.entity, key.project, key.name, file], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect()
         })
     }
 
@@ -310,6 +411,39 @@ impl Store {
             c.execute(
                 "UPDATE runs SET summary=?4 WHERE entity=?1 AND project=?2 AND name=?3",
                 params![key.entity, key.project, key.name, wandb_json(summary)],
+            )
+        });
+    }
+
+    /// A shared run's writer sent its summary: its keys replace theirs,
+    /// the other writers' stay. `_step` is the server's: the last row's.
+    pub fn merge_summary(&self, key: &RunKey, summary: &str) {
+        let Ok(new) = serde_json::from_str::<Value>(&wandb_json(summary)) else {
+            return;
+        };
+        let mut merged = self.run(key).map(|r| r.summary).unwrap_or(Value::Null);
+        merge_into(&mut merged, &new);
+        let rows = self.line_count(key, "wandb-history.jsonl");
+        if let Value::Object(m) = &mut merged
+            && rows > 0
+        {
+            m.insert("_step".into(), Value::from(rows - 1));
+        }
+        self.with(|c| {
+            c.execute(
+                "UPDATE runs SET summary=?4 WHERE entity=?1 AND project=?2 AND name=?3",
+                params![key.entity, key.project, key.name, merged.to_string()],
+            )
+        });
+    }
+
+    /// A file stream marked the run finished with `exitcode`.
+    pub fn finish(&self, key: &RunKey, exitcode: Option<i64>) {
+        self.with(|c| {
+            c.execute(
+                "UPDATE runs SET complete=1, finishes=finishes+1, exitcode=COALESCE(?4, exitcode) \
+                 WHERE entity=?1 AND project=?2 AND name=?3",
+                params![key.entity, key.project, key.name, exitcode],
             )
         });
     }
@@ -496,7 +630,38 @@ fn row_to_run(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRow> {
         preempting: r.get::<_, i64>(15)? != 0,
         stopped: r.get::<_, i64>(16)? != 0,
         upserts: r.get(17)?,
+        finishes: r.get(18)?,
     })
+}
+
+/// Puts `new`'s members into `into`, objects merged member by member,
+/// anything else replaced.
+fn merge_into(into: &mut Value, new: &Value) {
+    match (into, new) {
+        (Value::Object(old), Value::Object(new)) => {
+            for (k, v) in new {
+                match old.get_mut(k) {
+                    Some(slot) => merge_into(slot, v),
+                    None => {
+                        old.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (into, new) => *into = new.clone(),
+    }
+}
+
+/// A history row as the server keeps a shared run's: numbered by the
+/// server (`line`), whatever its writer counted.
+fn server_step(row: &str, line: i64) -> String {
+    match serde_json::from_str::<Value>(&wandb_json(row)) {
+        Ok(Value::Object(mut m)) => {
+            m.insert("_step".into(), Value::from(line));
+            Value::Object(m).to_string()
+        }
+        _ => row.to_string(),
+    }
 }
 
 /// Lower-case hex, as digests are shown.
@@ -620,6 +785,60 @@ mod tests {
         let files = s.files(&key);
         assert_eq!((files[0].size, files[0].puts), (5, 2));
         assert_eq!(s.file_content(&key, "config.yaml").unwrap(), b"x: 2\n");
+    }
+
+    #[test]
+    fn a_shared_runs_writers_are_merged_not_overwritten() {
+        let s = Store::open(None).unwrap();
+        let key = RunKey::new("e", "p", "shared");
+        s.ensure_run(&key);
+        let h = "wandb-history.jsonl";
+        // Two writers, each counting from its own offset 0, interleaved.
+        s.put_lines_async(&key, h, "a", 0, &[r#"{"x":1,"_step":0}"#.into()]);
+        s.put_lines_async(&key, h, "b", 0, &[r#"{"y":1,"_step":0}"#.into()]);
+        s.put_lines_async(&key, h, "a", 1, &[r#"{"x":2,"_step":1}"#.into()]);
+        // A retry of a's first row replaces only that row.
+        s.put_lines_async(&key, h, "a", 0, &[r#"{"x":1,"_step":0}"#.into()]);
+        assert_eq!(
+            s.history(&key),
+            vec![
+                serde_json::json!({"x": 1, "_step": 0}),
+                serde_json::json!({"y": 1, "_step": 1}),
+                serde_json::json!({"x": 2, "_step": 2}),
+            ]
+        );
+        assert_eq!(
+            s.lines_by_client(&key, h),
+            [("a".to_string(), 2), ("b".to_string(), 1)].into()
+        );
+        // Summaries and configs merge key by key; `_step` is the server's.
+        s.merge_summary(&key, r#"{"x":2,"_step":1}"#);
+        s.merge_summary(&key, r#"{"y":1,"_step":0}"#);
+        assert_eq!(
+            s.run(&key).unwrap().summary,
+            serde_json::json!({"x": 2, "y": 1, "_step": 2})
+        );
+        for (config, merge) in [
+            (serde_json::json!({"a": {"value": 1}, "_wandb": {"value": {"e": 1}}}), true),
+            (serde_json::json!({"b": {"value": 2}, "_wandb": {"value": {"t": 2}}}), true),
+        ] {
+            s.upsert(&Upsert {
+                entity: "e".into(),
+                project: "p".into(),
+                name: "shared".into(),
+                config: Some(config),
+                merge_config: merge,
+                ..Default::default()
+            });
+        }
+        assert_eq!(
+            s.run(&key).unwrap().config,
+            serde_json::json!({"a": {"value": 1}, "b": {"value": 2},
+                               "_wandb": {"value": {"e": 1, "t": 2}}})
+        );
+        s.finish(&key, Some(3));
+        let run = s.run(&key).unwrap();
+        assert_eq!((run.complete, run.finishes, run.exitcode), (true, 1, Some(3)));
     }
 
     #[test]

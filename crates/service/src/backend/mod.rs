@@ -72,6 +72,10 @@ pub struct BackendConfig {
     pub username: String,
     pub email: String,
     pub server_side_derived_summary: bool,
+    /// Shared mode (`mode="shared"`): this writer's ID among the run's
+    /// writers, random per stream. The backend then takes the file stream
+    /// asynchronously, ordering the rows of every writer itself.
+    pub shared_client_id: Option<String>,
     /// `http_proxy`, `https_proxy`: W&B's traffic only, each for its scheme.
     pub http_proxy: Option<String>,
     pub https_proxy: Option<String>,
@@ -133,6 +137,11 @@ impl BackendConfig {
             username: s.username.clone().unwrap_or_default(),
             email: s.email.clone().unwrap_or_default(),
             server_side_derived_summary: s.x_server_side_derived_summary.unwrap_or(false),
+            // A UUIDv7, as wandb-core 0.31 sends it.
+            shared_client_id: s
+                .shared
+                .unwrap_or(false)
+                .then(|| uuid::Uuid::now_v7().to_string()),
             http_proxy: s.http_proxy.clone().filter(|p| !p.is_empty()),
             https_proxy: s.https_proxy.clone().filter(|p| !p.is_empty()),
             insecure_disable_ssl: s.insecure_disable_ssl.unwrap_or(false),
@@ -215,6 +224,11 @@ impl Backend {
         if self.config.server_side_derived_summary {
             req = req.header("X-WANDB-SERVER-SIDE-DERIVED-SUMMARY", "true");
         }
+        // Shared mode: every request says so (the backend must not race two
+        // writers' UpsertBucket of one run), naming the writer.
+        if self.config.shared_client_id.is_some() {
+            req = req.header("X-WANDB-USE-ASYNC-FILESTREAM", "true");
+        }
         for (k, v) in headers {
             req = req.header(k, v);
         }
@@ -237,6 +251,9 @@ impl Backend {
         let mut headers = HeaderMap::new();
         headers.insert("X-WANDB-USERNAME", header_value(&self.config.username));
         headers.insert("X-WANDB-USER-EMAIL", header_value(&self.config.email));
+        if let Some(id) = &self.config.shared_client_id {
+            headers.insert("X-WANDB-CLIENT-ID", header_value(id));
+        }
         let (_, bytes) = http::send(
             || self.api_request("/graphql", &headers).body(body.clone()),
             class,
@@ -294,6 +311,9 @@ impl Backend {
         let mut headers = HeaderMap::new();
         if gzip {
             headers.insert("Content-Encoding", HeaderValue::from_static("gzip"));
+        }
+        if let Some(id) = &self.config.shared_client_id {
+            headers.insert("X-WANDB-ASYNC-CLIENT-ID", header_value(id));
         }
 
         let (_, bytes) = http::send(

@@ -80,6 +80,9 @@ struct FollowState {
     torn: bool,
     skip: Skip,
     artifacts: ArtifactJobs,
+    /// Shared mode: history rows this writer has read from its log; the
+    /// next one goes out as this `_step` (the log's rows have none).
+    shared_rows: i64,
 }
 
 /// Lines the server already has (a continued sync): not sent again.
@@ -236,6 +239,7 @@ impl Sender {
             torn: false,
             skip: Skip::default(),
             artifacts: ArtifactJobs::default(),
+            shared_rows: 0,
         };
         if self.progress.is_some() {
             // Replaying: what the server has is already sent.
@@ -519,7 +523,7 @@ impl Sender {
         match kind {
             // Read as a view before decoding; here if that failed.
             RecordType::History(h) => {
-                let items: Vec<ItemView<'_>> = h
+                let mut items: Vec<ItemView<'_>> = h
                     .item
                     .iter()
                     .map(|i| ItemView {
@@ -529,6 +533,22 @@ impl Sender {
                         value_json: &i.value_json,
                     })
                     .collect();
+                // Shared mode: the row goes out numbered by this writer,
+                // and the summary says how far it got (as wandb-core sends
+                // them); the backend orders every writer's rows itself.
+                let step;
+                if self.settings.shared {
+                    step = s.shared_rows.to_string();
+                    s.summary
+                        .insert(&["_step".to_string()], JValue::Int(s.shared_rows));
+                    s.summary_dirty = true;
+                    s.shared_rows += 1;
+                    items.push(ItemView {
+                        key: "_step",
+                        value_json: &step,
+                        ..Default::default()
+                    });
+                }
                 self.on_row(&items, s, fs).await;
             }
             RecordType::Summary(sum) => {
@@ -589,13 +609,16 @@ impl Sender {
             RecordType::Environment(env) => {
                 s.config.add_environment(&env);
                 s.environment.push(env);
-                self.write_run_file("wandb-metadata.json", &metadata_json(&s.environment));
-                let _ = up
-                    .send(UpMsg::File {
-                        path: "wandb-metadata.json".into(),
-                        policy: Policy::Now,
-                    })
-                    .await;
+                // The run's metadata file is the primary writer's alone.
+                if self.settings.primary {
+                    self.write_run_file("wandb-metadata.json", &metadata_json(&s.environment));
+                    let _ = up
+                        .send(UpMsg::File {
+                            path: "wandb-metadata.json".into(),
+                            policy: Policy::Now,
+                        })
+                        .await;
+                }
                 s.config_dirty = true;
                 s.schedule_upsert();
             }
@@ -738,18 +761,22 @@ impl Sender {
         let _ = self.files_done.wait_for(|d| *d).await;
         // Artifacts logged during the run are committed before it ends.
         s.artifacts.wait().await;
-        if self.progress.is_some() {
+        // The run-level files are the primary writer's (`x_primary`): in
+        // shared mode the others upload only their own console.
+        let primary = self.settings.primary;
+        if self.progress.is_some() && primary {
             // Replaying: no run-files writer made these (W&B's service
             // writes none offline); make them from the log, as it does.
             self.write_run_file("config.yaml", &s.config.to_yaml(&s.metrics));
             self.write_run_file("wandb-summary.json", &s.summary.to_json());
         }
-        let mut also = vec![
-            "wandb-metadata.json".to_string(),
-            "requirements.txt".to_string(),
-            "config.yaml".to_string(),
-            "wandb-summary.json".to_string(),
-        ];
+        let mut also = Vec::new();
+        if primary {
+            also.extend(
+                ["wandb-metadata.json", "requirements.txt", "config.yaml", "wandb-summary.json"]
+                    .map(String::from),
+            );
+        }
         if self.settings.console == crate::settings::ConsoleCapture::On {
             if self.settings.raw.console_multipart.unwrap_or(false) {
                 also.extend(console_chunks(

@@ -545,7 +545,10 @@ async fn dispatch(
             .is_none_or(|(id, _)| id != stream_id)
         {
             pending.flush().await;
-            pending.stream = ctx.mux.get(stream_id).map(|h| (stream_id.to_string(), h));
+            pending.stream = ctx
+                .mux
+                .get(stream_id, responder.conn_id())
+                .map(|h| (stream_id.to_string(), h));
         }
         if pending.stream.is_some() {
             pending.records.push((raw, reply));
@@ -581,11 +584,12 @@ async fn dispatch(
             match kind {
                 ServerRequestType::InformInit(init) => {
                     let id = init.info.map(|i| i.stream_id).unwrap_or_default();
-                    ctx.mux.inform_init(&id, init.settings, reply);
+                    ctx.mux
+                        .inform_init(&id, responder.conn_id(), init.settings, reply);
                 }
                 ServerRequestType::InformAttach(attach) => {
                     let id = attach.info.map(|i| i.stream_id).unwrap_or_default();
-                    ctx.mux.inform_attach(&id, reply);
+                    ctx.mux.inform_attach(&id, responder.conn_id(), reply);
                 }
                 ServerRequestType::InformDetach(_) => {
                     if let Some(reply) = reply {
@@ -594,7 +598,7 @@ async fn dispatch(
                 }
                 ServerRequestType::InformFinish(finish) => {
                     let id = finish.info.map(|i| i.stream_id).unwrap_or_default();
-                    ctx.mux.inform_finish(&id);
+                    ctx.mux.inform_finish(&id, responder.conn_id());
                     if let Some(reply) = reply {
                         reply.server(ServerResponseType::InformFinishResponse(Default::default()));
                     }

@@ -92,6 +92,26 @@ impl History {
         }
     }
 
+    /// Shared mode: the number of the last row this writer flushed (its
+    /// own count; the backend orders all writers' rows). wandb-core puts it
+    /// in the uploaded summary and rows as `_step`, never in the log.
+    pub fn shared_last_step(&self) -> Option<i64> {
+        (self.shared && self.step > 0).then(|| self.step - 1)
+    }
+
+    /// `wandb-summary.json`: the whole summary, with shared mode's row
+    /// count as `_step` (as wandb-core writes the file).
+    pub fn summary_file(&self) -> String {
+        let mut tree = self.summary.to_tree(&self.keys, &self.metrics);
+        if let (Some(step), wandb_proto::json::Value::Object(members)) =
+            (self.shared_last_step(), &mut tree)
+        {
+            members.retain(|(k, _)| k != "_step");
+            members.push(("_step".into(), wandb_proto::json::Value::Int(step)));
+        }
+        tree.to_json()
+    }
+
     pub fn has_pending_row(&self) -> bool {
         !self.row.is_empty()
     }
@@ -119,7 +139,8 @@ impl History {
         out: &mut Vec<Bytes>,
     ) -> Result<(), Rejected> {
         if !self.step_initialized {
-            self.step = starting_step;
+            // Shared mode counts this writer's rows from 0, whatever the run's step.
+            self.step = if self.shared { 0 } else { starting_step };
             self.step_initialized = true;
         }
         if !self.shared
@@ -189,6 +210,10 @@ impl History {
     /// moves to the next step.
     pub fn flush_row(&mut self, runtime: f64, out: &mut Vec<Bytes>) {
         let step = self.step;
+        if self.shared && self.row.is_empty() {
+            // Shared mode counts rows, not steps: nothing to count.
+            return;
+        }
         self.step += 1;
         if self.row.is_empty() {
             return;
@@ -302,6 +327,31 @@ mod tests {
                 _ => panic!("not history"),
             })
             .collect()
+    }
+
+    #[test]
+    fn shared_mode_rows_have_no_step_and_the_summary_file_counts_them() {
+        let mut h = History::new(true, false);
+        // A step from the SDK is ignored; every log is a row of its own.
+        let (out, r) = log(&mut h, &[("a", "1")], Some(10), None);
+        assert!(r.is_ok());
+        assert_eq!(
+            rows(&out),
+            vec![vec![
+                ("a".into(), "1".into()),
+                ("_runtime".into(), "1.5".into())
+            ]]
+        );
+        // An empty flush is not a row.
+        let mut out = Vec::new();
+        h.flush_row(2.0, &mut out);
+        assert!(out.is_empty());
+        let (out, _) = log(&mut h, &[("a", "2")], None, None);
+        assert_eq!(out.len(), 1);
+        assert_eq!(h.shared_last_step(), Some(1));
+        let file: serde_json::Value = serde_json::from_str(&h.summary_file()).unwrap();
+        assert_eq!((file["a"].clone(), file["_step"].clone()), (2.into(), 1.into()));
+        assert_eq!(History::new(false, false).shared_last_step(), None);
     }
 
     #[test]

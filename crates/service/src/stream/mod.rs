@@ -101,21 +101,95 @@ impl StreamHandle {
 /// the transaction log for `wandb sync`, and the service exits.
 const ONLINE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Creates the run's transaction log. In shared mode several writers of
+/// one run may start in one directory within the same second (torchrun's
+/// ranks on one node), so their run directories and log names are the
+/// same: a writer that finds the log taken writes its own,
+/// `run-<id>-<label>.wandb`, beside it. (wandb-core truncates the other
+/// writer's log there.)
+fn create_log(
+    settings: &mut RunSettings,
+    policy: FlushPolicy,
+    log: &RunLog,
+) -> Result<LogWriter, wandb_store::txlog::WriteError> {
+    let taken = |r: &Result<LogWriter, wandb_store::txlog::WriteError>| {
+        matches!(r, Err(wandb_store::txlog::WriteError::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::AlreadyExists)
+    };
+    let mut result = LogWriter::create(&settings.log_file, policy);
+    if !(settings.shared && taken(&result)) {
+        return result;
+    }
+    let (sync_file, log_file) = (settings.sync_file.clone(), settings.log_file.clone());
+    let label = settings.writer_label();
+    // The label, then (two writers given one label) the label and a random tail.
+    for suffix in [label.clone(), format!("{label}-{:08x}", fastrand::u32(..))] {
+        settings.sync_file = with_suffix(&sync_file, &suffix);
+        settings.log_file = with_suffix(&log_file, &suffix);
+        result = LogWriter::create(&settings.log_file, policy);
+        if !taken(&result) {
+            break;
+        }
+    }
+    log.info(&format!(
+        "stream: another writer of this shared run has its log in this directory; \
+         this one writes {}",
+        settings.log_file.display()
+    ));
+    result
+}
+
+/// `run-<id>.wandb` (or its hidden queue name) with `-<suffix>` after the run ID.
+fn with_suffix(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let name = match name.split_once(".wandb") {
+        Some((stem, rest)) => format!("{stem}-{suffix}.wandb{rest}"),
+        None => format!("{name}-{suffix}"),
+    };
+    path.with_file_name(name)
+}
+
 /// Starts a stream; the returned task completes once every stage has
 /// finished and the log is closed. `stopping` is cancelled when the service
 /// stops; `core_log` is the process-wide log the run's logs link to.
 pub fn spawn(
-    settings: RunSettings,
+    mut settings: RunSettings,
     stopping: tokio_util::sync::CancellationToken,
     core_log: Option<&std::path::Path>,
 ) -> (StreamHandle, JoinHandle<()>) {
-    let settings = Arc::new(settings);
     let log = RunLog::open(&settings.run_id, settings.log_internal.as_deref());
     log.info(&format!(
         "stream: starting (wandb-core-rs {})",
         env!("CARGO_PKG_VERSION")
     ));
     link_core_log(&settings, core_log);
+
+    let mut policy = FlushPolicy::default();
+    if let Some(interval) = settings.flush_interval {
+        policy.interval = policy.interval.min(interval);
+    }
+    // The log exists before anything is accepted: a run that cannot have
+    // one is refused at its run record (wandb.init raises), as wandb-core
+    // refuses it, instead of being accepted and never sent. Online, the
+    // log is the online sender's queue: kept while the run is sent even when
+    // asked to skip it (under a hidden name, see `RunSettings::log_file`).
+    let skip = settings.skip_transaction_log && settings.offline;
+    let (file, log_error) = if skip {
+        (None, None)
+    } else {
+        match create_log(&mut settings, policy, &log) {
+            Ok(w) => (Some(w), None),
+            Err(e) => {
+                let message = format!(
+                    "cannot create the transaction log: {}",
+                    crate::runlog::error_chain(&e)
+                );
+                log.error(&message);
+                (None, Some(message))
+            }
+        }
+    };
+    let settings = Arc::new(settings);
 
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
     let (to_writer, writer_rx) = flume::bounded(WRITER_QUEUE);
@@ -135,31 +209,6 @@ pub fn spawn(
     });
     let (to_files, files_rx) = flume::bounded(FILES_QUEUE);
 
-    let mut policy = FlushPolicy::default();
-    if let Some(interval) = settings.flush_interval {
-        policy.interval = policy.interval.min(interval);
-    }
-    // The log exists before anything is accepted: a run that cannot have
-    // one is refused at its run record (wandb.init raises), as wandb-core
-    // refuses it, instead of being accepted and never sent. Online, the
-    // log is the online sender's queue: kept while the run is sent even when
-    // asked to skip it (under a hidden name, see `RunSettings::log_file`).
-    let skip = settings.skip_transaction_log && settings.offline;
-    let (file, log_error) = if skip {
-        (None, None)
-    } else {
-        match LogWriter::create(&settings.log_file, policy) {
-            Ok(w) => (Some(w), None),
-            Err(e) => {
-                let message = format!(
-                    "cannot create the transaction log: {}",
-                    crate::runlog::error_chain(&e)
-                );
-                log.error(&message);
-                (None, Some(message))
-            }
-        }
-    };
     let writer = writer::Writer {
         file,
         policy,
@@ -185,6 +234,7 @@ pub fn spawn(
                     .filter(|s| *s > 0)
                     .map(|s| std::time::Duration::from_secs(s as u64)),
             }),
+        primary: settings.primary,
         rx: files_rx,
         done: files_done_tx,
         log: log.clone(),
@@ -471,5 +521,23 @@ fn link_core_log(settings: &RunSettings, core_log: Option<&std::path::Path>) {
     let _ = std::fs::remove_file(&link);
     if let Err(e) = std::os::unix::fs::symlink(target, &link) {
         tracing::debug!(run = %settings.run_id, "cannot link {}: {e}", link.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_suffix;
+    use std::path::Path;
+
+    #[test]
+    fn a_second_writers_log_is_named_after_it() {
+        assert_eq!(
+            with_suffix(Path::new("/w/run-x/run-abc.wandb"), "node-1"),
+            Path::new("/w/run-x/run-abc-node-1.wandb")
+        );
+        assert_eq!(
+            with_suffix(Path::new("/w/.run-abc.wandb.queue"), "n"),
+            Path::new("/w/.run-abc-n.wandb.queue")
+        );
     }
 }

@@ -63,6 +63,10 @@ pub(crate) struct RunFiles {
     pub files_dir: PathBuf,
     pub output_name: Option<String>,
     pub chunking: Option<Chunking>,
+    /// `x_primary`: only the primary writer of a run keeps its run-level
+    /// files (`config.yaml`, `wandb-summary.json`); a secondary's would
+    /// clobber the primary's in a shared directory, and are never uploaded.
+    pub primary: bool,
     pub rx: flume::Receiver<FilesMsg>,
     /// Set once the run exited and its files are final (the online sender
     /// uploads them then).
@@ -110,8 +114,13 @@ impl RunFiles {
                     text.push('\n');
                     self.write_file("requirements.txt", &text);
                 }
-                Some(FilesMsg::Config(yaml)) => self.write_file("config.yaml", &yaml),
-                Some(FilesMsg::Summary(json)) => self.write_file("wandb-summary.json", &json),
+                Some(FilesMsg::Config(yaml)) if self.primary => {
+                    self.write_file("config.yaml", &yaml)
+                }
+                Some(FilesMsg::Summary(json)) if self.primary => {
+                    self.write_file("wandb-summary.json", &json)
+                }
+                Some(FilesMsg::Config(_) | FilesMsg::Summary(_)) => {}
                 Some(FilesMsg::Answer(reply, answer)) => {
                     self.flush_console(&mut console, &mut output);
                     answer_now(&reply, answer);

@@ -130,9 +130,7 @@ impl Handler {
         };
         self.persist(Bytes::from(record.encode_to_vec()));
         self.forward(FilesMsg::Config(self.config.to_yaml(&self.history.metrics)));
-        let h = &self.history;
-        let tree = h.summary.to_tree(&h.keys, &h.metrics).to_json();
-        self.forward(FilesMsg::Summary(tree));
+        self.forward(FilesMsg::Summary(self.history.summary_file()));
         let reply = match reply {
             Some(reply) => self.online_exit(reply),
             None => None,

@@ -208,6 +208,14 @@ impl Handler {
 
     /// The step the next row gets.
     fn history_step(&mut self, reply: Option<Reply>) {
+        // Shared mode: the backend orders the rows of all writers, so no
+        // writer knows the step (the SDK raises this in `run.step`).
+        if self.settings.shared {
+            if let Some(reply) = reply {
+                reply.error("Cannot read the W&B step in shared mode.");
+            }
+            return;
+        }
         let step = self.history.step(self.starting_step());
         self.ack_response(
             reply,

@@ -72,8 +72,7 @@ impl Handler {
         // rebuilt at most a tenth of the time, on this task. The records
         // carry every change meanwhile, and the exit writes the file.
         let started = Instant::now();
-        let tree = (started >= self.summary_file_due)
-            .then(|| h.summary.to_tree(&h.keys, &h.metrics).to_json());
+        let tree = (started >= self.summary_file_due).then(|| h.summary_file());
         self.emit(RecordType::Summary(pb::SummaryRecord {
             update,
             remove,
