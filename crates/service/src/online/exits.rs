@@ -24,6 +24,8 @@ pub(super) struct Exits {
     /// When the first exit was asked.
     asked: watch::Sender<Option<Instant>>,
     answered: AtomicBool,
+    /// The answer given, for exits asked after it.
+    timed_out: AtomicBool,
 }
 
 impl Exits {
@@ -34,16 +36,30 @@ impl Exits {
             replies: Mutex::new(held),
             asked: watch::Sender::new(asked),
             answered: AtomicBool::new(false),
+            timed_out: AtomicBool::new(false),
         }
     }
 
     /// Holds an exit until the run is finished; once it is, answers at once.
     pub(super) fn push(&self, reply: Option<Reply>) {
-        if self.answered.load(Ordering::SeqCst) {
-            answer(reply, false);
-            return;
+        {
+            // Checked under the lock `answer` takes: no exit slips between.
+            let mut replies = self.replies.lock().unwrap();
+            if !self.answered.load(Ordering::SeqCst) {
+                replies.push(reply);
+                drop(replies);
+                self.start_clock();
+                return;
+            }
         }
-        self.replies.lock().unwrap().push(reply);
+        answer(reply, self.timed_out.load(Ordering::SeqCst));
+    }
+
+    /// Starts the `finish_timeout` clock unless it runs already: at the
+    /// first exit asked, or at the exit record in the log, whichever the
+    /// follower meets first (it may meet the record and then wait on the
+    /// server without reading its requests again).
+    pub(super) fn start_clock(&self) {
         self.asked.send_if_modified(|a| {
             let first = a.is_none();
             if first {
@@ -55,8 +71,14 @@ impl Exits {
 
     /// Answers every exit held; `timed_out` when `finish_timeout` ran out.
     pub(super) fn answer(&self, timed_out: bool) {
-        self.answered.store(true, Ordering::SeqCst);
-        let replies = std::mem::take(&mut *self.replies.lock().unwrap());
+        if timed_out {
+            self.timed_out.store(true, Ordering::SeqCst);
+        }
+        let replies = {
+            let mut held = self.replies.lock().unwrap();
+            self.answered.store(true, Ordering::SeqCst);
+            std::mem::take(&mut *held)
+        };
         for reply in replies {
             answer(reply, timed_out);
         }
@@ -117,5 +139,47 @@ mod tests {
         // Without a timeout, nothing expires.
         let none = tokio::time::timeout(Duration::from_secs(60), answered.expired(None)).await;
         assert!(none.is_err());
+    }
+
+    fn timed_out(rx: &flume::Receiver<bytes::Bytes>) -> bool {
+        use prost::Message;
+        let response = pb::ServerResponse::decode(rx.try_recv().expect("an answer")).unwrap();
+        let Some(pb::server_response::ServerResponseType::ResultCommunicate(result)) =
+            response.server_response_type
+        else {
+            panic!("not a result: {response:?}");
+        };
+        match result.result_type {
+            Some(pb::result::ResultType::ExitResult(exit)) => exit.timed_out,
+            other => panic!("not an exit result: {other:?}"),
+        }
+    }
+
+    /// The follower may read the exit record and then wait on the server
+    /// before it reads the exit request: the record alone starts the clock,
+    /// and an exit asked after the time ran out hears `timed_out` too.
+    #[tokio::test(start_paused = true)]
+    async fn the_exit_record_starts_the_clock_and_late_exits_hear_timed_out() {
+        let exits = Exits::new(Vec::new());
+        let timeout = Some(Duration::from_secs(3));
+        exits.start_clock();
+        let start = Instant::now();
+        exits.expired(timeout).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
+        exits.answer(true);
+        // What the follower's last steps do: answer again, not timed out.
+        exits.answer(false);
+        let (tx, rx) = flume::bounded(4);
+        let reply = Reply {
+            request_id: "late".into(),
+            to: crate::respond::Responder::new(tx, 0),
+        };
+        exits.push(Some(reply.clone()));
+        assert!(timed_out(&rx));
+        // A run finished in time answers later exits plainly.
+        let finished = Exits::new(Vec::new());
+        finished.answer(false);
+        finished.push(Some(reply));
+        assert!(!timed_out(&rx));
     }
 }

@@ -271,6 +271,9 @@ impl Sender {
                 .await;
             self.flush_batch(&mut state, &pipes.fs).await;
             if let Some(code) = state.exit_code {
+                // From here the follower waits on the server without
+                // reading its requests: the exit record starts the clock.
+                exits.start_clock();
                 self.finish(&mut state, &path, &pipes).await;
                 // A writer that does not own the run's end (shared mode's
                 // x_update_finish_state=False), or an exit marked not
@@ -773,8 +776,13 @@ impl Sender {
         let mut also = Vec::new();
         if primary {
             also.extend(
-                ["wandb-metadata.json", "requirements.txt", "config.yaml", "wandb-summary.json"]
-                    .map(String::from),
+                [
+                    "wandb-metadata.json",
+                    "requirements.txt",
+                    "config.yaml",
+                    "wandb-summary.json",
+                ]
+                .map(String::from),
             );
         }
         if self.settings.console == crate::settings::ConsoleCapture::On {
@@ -814,7 +822,7 @@ impl Sender {
                 if let Some(OnlineCtl::Exit { reply }) =
                     refuse_artifacts(msg, "the run is finished")
                 {
-                    answer_exit(reply);
+                    exits.push(reply);
                 }
             }
         }
