@@ -36,7 +36,7 @@ use wandb_store::txlog::{LogReader, ReadError};
 use super::exits::Exits;
 use super::filestream::{self, FileStreamConfig, FsMsg};
 use super::lines::{ConsoleLines, events_line, history_line};
-use super::requests::{ArtifactJobs, JobContext, answer_exit, refuse_artifacts};
+use super::requests::{ArtifactJobs, JobContext, refuse_artifacts};
 use super::uploads::{self, Policy, RunPath, UpMsg};
 use super::upsert::{config_json, metadata_json, upsert_vars};
 use super::{InitResult, OnlineCtl, Sender};
