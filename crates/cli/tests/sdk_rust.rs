@@ -596,3 +596,125 @@ fn attach_to_a_running_service_and_online_against_the_standin() {
         assert!(summary.contains("\"best\":1"), "{summary}");
     });
 }
+
+/// Shared mode from Rust: three writers of one run, each through another
+/// service (ours in-process, our binary, W&B's wandb-core), logging at
+/// once; the server holds every writer's rows, numbered by arrival, and
+/// the primary's exit finishes the run, once.
+#[test]
+fn writers_of_a_shared_run_from_rust_on_every_service() {
+    testkit::within(testkit::process::LIMIT, || {
+        const KEY: &str = "rustshared-0123456789012345678901234567890";
+        let standin = wandb_standin::StandIn::spawn(
+            wandb_standin::Config {
+                api_key: Some(KEY.into()),
+                ..Default::default()
+            },
+            0,
+            wandb_standin::Store::open(None).unwrap(),
+        )
+        .unwrap();
+        let scratch = testkit::scratch_dir("sdk-shared");
+        let writers = [
+            ("rank-0", Transport::InProcess),
+            ("rank-1", Transport::Launch(our_core())),
+            (
+                "rank-2",
+                Transport::Launch(testkit::reference_core().to_path_buf()),
+            ),
+        ];
+        let rows = 40;
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            let mut handles = Vec::new();
+            let mut done_rx = Some(done_rx);
+            for (rank, (label, transport)) in writers.iter().enumerate() {
+                let primary = rank == 0;
+                let others_done = if primary { done_rx.take() } else { None };
+                let (standin, scratch) = (&standin, &scratch);
+                handles.push(s.spawn(move || {
+                    let run = wandb::init(
+                        Settings::new()
+                            .api_key(KEY)
+                            .base_url(standin.base_url.clone())
+                            .project("rust-shared")
+                            .run_id("rsshared1")
+                            .dir(scratch.join(label))
+                            .transport(transport.clone())
+                            .stats_sampling_interval(0.5)
+                            .shared(*label, primary),
+                    )
+                    .unwrap_or_else(|e| panic!("{label}: {e}"));
+                    let field = format!("who_{label}");
+                    for i in 0..rows {
+                        run.log(
+                            wandb::row! {field.as_str() => i, "loss" => 1.0 / f64::from(i + 1)},
+                        )
+                        .unwrap();
+                    }
+                    run.summary_set(format!("s_{label}"), 1).unwrap();
+                    std::thread::sleep(Duration::from_millis(1200));
+                    if let Some(rx) = others_done {
+                        rx.recv_timeout(Duration::from_secs(200))
+                            .expect("the other writers finish");
+                        run.finish(3).unwrap();
+                    } else {
+                        run.finish(0).unwrap();
+                    }
+                }));
+            }
+            let primary = handles.remove(0);
+            for h in handles {
+                h.join().expect("a worker");
+            }
+            done_tx.send(()).unwrap();
+            primary.join().expect("the primary");
+        });
+        let key = wandb_standin::RunKey::new("standin", "rust-shared", "rsshared1");
+        let history = standin.store.history(&key);
+        assert_eq!(history.len(), 3 * rows as usize);
+        let steps: Vec<i64> = history
+            .iter()
+            .map(|r| r["_step"].as_i64().unwrap())
+            .collect();
+        assert_eq!(steps, (0..3 * i64::from(rows)).collect::<Vec<_>>());
+        for (label, _) in &writers {
+            let field = format!("who_{label}");
+            let mine: Vec<i64> = history
+                .iter()
+                .filter_map(|r| r.get(&field).and_then(serde_json::Value::as_i64))
+                .collect();
+            assert_eq!(mine, (0..i64::from(rows)).collect::<Vec<_>>(), "{label}");
+        }
+        let per_writer = standin.store.lines_by_client(&key, "wandb-history.jsonl");
+        assert_eq!(
+            per_writer.len(),
+            3,
+            "one client ID per writer: {per_writer:?}"
+        );
+        let run = standin.store.run(&key).expect("the run");
+        assert_eq!(
+            (run.complete, run.finishes, run.exitcode),
+            (true, 1, Some(3))
+        );
+        for (label, _) in &writers {
+            assert_eq!(run.summary[format!("s_{label}")], 1, "{}", run.summary);
+            let suffix = format!("/l:{label}");
+            assert!(
+                standin.store.events(&key).iter().any(|e| e
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .any(|k| k.ends_with(&suffix))),
+                "{label}'s labelled system metrics"
+            );
+        }
+        let files: BTreeMap<String, u64> = standin
+            .store
+            .files(&key)
+            .into_iter()
+            .map(|f| (f.path, f.puts))
+            .collect();
+        assert_eq!(files.get("wandb-metadata.json"), Some(&1), "{files:?}");
+    });
+}

@@ -117,12 +117,16 @@ impl Service {
 
 /// Writer processes a test started: killed when dropped, so a failing test
 /// leaves nothing running (each writer's service follows its parent out).
-#[derive(Default)]
-struct Writers(Vec<(String, Child, PathBuf)>);
+struct Writers {
+    who: Service,
+    base_url: String,
+    run_id: String,
+    children: Vec<(String, Child, PathBuf)>,
+}
 
 impl Drop for Writers {
     fn drop(&mut self) {
-        for (_, child, _) in &mut self.0 {
+        for (_, child, _) in &mut self.children {
             if let Ok(None) = child.try_wait() {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -132,15 +136,21 @@ impl Drop for Writers {
 }
 
 impl Writers {
+    /// Writers of shared run `run_id` through `who`'s service.
+    fn new(who: Service, standin: &StandIn, run_id: &str) -> Self {
+        Writers {
+            who,
+            base_url: standin.base_url.clone(),
+            run_id: run_id.into(),
+            children: Vec::new(),
+        }
+    }
+
     /// Starts writer `label` in `work` (its output in `<work>/<label>.out`).
     /// `service`: a shared service's `WANDB_SERVICE` token; otherwise the
     /// SDK starts its own, as on a node of its own.
-    #[allow(clippy::too_many_arguments)]
     fn spawn(
         &mut self,
-        who: Service,
-        standin: &StandIn,
-        run_id: &str,
         label: &str,
         primary: bool,
         work: &Path,
@@ -150,18 +160,18 @@ impl Writers {
         std::fs::create_dir_all(work).unwrap();
         let out_path = work.join(format!("{label}.out"));
         let out = std::fs::File::create(&out_path).unwrap();
-        let mut cmd = Command::new(who.python());
+        let mut cmd = Command::new(self.who.python());
         cmd.args(["-c", WRITER])
             .current_dir(work)
             .env_remove("WANDB_SERVICE")
-            .env("WANDB_BASE_URL", &standin.base_url)
+            .env("WANDB_BASE_URL", &self.base_url)
             .env("WANDB_API_KEY", KEY)
             .env("WANDB_ERROR_REPORTING", "false")
             .env("WANDB_DISABLE_GIT", "true")
             .env("HOME", work)
             .env("WANDB_DIR", work)
             .env("WANDB_CONFIG_DIR", work.join(".config"))
-            .env("WRITER_RUN", run_id)
+            .env("WRITER_RUN", &self.run_id)
             .env("WRITER_LABEL", label)
             .env("WRITER_PRIMARY", if primary { "1" } else { "0" })
             .env("WRITER_EXIT", if primary { "3" } else { "0" })
@@ -174,7 +184,7 @@ impl Writers {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        self.0
+        self.children
             .push((label.to_string(), cmd.spawn().unwrap(), out_path));
     }
 
@@ -182,7 +192,7 @@ impl Writers {
     /// its exit status and output.
     fn wait(&mut self, label: &str) -> (std::process::ExitStatus, String) {
         let (_, child, out) = self
-            .0
+            .children
             .iter_mut()
             .find(|(l, _, _)| l == label)
             .expect("a writer of that label");
@@ -193,7 +203,7 @@ impl Writers {
     /// Waits for every writer; each must have exited cleanly (the
     /// primary's `finish(exit_code=3)` is the run's, not its process's).
     fn wait_all(&mut self, who: Service) -> BTreeMap<String, String> {
-        let labels: Vec<String> = self.0.iter().map(|(l, _, _)| l.clone()).collect();
+        let labels: Vec<String> = self.children.iter().map(|(l, _, _)| l.clone()).collect();
         labels
             .into_iter()
             .map(|label| {
@@ -357,12 +367,9 @@ fn check_shared_run(who: Service, standin: &StandIn, run_id: &str, rows: &BTreeM
 fn three_nodes(who: Service) -> (StandIn, BTreeMap<String, String>) {
     let standin = standin(KEY, &[]);
     let root = scratch_dir(&format!("shared-nodes-{who:?}"));
-    let mut writers = Writers::default();
+    let mut writers = Writers::new(who, &standin, "nodes1");
     for (label, primary) in [("primary", true), ("w1", false), ("w2", false)] {
         writers.spawn(
-            who,
-            &standin,
-            "nodes1",
             label,
             primary,
             &root.join(label),
@@ -419,12 +426,9 @@ fn writers_of_one_node_share_one_service() {
     let work = scratch_dir("shared-one-service");
     let service = start_service(&work);
     let labels = ["primary", "r1", "r2", "r3"];
-    let mut writers = Writers::default();
+    let mut writers = Writers::new(Service::Ours, &standin, "node1");
     for label in labels {
         writers.spawn(
-            Service::Ours,
-            &standin,
-            "node1",
             label,
             label == "primary",
             &work,
@@ -466,11 +470,8 @@ fn a_crashed_worker_does_not_finish_the_run() {
         let root = scratch_dir(&format!("shared-crash-{who:?}"));
         let end = root.join("end");
         let crashed = root.join("crashed");
-        let mut writers = Writers::default();
+        let mut writers = Writers::new(who, &standin, "crash1");
         writers.spawn(
-            who,
-            &standin,
-            "crash1",
             "primary",
             true,
             &root.join("primary"),
@@ -478,9 +479,6 @@ fn a_crashed_worker_does_not_finish_the_run() {
             &[("WRITER_ROWS", "20".into()), ("WAIT_END", path(&end))],
         );
         writers.spawn(
-            who,
-            &standin,
-            "crash1",
             "w1",
             false,
             &root.join("w1"),
@@ -540,11 +538,8 @@ fn a_late_secondary_leaves_the_primarys_first_rows_alone() {
         let root = scratch_dir(&format!("shared-late-{who:?}"));
         let half = root.join("half");
         let end = root.join("end");
-        let mut writers = Writers::default();
+        let mut writers = Writers::new(who, &standin, "late1");
         writers.spawn(
-            who,
-            &standin,
-            "late1",
             "primary",
             true,
             &root.join("primary"),
@@ -563,9 +558,6 @@ fn a_late_secondary_leaves_the_primarys_first_rows_alone() {
             || rows_of(&standin, &key, "primary").len() >= 30,
         );
         writers.spawn(
-            who,
-            &standin,
-            "late1",
             "late",
             false,
             &root.join("late"),
@@ -629,12 +621,9 @@ fn every_writer_logs_media_and_artifacts() {
     for who in [Service::Reference, Service::Ours] {
         let standin = standin(KEY, &[]);
         let root = scratch_dir(&format!("shared-media-{who:?}"));
-        let mut writers = Writers::default();
+        let mut writers = Writers::new(who, &standin, "media1");
         for (label, primary) in [("primary", true), ("w1", false), ("w2", false)] {
             writers.spawn(
-                who,
-                &standin,
-                "media1",
                 label,
                 primary,
                 &root.join(label),
@@ -677,20 +666,26 @@ fn every_writer_logs_media_and_artifacts() {
 /// A raw-protocol writer of shared run `run_id`: `rows` rows of ten
 /// scalars; the primary finishes the run with exit code 3 after `others`
 /// tells it the other writers are done.
+/// Where raw writers write: the service's socket, the runs' directory and
+/// the backend.
+struct RawPlace<'a> {
+    socket: &'a Path,
+    dir: &'a Path,
+    base_url: &'a str,
+}
+
 fn raw_writer(
-    socket: &Path,
-    dir: &Path,
-    base_url: &str,
+    at: &RawPlace,
     run_id: &str,
     label: &str,
     primary: bool,
     rows: u64,
     others: Option<std::sync::mpsc::Receiver<()>>,
 ) {
-    let mut c = Client::connect(socket);
+    let mut c = Client::connect(at.socket);
     c.0.set_read_timeout(Some(Duration::from_secs(300)))
         .unwrap();
-    let mut init = common::raw::online_init(run_id, dir, base_url, KEY, PROJECT);
+    let mut init = common::raw::online_init(run_id, at.dir, at.base_url, KEY, PROJECT);
     if let Some(ServerRequestType::InformInit(i)) = &mut init.server_request_type {
         let s = i.settings.as_mut().unwrap();
         s.shared = Some(true);
@@ -741,6 +736,11 @@ fn thirty_two_writers_into_one_run() {
         start(&["--pid", &std::process::id().to_string()]);
     let started = Instant::now();
     let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let at = RawPlace {
+        socket: &socket,
+        dir: &dir,
+        base_url: &standin.base_url,
+    };
     std::thread::scope(|s| {
         let mut primary_rx = Some(done_rx);
         let mut handles = Vec::new();
@@ -751,9 +751,9 @@ fn thirty_two_writers_into_one_run() {
                 format!("w{w}")
             };
             let others = if w == 0 { primary_rx.take() } else { None };
-            let (socket, dir, url) = (&socket, &dir, &standin.base_url);
+            let at = &at;
             handles.push(s.spawn(move || {
-                raw_writer(socket, dir, url, "scale1", &label, w == 0, rows, others);
+                raw_writer(at, "scale1", &label, w == 0, rows, others);
             }));
         }
         let primary = handles.remove(0);

@@ -85,7 +85,18 @@ impl RunDir {
             api_key: s.api_key.clone(),
             base_url: Some(s.base_url.clone()),
             offline: Some(offline),
-            mode: Some(if offline { "offline" } else { "online" }.into()),
+            mode: Some(
+                if offline {
+                    "offline"
+                } else if s.shared {
+                    "shared"
+                } else {
+                    "online"
+                }
+                .into(),
+            ),
+            shared: Some(s.shared),
+            x_label: s.label.clone(),
             run_mode: Some(run_mode(s.mode).into()),
             run_id: Some(s.run_id.clone()),
             project: s.project.clone(),
@@ -113,7 +124,7 @@ impl RunDir {
             x_executable: exe.as_deref().and_then(str),
             host: Some(hostname()),
             os: Some(os_string()),
-            x_primary: Some(true),
+            x_primary: Some(s.primary),
             // Console capture belongs to the Python SDK; a Rust program's
             // stdout is its own.
             console: Some("off".into()),
@@ -128,7 +139,7 @@ impl RunDir {
             }),
             x_disable_machine_info: Some(false),
             x_disable_meta: Some(false),
-            x_update_finish_state: Some(true),
+            x_update_finish_state: Some(s.update_finish_state),
             allow_offline_artifacts: Some(true),
             x_history_value_encoding: Some("json".into()),
             x_transaction_log_flush_interval: Some(15.0),

@@ -139,6 +139,10 @@ pub struct Settings {
     pub(crate) disable_stats: Option<bool>,
     pub(crate) init_timeout: Option<Duration>,
     pub(crate) finish_timeout: Option<Duration>,
+    pub(crate) shared: Option<bool>,
+    pub(crate) label: Option<String>,
+    pub(crate) primary: Option<bool>,
+    pub(crate) update_finish_state: Option<bool>,
 }
 
 macro_rules! setter {
@@ -344,6 +348,44 @@ impl Settings {
         finish_timeout: Duration
     );
 
+    /// One writer of a run that several processes write at once
+    /// (distributed training; W&B's *shared mode*, `WANDB_MODE=shared`).
+    /// Every writer uses the same [`run_id`](Self::run_id); `label` names
+    /// this one (`WANDB_X_LABEL`: its console lines and system metrics are
+    /// labelled with it, e.g. `rank-3` or the node's name); exactly one
+    /// writer is the `primary` (`WANDB_X_PRIMARY`): it uploads the run's
+    /// config, metadata and summary files and its exit finishes the run
+    /// (unless [`update_finish_state`](Self::update_finish_state) says
+    /// otherwise). The backend numbers the rows (`_step`) as they arrive
+    /// from all writers; a shared run is online.
+    ///
+    /// ```
+    /// let rank: u32 = 3;
+    /// let s = wandb::Settings::new()
+    ///     .run_id("ddp-run-1")
+    ///     .shared(format!("rank-{rank}"), rank == 0);
+    /// # let _ = s;
+    /// ```
+    pub fn shared(mut self, label: impl Into<String>, primary: bool) -> Self {
+        self.shared = Some(true);
+        self.label = Some(label.into());
+        self.primary = Some(primary);
+        self
+    }
+
+    setter!(
+        /// Whether this writer's exit marks the run finished
+        /// (`WANDB_X_UPDATE_FINISH_STATE`; default: shared writers only
+        /// when primary, others always).
+        ///
+        /// ```
+        /// // A primary that leaves finishing the run to a job script.
+        /// let s = wandb::Settings::new().shared("head", true).update_finish_state(false);
+        /// # let _ = s;
+        /// ```
+        update_finish_state: bool
+    );
+
     /// Tags (`WANDB_TAGS`, comma-separated).
     ///
     /// ```
@@ -403,13 +445,24 @@ impl Settings {
                 "online" | "run" => Mode::Online,
                 "offline" | "dryrun" => Mode::Offline,
                 "disabled" => Mode::Disabled,
+                "shared" => {
+                    s.shared = Some(true);
+                    Mode::Online
+                }
                 other => {
                     return Err(Error::InvalidSetting {
                         name: "WANDB_MODE",
-                        reason: format!("{other:?} is not online, offline or disabled"),
+                        reason: format!("{other:?} is not online, offline, shared or disabled"),
                     });
                 }
             });
+        }
+        s.label = var("WANDB_X_LABEL");
+        if let Some(v) = var("WANDB_X_PRIMARY") {
+            s.primary = Some(is_true(&v));
+        }
+        if let Some(v) = var("WANDB_X_UPDATE_FINISH_STATE") {
+            s.update_finish_state = Some(is_true(&v));
         }
         if var("WANDB_DISABLED").is_some_and(|v| is_true(&v)) {
             s.mode = Some(Mode::Disabled);
@@ -480,16 +533,32 @@ impl Settings {
             disable_stats: self.disable_stats.or(other.disable_stats),
             init_timeout: self.init_timeout.or(other.init_timeout),
             finish_timeout: self.finish_timeout.or(other.finish_timeout),
+            shared: self.shared.or(other.shared),
+            label: self.label.or(other.label),
+            primary: self.primary.or(other.primary),
+            update_finish_state: self.update_finish_state.or(other.update_finish_state),
         }
     }
 
     /// Fills in defaults and checks values.
     pub(crate) fn resolve(self) -> Result<Resolved> {
-        let mode = self.mode.unwrap_or(if self.api_key.is_some() {
+        let shared = self.shared.unwrap_or(false);
+        let mode = self.mode.unwrap_or(if self.api_key.is_some() || shared {
             Mode::Online
         } else {
             Mode::Offline
         });
+        if shared && mode == Mode::Offline {
+            return Err(Error::InvalidSetting {
+                name: "mode",
+                reason: "a shared run is written online (its writers are merged by the server)"
+                    .into(),
+            });
+        }
+        // Python's defaults: every writer primary and finishing the run
+        // unless told; a shared writer that is not primary does not finish.
+        let primary = self.primary.unwrap_or(true);
+        let update_finish_state = self.update_finish_state.unwrap_or(!shared || primary);
         if mode == Mode::Online && self.api_key.is_none() {
             return Err(Error::InvalidSetting {
                 name: "api_key",
@@ -566,6 +635,10 @@ impl Settings {
             disable_stats: self.disable_stats.unwrap_or(false),
             init_timeout: self.init_timeout.unwrap_or(Duration::from_secs(90)),
             finish_timeout: self.finish_timeout.unwrap_or(Duration::from_secs(600)),
+            shared,
+            label: self.label.filter(|l| !l.is_empty()),
+            primary,
+            update_finish_state,
         })
     }
 }
@@ -594,6 +667,11 @@ pub(crate) struct Resolved {
     pub disable_stats: bool,
     pub init_timeout: Duration,
     pub finish_timeout: Duration,
+    /// Shared mode: one of several writers of the run.
+    pub shared: bool,
+    pub label: Option<String>,
+    pub primary: bool,
+    pub update_finish_state: bool,
 }
 
 impl Resolved {
@@ -721,5 +799,42 @@ mod tests {
         assert_eq!(disabled.mode, Some(Mode::Disabled));
         let id = Settings::new().resolve().unwrap().run_id;
         assert_eq!(id.len(), 8);
+    }
+
+    #[test]
+    fn shared_mode_as_the_python_sdk_reads_it() {
+        // WANDB_MODE=shared with the writer's label and role, as a
+        // launcher sets them per rank.
+        let vars = env(&[
+            ("WANDB_MODE", "shared"),
+            ("WANDB_X_LABEL", "rank-1"),
+            ("WANDB_X_PRIMARY", "false"),
+            ("WANDB_API_KEY", "k"),
+        ]);
+        let r = Settings::from_vars(vars).unwrap().resolve().unwrap();
+        assert_eq!(r.mode, Mode::Online);
+        assert!(r.shared && !r.primary && !r.update_finish_state);
+        assert_eq!(r.label.as_deref(), Some("rank-1"));
+        // In code: the primary finishes the run unless told otherwise.
+        let r = Settings::new()
+            .api_key("k")
+            .shared("rank-0", true)
+            .resolve()
+            .unwrap();
+        assert!(r.shared && r.primary && r.update_finish_state);
+        let r = Settings::new()
+            .api_key("k")
+            .shared("rank-0", true)
+            .update_finish_state(false)
+            .resolve()
+            .unwrap();
+        assert!(!r.update_finish_state);
+        // Not shared: one writer, primary, finishing its run.
+        let r = Settings::new().resolve().unwrap();
+        assert!(!r.shared && r.primary && r.update_finish_state);
+        // A shared run is online: offline is refused, no key is refused.
+        let offline = Settings::new().mode(Mode::Offline).shared("a", true);
+        assert!(offline.resolve().is_err());
+        assert!(Settings::new().shared("a", true).resolve().is_err());
     }
 }

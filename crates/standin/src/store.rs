@@ -315,7 +315,15 @@ impl Store {
                         )?;
                         tx.execute(
                             "INSERT INTO client_lines VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                            params![key.entity, key.project, key.name, file, client, client_line, line],
+                            params![
+                                key.entity,
+                                key.project,
+                                key.name,
+                                file,
+                                client,
+                                client_line,
+                                line
+                            ],
                         )?;
                         line
                     }
@@ -336,7 +344,11 @@ impl Store {
     }
 
     /// The lines each writer of a shared run sent to `file`, by client ID.
-    pub fn lines_by_client(&self, key: &RunKey, file: &str) -> std::collections::BTreeMap<String, i64> {
+    pub fn lines_by_client(
+        &self,
+        key: &RunKey,
+        file: &str,
+    ) -> std::collections::BTreeMap<String, i64> {
         self.with(|c| {
             let mut st = c.prepare(
                 "SELECT client, COUNT(*) FROM client_lines \
@@ -819,8 +831,14 @@ mod tests {
             serde_json::json!({"x": 2, "y": 1, "_step": 2})
         );
         for (config, merge) in [
-            (serde_json::json!({"a": {"value": 1}, "_wandb": {"value": {"e": 1}}}), true),
-            (serde_json::json!({"b": {"value": 2}, "_wandb": {"value": {"t": 2}}}), true),
+            (
+                serde_json::json!({"a": {"value": 1}, "_wandb": {"value": {"e": 1}}}),
+                true,
+            ),
+            (
+                serde_json::json!({"b": {"value": 2}, "_wandb": {"value": {"t": 2}}}),
+                true,
+            ),
         ] {
             s.upsert(&Upsert {
                 entity: "e".into(),
@@ -838,7 +856,10 @@ mod tests {
         );
         s.finish(&key, Some(3));
         let run = s.run(&key).unwrap();
-        assert_eq!((run.complete, run.finishes, run.exitcode), (true, 1, Some(3)));
+        assert_eq!(
+            (run.complete, run.finishes, run.exitcode),
+            (true, 1, Some(3))
+        );
     }
 
     #[test]

@@ -350,7 +350,10 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(h.shared_last_step(), Some(1));
         let file: serde_json::Value = serde_json::from_str(&h.summary_file()).unwrap();
-        assert_eq!((file["a"].clone(), file["_step"].clone()), (2.into(), 1.into()));
+        assert_eq!(
+            (file["a"].clone(), file["_step"].clone()),
+            (2.into(), 1.into())
+        );
         assert_eq!(History::new(false, false).shared_last_step(), None);
     }
 
