@@ -28,6 +28,7 @@ pub(crate) mod monitor;
 mod rows;
 pub(crate) mod runfiles;
 mod sampled_history;
+mod tensorboard;
 pub(crate) mod writer;
 
 use std::sync::Arc;
@@ -250,6 +251,8 @@ pub fn spawn(
         .expect("spawn run files thread");
 
     let mut handler = Handler::new(settings.clone(), log.clone());
+    let (tb_tx, tb_rx) = flume::bounded(tensorboard::OUTPUT_QUEUE);
+    handler.set_tensorboard(tensorboard::Tensorboard::new(settings.clone(), tb_tx));
     if let Some(message) = log_error {
         handler.refuse_without_log(&message);
     }
@@ -278,8 +281,16 @@ pub fn spawn(
         let settings = stream_settings;
         // A run its client left open is finished here, and the user told
         // where it is once it is sent.
-        let footer =
-            run_handler(handler, rx, to_writer, &waits, &events, settings.durability).await;
+        let footer = run_handler(
+            handler,
+            rx,
+            tb_rx,
+            to_writer,
+            &waits,
+            &events,
+            settings.durability,
+        )
+        .await;
         let waited = waits.total();
         if waited.waits > 0 {
             log.info(&format!(
@@ -351,6 +362,7 @@ pub fn spawn(
 async fn run_handler(
     mut handler: Handler,
     mut rx: mpsc::Receiver<StreamInput>,
+    tb_rx: flume::Receiver<tensorboard::TbOutput>,
     to_writer: flume::Sender<Vec<writer::WriterMsg>>,
     waits: &backpressure::Backpressure,
     events: &online::Events,
@@ -382,6 +394,13 @@ async fn run_handler(
                 send(&mut handler, &to_writer).await;
                 continue;
             }
+            out = tb_rx.recv_async() => {
+                if let Ok(out) = out {
+                    handler.tensorboard_output(out);
+                }
+                send(&mut handler, &to_writer).await;
+                continue;
+            }
             result = wait_init(&mut init_wait), if init_wait.is_some() => {
                 init_wait = None;
                 handler.init_done(result);
@@ -408,6 +427,9 @@ async fn run_handler(
             match next {
                 Some(StreamInput::Records(records)) => {
                     for (raw, reply) in records {
+                        if handler.tensorboard_count() > 0 && is_exit(&raw) {
+                            drain_tensorboard(&mut handler, &tb_rx).await;
+                        }
                         if let Some(fsync) = settle_fsync
                             && reply.is_some()
                             && handler.has_output()
@@ -420,6 +442,9 @@ async fn run_handler(
                 Some(StreamInput::Monitor(out)) => handler.monitor_output(out),
                 Some(StreamInput::SavedFiles(files)) => handler.saved_files(files),
                 Some(StreamInput::Teardown { exit_code }) => {
+                    if !handler.exited() && handler.tensorboard_count() > 0 {
+                        drain_tensorboard(&mut handler, &tb_rx).await;
+                    }
                     if !handler.exited() {
                         footer = Some(footer::Due {
                             place: handler.run_place(),
@@ -460,6 +485,23 @@ async fn run_handler(
         }
     }
     footer
+}
+
+fn is_exit(raw: &[u8]) -> bool {
+    wandb_proto::wire::scan_record(raw).is_ok_and(|scan| scan.record_type_name() == Some("exit"))
+}
+
+/// Before the exit: every TensorBoard directory read to its end, its last
+/// rows handled.
+async fn drain_tensorboard(handler: &mut Handler, tb_rx: &flume::Receiver<tensorboard::TbOutput>) {
+    let mut left = handler.tensorboard_stop();
+    while left > 0 {
+        match tb_rx.recv_async().await {
+            Ok(tensorboard::TbOutput::Done) => left -= 1,
+            Ok(out) => handler.tensorboard_output(out),
+            Err(_) => break,
+        }
+    }
 }
 
 /// The backend's answer to `wandb.init` (a lost sender is an error).

@@ -23,6 +23,7 @@ mod finish;
 mod init;
 mod requests;
 mod rows;
+mod tensorboard;
 #[cfg(test)]
 mod tests;
 
@@ -111,6 +112,8 @@ pub struct Handler {
 
     /// The system monitor (stopped at exit).
     monitor: Option<Monitor>,
+    /// TensorBoard log directories followed (`sync_tensorboard`).
+    tensorboard: Option<super::tensorboard::Tensorboard>,
     /// Saves the code and git patches at run start (taken then).
     code: Option<CodeSaver>,
     /// This stream's writer id, in its environment records.
@@ -172,6 +175,7 @@ impl Handler {
             pending_init: None,
             online_done: false,
             monitor: None,
+            tensorboard: None,
             code: None,
             writer_id: uuid::Uuid::now_v7().to_string(),
             system_metrics: Default::default(),
@@ -347,6 +351,11 @@ impl Handler {
                 }
             }
             RecordType::Run(run) => self.run_record(run, raw, reply),
+            RecordType::Tbrecord(tb) => {
+                self.persist(raw);
+                self.ack(reply);
+                self.tbrecord(tb);
+            }
             RecordType::Exit(_) => {
                 let rec = pb::Record::decode(raw).expect("decoded above");
                 self.finish(Ending::Exit(Box::new(rec), reply));

@@ -1,0 +1,343 @@
+//! `sync_tensorboard`: TensorBoard logs mirrored into the run.
+//!
+//! The SDK patches TensorBoard's writers and sends a `tbrecord` for each
+//! log directory one opens. For each, a thread follows the directory
+//! (`wandb_tensorboard::logdir`), turns its events into rows
+//! (`wandb_tensorboard::convert`) and hands them to the handler, which
+//! logs them as `run.log` rows (`global_step` and `_timestamp` from the
+//! events, `_step` the run's own); the tfevents files are linked into the
+//! run's files for upload. A thread, not a task: following is file I/O.
+//!
+//! The run's exit waits for every directory to be read to its end, so
+//! the last rows come before the exit record, as with W&B's service.
+//! Beyond it: directories are looked at every second (W&B's service: 5 s),
+//! a run that finishes does not sit out the wait for a second directory,
+//! and online the tfevents files are uploaded while the run runs (W&B's
+//! TensorBoard tab otherwise stays empty until `finish()`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use wandb_proto::pb;
+use wandb_tensorboard::convert::{Converter, Row};
+use wandb_tensorboard::logdir::{Filter, LogDir, Next};
+use wandb_tensorboard::namespace::{self, GUESS_WAIT, RootGuesser};
+
+use crate::settings::RunSettings;
+
+/// How often a directory is looked at for more events.
+const POLL: Duration = Duration::from_secs(1);
+/// Online, a growing tfevents file is uploaded again at most this often.
+const LIVE_UPLOAD: Duration = Duration::from_secs(30);
+/// Rows and files waiting for the handler: a burst of events waits for the
+/// handler here, not in memory.
+pub(crate) const OUTPUT_QUEUE: usize = 64;
+
+/// What a followed directory hands the handler.
+#[derive(Debug)]
+pub(crate) enum TbOutput {
+    Row(Row),
+    /// A file the run saves (`files` record): the run-relative path and
+    /// whether it is the final (end) upload or a live one.
+    File {
+        path: String,
+        policy: pb::files_item::PolicyType,
+    },
+    Warn(String),
+    /// The directory is read to its end (after a stop).
+    Done,
+}
+
+struct Watcher {
+    stop: flume::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+/// The run's followed log directories.
+pub(crate) struct Tensorboard {
+    settings: Arc<RunSettings>,
+    guesser: Arc<RootGuesser>,
+    out: flume::Sender<TbOutput>,
+    watchers: Vec<Watcher>,
+}
+
+impl Tensorboard {
+    pub(crate) fn new(settings: Arc<RunSettings>, out: flume::Sender<TbOutput>) -> Self {
+        Tensorboard {
+            settings,
+            guesser: Arc::default(),
+            out,
+            watchers: Vec::new(),
+        }
+    }
+
+    /// Follows the directory a `tbrecord` names.
+    pub(crate) fn track(&mut self, tb: pb::TbRecord) {
+        let base = client_dir(&self.settings);
+        if is_cloud(&tb.log_dir) {
+            let _ = self.out.send(TbOutput::Warn(format!(
+                "TensorBoard log directory {} is in the cloud; wandb-core-rs reads local \
+                 directories only, so its events are not in the run",
+                tb.log_dir
+            )));
+            return;
+        }
+        // Known to the guesser at once: a second directory announced right
+        // after the first decides both their prefixes.
+        self.guesser
+            .add(&namespace::slash_form(Path::new(&tb.log_dir), &base));
+        let (stop, stopped) = flume::bounded(1);
+        let job = Follow {
+            tb,
+            base,
+            files_dir: self.settings.files_dir(),
+            filter: Filter {
+                host: self.settings.raw.host.clone(),
+                start_time: self.settings.raw.x_start_time.map(|t| t.floor() as i64),
+            },
+            online: !self.settings.offline,
+            guesser: self.guesser.clone(),
+            out: self.out.clone(),
+            stopped,
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("tensorboard-{}", self.settings.run_id))
+            .spawn(move || job.run())
+            .expect("spawn tensorboard thread");
+        self.watchers.push(Watcher { stop, thread });
+    }
+
+    /// Directories followed (each answers one `Done` after [`Self::stop`]).
+    pub(crate) fn count(&self) -> usize {
+        self.watchers.len()
+    }
+
+    /// Tells every directory to read to its end and stop; returns how many
+    /// `Done`s will come.
+    pub(crate) fn stop(&mut self) -> usize {
+        self.guesser.close();
+        for w in &self.watchers {
+            let _ = w.stop.try_send(());
+        }
+        let n = self.watchers.len();
+        // Detached: each ends after its `Done`; joining here would block
+        // the handler's task.
+        for w in self.watchers.drain(..) {
+            drop(w.thread);
+        }
+        n
+    }
+}
+
+/// Where the client's relative paths start: its working directory at
+/// `wandb.init` (`root_dir`), which is the service's own only when the SDK
+/// launched it.
+fn client_dir(settings: &RunSettings) -> PathBuf {
+    settings
+        .raw
+        .root_dir
+        .as_deref()
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+fn is_cloud(dir: &str) -> bool {
+    ["s3://", "gs://", "az://"]
+        .iter()
+        .any(|p| dir.starts_with(p))
+}
+
+/// One directory's thread.
+struct Follow {
+    tb: pb::TbRecord,
+    base: PathBuf,
+    files_dir: PathBuf,
+    filter: Filter,
+    online: bool,
+    guesser: Arc<RootGuesser>,
+    out: flume::Sender<TbOutput>,
+    stopped: flume::Receiver<()>,
+}
+
+/// Sends `Done` however the thread ends (a panic included): the run's
+/// exit waits for it.
+struct DoneOnDrop(flume::Sender<TbOutput>);
+
+impl Drop for DoneOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.send(TbOutput::Done);
+    }
+}
+
+impl Follow {
+    fn run(self) {
+        let _done = DoneOnDrop(self.out.clone());
+        let log_dir = namespace::slash_form(Path::new(&self.tb.log_dir), &self.base);
+        let (prefix, root) = self.names(&log_dir);
+        let mut filter = self.filter.clone();
+        if self.tb.ignore_hostname {
+            filter.host = None;
+        }
+        if self.tb.ignore_timestamp {
+            filter.start_time = None;
+        }
+        let mut dir = LogDir::new(&log_dir, &filter);
+        let mut convert = Converter::new(prefix, &self.files_dir);
+        let mut finishing = false;
+        // Files being read, for live uploads: path, size last uploaded, when.
+        let mut live: Vec<(String, PathBuf, u64, Instant)> = Vec::new();
+        loop {
+            let next = dir.poll();
+            for w in dir
+                .take_warnings()
+                .into_iter()
+                .chain(convert.take_warnings())
+            {
+                let _ = self.out.send(TbOutput::Warn(w));
+            }
+            match next {
+                Ok(Next::Event(event)) => {
+                    if let Some(row) = convert.event(*event) {
+                        let _ = self.out.send(TbOutput::Row(row));
+                    }
+                }
+                Ok(Next::File(path)) => {
+                    if let Some(run_path) = self.save(&path, root.as_deref())
+                        && self.online
+                    {
+                        live.push((run_path, path, 0, Instant::now()));
+                    }
+                }
+                Ok(Next::Idle) => {
+                    if finishing {
+                        break;
+                    }
+                    self.upload_grown(&mut live);
+                    // Told to stop, or the run is gone: read to the end.
+                    if self.stopped.recv_timeout(POLL).is_ok() || self.stopped.is_disconnected() {
+                        finishing = true;
+                    }
+                }
+                Err(e) => {
+                    let _ = self.out.send(TbOutput::Warn(format!(
+                        "TensorBoard log {log_dir}: {e}; no more of it is read"
+                    )));
+                    break;
+                }
+            }
+        }
+        if let Some(row) = convert.finish() {
+            let _ = self.out.send(TbOutput::Row(row));
+        }
+        for w in convert.take_warnings() {
+            let _ = self.out.send(TbOutput::Warn(w));
+        }
+    }
+
+    /// The key prefix and the root tfevents files are saved relative to.
+    fn names(&self, log_dir: &str) -> (String, Option<String>) {
+        if let Some(ns) = &self.tb.namespace {
+            let root = (!self.tb.root_dir.is_empty())
+                .then(|| namespace::slash_form(Path::new(&self.tb.root_dir), &self.base));
+            return (ns.clone(), root);
+        }
+        let (root, guessed) = if !self.tb.root_dir.is_empty() {
+            (
+                Some(namespace::slash_form(
+                    Path::new(&self.tb.root_dir),
+                    &self.base,
+                )),
+                true,
+            )
+        } else {
+            match self.guesser.root(GUESS_WAIT) {
+                Some(root) => (Some(root), true),
+                // One directory: keys unprefixed, files saved relative to
+                // the client's working directory.
+                None => (Some(namespace::slash_form(&self.base, &self.base)), false),
+            }
+        };
+        if !guessed {
+            return (String::new(), root);
+        }
+        let root_str = root.clone().unwrap_or_default();
+        match namespace::trim(&root_str, log_dir) {
+            Some(ns) => (ns, root),
+            None => {
+                let _ = self.out.send(TbOutput::Warn(format!(
+                    "TensorBoard log directory {log_dir} is not under its root {root_str}; \
+                     its keys are not prefixed"
+                )));
+                (String::new(), root)
+            }
+        }
+    }
+
+    /// Links a tfevents file into the run's files (uploaded at the end);
+    /// returns its run path.
+    fn save(&self, path: &Path, root: Option<&str>) -> Option<String> {
+        if !self.tb.save {
+            return None;
+        }
+        let file = namespace::slash_form(path, &self.base);
+        let run_path = if !self.tb.save_path.is_empty() {
+            let name = path.file_name()?.to_string_lossy().into_owned();
+            let dir = self.tb.save_path.trim_matches('/');
+            if dir.is_empty() || dir == "." {
+                name
+            } else {
+                format!("{dir}/{name}")
+            }
+        } else {
+            namespace::trim(root.unwrap_or_default(), &file)?
+        };
+        let safe = !run_path.is_empty()
+            && Path::new(&run_path)
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !safe {
+            let _ = self.out.send(TbOutput::Warn(format!(
+                "tfevents file {file} would be saved as {run_path:?}, outside the run; not saved"
+            )));
+            return None;
+        }
+        let link = self.files_dir.join(&run_path);
+        let linked = link
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::os::unix::fs::symlink(path, &link));
+        if let Err(e) = linked {
+            let _ = self.out.send(TbOutput::Warn(format!(
+                "tfevents file {file} not saved as {}: {e}",
+                link.display()
+            )));
+            return None;
+        }
+        let _ = self.out.send(TbOutput::File {
+            path: run_path.clone(),
+            policy: pb::files_item::PolicyType::End,
+        });
+        Some(run_path)
+    }
+
+    /// Online: files that grew since their last upload go again, at most
+    /// every [`LIVE_UPLOAD`].
+    fn upload_grown(&self, live: &mut [(String, PathBuf, u64, Instant)]) {
+        for (run_path, path, sent, at) in live.iter_mut() {
+            let size = std::fs::metadata(&*path).map_or(0, |m| m.len());
+            let due = *sent == 0 || at.elapsed() >= LIVE_UPLOAD;
+            if size > *sent && due {
+                *sent = size;
+                *at = Instant::now();
+                let _ = self.out.send(TbOutput::File {
+                    path: run_path.clone(),
+                    policy: pb::files_item::PolicyType::Now,
+                });
+            }
+        }
+    }
+}
