@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use prost::Message;
 use wandb::{
     Error, Histogram, Image, LogOptions, Metric, Mode, QueuePolicy, Run, Settings, Summary,
     Transport,
@@ -19,7 +18,6 @@ use wandb::{
 use wandb_proto::json::{Value as Json, write_float};
 use wandb_proto::pb;
 use wandb_proto::pb::record::RecordType;
-use wandb_store::txlog::reader::LogReader;
 
 fn our_core() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_wandb-core"))
@@ -94,19 +92,10 @@ fn path_of(key: &str, nested: &[String]) -> String {
     }
 }
 
-fn records(log: &Path) -> Vec<pb::Record> {
-    let mut reader = LogReader::open(log).unwrap();
-    let mut out = Vec::new();
-    while let Some((_, bytes)) = reader.next_record().unwrap() {
-        out.push(pb::Record::decode(bytes.as_slice()).unwrap());
-    }
-    out
-}
-
 fn view(log: &Path) -> RunView {
     let mut v = RunView::default();
     let timing = |k: &str| k == "_timestamp" || k == "_runtime" || k.starts_with("_wandb");
-    for r in records(log) {
+    for r in common::records(log) {
         match r.record_type {
             Some(RecordType::History(h)) => {
                 v.rows.push(
@@ -605,15 +594,7 @@ fn attach_to_a_running_service_and_online_against_the_standin() {
 fn writers_of_a_shared_run_from_rust_on_every_service() {
     testkit::within(testkit::process::LIMIT, || {
         const KEY: &str = "rustshared-0123456789012345678901234567890";
-        let standin = wandb_standin::StandIn::spawn(
-            wandb_standin::Config {
-                api_key: Some(KEY.into()),
-                ..Default::default()
-            },
-            0,
-            wandb_standin::Store::open(None).unwrap(),
-        )
-        .unwrap();
+        let standin = common::standin(KEY, &[]);
         let scratch = testkit::scratch_dir("sdk-shared");
         let writers = [
             ("rank-0", Transport::InProcess),

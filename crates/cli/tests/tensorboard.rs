@@ -13,14 +13,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{install_ours, python_script, standin};
-use prost::Message;
 use serde_json::{Value, json};
 use testkit::process::CommandExt;
 use testkit::{reference_python, scratch_dir};
 use wandb_proto::pb;
 use wandb_proto::pb::record::RecordType;
 use wandb_standin::RunKey;
-use wandb_store::txlog::reader::LogReader;
 
 const KEY: &str = "tensorboardkeytensorboardkeytensorboard01";
 
@@ -65,15 +63,6 @@ train.close()
 evals.close()
 run.finish()
 "#;
-
-fn records(log: &Path) -> Vec<pb::Record> {
-    let mut reader = LogReader::open(log).unwrap();
-    let mut out = Vec::new();
-    while let Some((_, bytes)) = reader.next_record().unwrap() {
-        out.push(pb::Record::decode(bytes.as_slice()).unwrap());
-    }
-    out
-}
 
 fn run_dir(work: &Path) -> PathBuf {
     let wandb = work.join("wandb");
@@ -139,7 +128,7 @@ fn tb_run(log: &Path) -> TbRun {
     let mut rows = Vec::new();
     let mut steps = Vec::new();
     let mut saved = Vec::new();
-    for r in records(log) {
+    for r in common::records(log) {
         match r.record_type {
             Some(RecordType::History(h)) => {
                 let step = h
@@ -374,5 +363,51 @@ fn online_tensorboard_rows_and_files_reach_the_backend_while_the_run_runs() {
     assert_eq!(
         counts[1], counts[0],
         "rows on the backend: ours, wandb-core's"
+    );
+}
+
+/// One log directory and no root: no key prefix, the tfevents file saved
+/// under its path relative to the working directory (wandb-core waits
+/// 10 s for a second directory first; ours stops waiting at the exit).
+#[test]
+fn a_single_log_directory_gets_no_prefix_as_with_wandb_core() {
+    let script = r#"
+import wandb
+from tensorboardX import SummaryWriter
+run = wandb.init(project="tb", mode="offline", sync_tensorboard=True)
+w = SummaryWriter("runs/exp1")
+for step in range(3):
+    w.add_scalar("loss", 1.0 / (step + 1), step)
+w.add_scalar("loss", 0.0, 3)
+w.close()
+run.finish()
+"#;
+    let mut seen = Vec::new();
+    for (who, python) in [("wandb-core", reference_python()), ("ours", install_ours())] {
+        let work = scratch_dir(&format!("tb-single-{who}"));
+        let out = python_script(python, script, &work)
+            .env("WANDB_DISABLE_GIT", "true")
+            .output_limited()
+            .unwrap();
+        assert!(out.status.success(), "{who}: {}", common::text(&out));
+        let run = tb_run(&common::log_in(&run_dir(&work)));
+        assert_eq!(run.saved.len(), 1, "{who}: {:?}", run.saved);
+        assert!(
+            run.saved[0].starts_with("runs/exp1/events.out.tfevents."),
+            "{who}: {:?}",
+            run.saved
+        );
+        seen.push(run.rows);
+    }
+    assert_eq!(seen[1], seen[0], "ours (left), wandb-core's (right)");
+    let losses: Vec<&Value> = seen[0].iter().map(|r| &r["loss"]).collect();
+    assert_eq!(
+        losses,
+        [
+            &json!(1.0f32),
+            &json!(0.5f32),
+            &json!(1.0f32 / 3.0),
+            &json!(0.0f32)
+        ]
     );
 }

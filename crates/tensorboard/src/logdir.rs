@@ -78,6 +78,18 @@ struct Current {
     buf: Vec<u8>,
 }
 
+impl Current {
+    fn new(key: String, path: PathBuf) -> Self {
+        Current {
+            key,
+            path,
+            file: None,
+            consumed: 0,
+            buf: Vec::new(),
+        }
+    }
+}
+
 /// A log directory being followed.
 pub struct LogDir {
     dir: PathBuf,
@@ -117,13 +129,7 @@ impl LogDir {
                 let Some((key, path)) = self.next_file(None) else {
                     return Ok(Next::Idle);
                 };
-                self.current = Some(Current {
-                    key,
-                    path: path.clone(),
-                    file: None,
-                    consumed: 0,
-                    buf: Vec::new(),
-                });
+                self.current = Some(Current::new(key, path.clone()));
                 return Ok(Next::File(path));
             };
             match record::parse(&cur.buf) {
@@ -187,13 +193,7 @@ impl LogDir {
                 ));
                 return Ok(Next::Idle);
             }
-            self.current = Some(Current {
-                key,
-                path: path.clone(),
-                file: None,
-                consumed: 0,
-                buf: Vec::new(),
-            });
+            self.current = Some(Current::new(key, path.clone()));
             return Ok(Next::File(path));
         }
     }

@@ -158,3 +158,14 @@ pub fn log_in(dir: &Path) -> PathBuf {
         .find(|p| p.extension().is_some_and(|e| e == "wandb"))
         .expect("a .wandb log")
 }
+
+/// Every record of a transaction log, decoded.
+pub fn records(log: &Path) -> Vec<wandb_proto::pb::Record> {
+    use prost::Message;
+    let mut reader = wandb_store::txlog::reader::LogReader::open(log).unwrap();
+    let mut out = Vec::new();
+    while let Some((_, bytes)) = reader.next_record().unwrap() {
+        out.push(wandb_proto::pb::Record::decode(bytes.as_slice()).unwrap());
+    }
+    out
+}
