@@ -11,6 +11,7 @@ mod logging;
 mod monitor;
 mod service;
 mod sync;
+mod tensorboard;
 
 use std::process::ExitCode;
 

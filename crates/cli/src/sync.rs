@@ -50,6 +50,17 @@ pub struct Args {
     /// List what would be synced, and stop.
     #[arg(long)]
     dry_run: bool,
+    /// The paths are TensorBoard log directories (or directories of them):
+    /// each directory of tfevents files becomes a run, written under
+    /// ./wandb/tensorboard/, then synced. Importing again sends only what
+    /// the server does not have.
+    #[arg(long)]
+    tensorboard: bool,
+    /// With --tensorboard: one run per path, its log directories' keys
+    /// prefixed by their path below it (`train/loss`, `eval/loss`), instead
+    /// of one run per log directory.
+    #[arg(long, requires = "tensorboard")]
+    one_run: bool,
     /// The W&B server.
     #[arg(long, env = "WANDB_BASE_URL", default_value = "https://api.wandb.ai")]
     base_url: String,
@@ -57,17 +68,38 @@ pub struct Args {
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let cwd = std::env::current_dir().context("the current directory")?;
-    let paths = if args.paths.is_empty() {
-        vec![PathBuf::from("wandb")]
-    } else {
-        args.paths.clone()
-    };
-    let (targets, problems) = discover(&paths, &cwd);
+    // Asked first: an import without a key to send it would be wasted.
     let api_key = if args.dry_run {
         None
     } else {
         Some(api_key(&args.base_url)?)
     };
+    let paths = if args.tensorboard {
+        if args.paths.is_empty() {
+            bail!("--tensorboard needs the log directories to import");
+        }
+        if args.dry_run {
+            for p in &args.paths {
+                eprintln!(
+                    "wandb-core: would import TensorBoard logs under {}",
+                    p.display()
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        crate::tensorboard::import(
+            &args.paths,
+            args.one_run,
+            args.id.as_deref(),
+            args.project.as_deref(),
+            &cwd,
+        )?
+    } else if args.paths.is_empty() {
+        vec![PathBuf::from("wandb")]
+    } else {
+        args.paths.clone()
+    };
+    let (targets, problems) = discover(&paths, &cwd);
     let settings = pb::Settings {
         base_url: Some(args.base_url.trim_end_matches('/').to_string()),
         api_key,

@@ -411,3 +411,108 @@ run.finish()
         ]
     );
 }
+
+/// `wandb-core sync --tensorboard`: logs written without W&B imported as
+/// runs (one per log directory, or one with prefixes) and sent; importing
+/// again adds nothing twice.
+#[test]
+fn sync_tensorboard_imports_logs_without_python_and_resumes() {
+    let writer = r#"
+import numpy as np
+from tensorboardX import SummaryWriter
+train = SummaryWriter("logs/train")
+evals = SummaryWriter("logs/eval")
+for step in range(10):
+    train.add_scalar("loss", 1.0 / (step + 1), step)
+    train.add_scalar("acc", step / 10, step)
+train.add_histogram("weights", np.random.RandomState(0).randn(500), 10)
+for step in range(5):
+    evals.add_scalar("loss", 2.0 - step * 0.2, step)
+train.close()
+evals.close()
+"#;
+    let work = scratch_dir("tb-import");
+    let out = python_script(reference_python(), writer, &work)
+        .output_limited()
+        .unwrap();
+    assert!(out.status.success(), "{}", common::text(&out));
+    let s = standin(KEY, &[]);
+    let sync = |args: &[&str]| {
+        let out = Command::new(common::ours())
+            .args(["sync", "--tensorboard", "--project", "tbimport"])
+            .args(args)
+            .current_dir(&work)
+            .env_remove("WANDB_SERVICE")
+            .env("WANDB_BASE_URL", &s.base_url)
+            .env("WANDB_API_KEY", KEY)
+            .env("HOME", &work)
+            .output_limited()
+            .unwrap();
+        let text = common::text(&out);
+        assert!(out.status.success(), "{text}");
+        text
+    };
+    let runs_of = |s: &wandb_standin::StandIn| {
+        s.store
+            .runs()
+            .into_iter()
+            .filter(|r| r.project == "tbimport")
+            .map(|r| RunKey::new(&r.entity, &r.project, &r.name))
+            .collect::<Vec<_>>()
+    };
+
+    // One run per log directory: unprefixed keys.
+    let said = sync(&["logs"]);
+    let runs = runs_of(&s);
+    assert_eq!(runs.len(), 2, "{said}");
+    let mut by_rows: BTreeMap<usize, RunKey> = BTreeMap::new();
+    for key in &runs {
+        let history = s.store.history(key);
+        assert!(s.store.run(key).is_some_and(|r| r.complete), "{said}");
+        by_rows.insert(history.len(), key.clone());
+    }
+    let train = &by_rows[&11];
+    let eval = &by_rows[&5];
+    let history = s.store.history(train);
+    let losses: Vec<f64> = history.iter().filter_map(|r| r["loss"].as_f64()).collect();
+    assert_eq!(losses.len(), 10);
+    assert_eq!(history[10]["global_step"], json!(10));
+    assert_eq!(history[10]["weights"]["_type"], json!("histogram"));
+    let eval_steps: Vec<i64> = s
+        .store
+        .history(eval)
+        .iter()
+        .map(|r| r["global_step"].as_i64().unwrap())
+        .collect();
+    assert_eq!(eval_steps, [0, 1, 2, 3, 4]);
+    assert!(
+        s.store
+            .file_paths(train)
+            .into_iter()
+            .any(|p| p.starts_with("events.out.tfevents.")),
+        "the tfevents file is in the run"
+    );
+
+    // Again: the same runs, nothing sent twice.
+    let said = sync(&["logs"]);
+    assert_eq!(runs_of(&s).len(), 2, "{said}");
+    assert_eq!(s.store.history(train).len(), 11, "{said}");
+    assert_eq!(s.store.history(eval).len(), 5, "{said}");
+
+    // One run for both, keys prefixed by directory; twice, no duplicates.
+    for _ in 0..2 {
+        let said = sync(&["logs", "--one-run", "--id", "tbone"]);
+        let key = RunKey::new(wandb_standin::DEFAULT_ENTITY, "tbimport", "tbone");
+        let history = s.store.history(&key);
+        assert_eq!(history.len(), 16, "{said}");
+        let train_rows = history
+            .iter()
+            .filter(|r| r.get("train/loss").is_some())
+            .count();
+        let eval_rows = history
+            .iter()
+            .filter(|r| r.get("eval/loss").is_some())
+            .count();
+        assert_eq!((train_rows, eval_rows), (10, 5), "{said}");
+    }
+}

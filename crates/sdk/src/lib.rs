@@ -54,7 +54,7 @@ mod value;
 pub use error::{Error, Result};
 pub use media::{Histogram, Image, MAX_BINS};
 pub use metric::{Goal, Metric, Summary};
-pub use run::{AlertLevel, FinishReport, LogOptions, Run, RunStats, SavePolicy};
+pub use run::{AlertLevel, FinishReport, LogOptions, Run, RunStats, SavePolicy, TensorboardDir};
 pub use settings::{Mode, QueuePolicy, Resume, Settings, Transport};
 pub use value::Value;
 

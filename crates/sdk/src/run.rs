@@ -91,6 +91,46 @@ pub enum AlertLevel {
     Error,
 }
 
+/// A TensorBoard log directory for [`Run::tensorboard`].
+///
+/// ```
+/// let train = wandb::TensorboardDir::new("logs/train").root("logs");
+/// // Logs written before the run, or on other machines (an import):
+/// let old = wandb::TensorboardDir::new("old/run3").existing();
+/// # let _ = (train, old);
+/// ```
+#[derive(Debug, Clone)]
+pub struct TensorboardDir {
+    log_dir: PathBuf,
+    root_dir: Option<PathBuf>,
+    existing: bool,
+}
+
+impl TensorboardDir {
+    pub fn new(log_dir: impl Into<PathBuf>) -> Self {
+        TensorboardDir {
+            log_dir: log_dir.into(),
+            root_dir: None,
+            existing: false,
+        }
+    }
+
+    /// Keys are prefixed by the log directory relative to `root` (none
+    /// when it is the log directory itself).
+    pub fn root(mut self, root: impl Into<PathBuf>) -> Self {
+        self.root_dir = Some(root.into());
+        self
+    }
+
+    /// Read every tfevents file of the directory, also those started before
+    /// the run or on another host (by default only this run's own, as the
+    /// Python SDK's patch reads them).
+    pub fn existing(mut self) -> Self {
+        self.existing = true;
+        self
+    }
+}
+
 /// When a file given to [`Run::save`] is uploaded (online).
 ///
 /// ```
@@ -603,6 +643,45 @@ impl Run {
         };
         conn.publish_reliably(
             &record(&self.inner.id, RecordType::Alert(alert), false),
+            true,
+        )
+    }
+
+    /// Mirrors a TensorBoard log directory into the run, as the Python
+    /// SDK's `sync_tensorboard=True` does for each summary writer: the
+    /// service follows the directory's tfevents files and logs their
+    /// scalars, histograms, images and PR curves as rows (keys prefixed by
+    /// the directory relative to the root: the given one, or the common
+    /// path of the run's directories; the TensorBoard step as
+    /// `global_step`), and saves the tfevents files in the run.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let run = wandb::init(wandb::Settings::new().mode(wandb::Mode::Offline).dir(dir.path()))?;
+    /// run.tensorboard(wandb::TensorboardDir::new(dir.path().join("logs/train")))?;
+    /// # Ok::<(), wandb::Error>(())
+    /// ```
+    pub fn tensorboard(&self, dir: TensorboardDir) -> Result<()> {
+        let Some(conn) = self.live()? else {
+            return Ok(());
+        };
+        // Absolute: the service resolves relative paths against the run's
+        // root directory, which need not be this process's.
+        let abs = |p: &Path| std::path::absolute(p).map_err(|e| Error::io(p, e));
+        let log_dir = abs(&dir.log_dir)?;
+        let root_dir = dir.root_dir.as_deref().map(abs).transpose()?;
+        let tb = pb::TbRecord {
+            log_dir: log_dir.to_string_lossy().into_owned(),
+            save: true,
+            root_dir: root_dir
+                .map(|r| r.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            ignore_timestamp: dir.existing,
+            ignore_hostname: dir.existing,
+            ..Default::default()
+        };
+        conn.publish_reliably(
+            &record(&self.inner.id, RecordType::Tbrecord(tb), false),
             true,
         )
     }

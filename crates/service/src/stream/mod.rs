@@ -494,14 +494,26 @@ fn is_exit(raw: &[u8]) -> bool {
 /// Before the exit: every TensorBoard directory read to its end, its last
 /// rows handled.
 async fn drain_tensorboard(handler: &mut Handler, tb_rx: &flume::Receiver<tensorboard::TbOutput>) {
-    let mut left = handler.tensorboard_stop();
-    while left > 0 {
-        match tb_rx.recv_async().await {
-            Ok(tensorboard::TbOutput::Done) => left -= 1,
-            Ok(out) => handler.tensorboard_output(out),
-            Err(_) => break,
+    handler.tensorboard_closing();
+    // One directory after another, in the order they were announced, as
+    // wandb-core finishes them: their last rows come in a fixed order.
+    let n = handler.tensorboard_count();
+    let mut done = vec![false; n];
+    for i in 0..n {
+        handler.tensorboard_stop(i);
+        while !done[i] {
+            match tb_rx.recv_async().await {
+                Ok(tensorboard::TbOutput::Done(j)) => {
+                    if let Some(d) = done.get_mut(j) {
+                        *d = true;
+                    }
+                }
+                Ok(out) => handler.tensorboard_output(out),
+                Err(_) => return,
+            }
         }
     }
+    handler.tensorboard_clear();
 }
 
 /// The backend's answer to `wandb.init` (a lost sender is an error).

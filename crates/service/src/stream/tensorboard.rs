@@ -10,13 +10,17 @@
 //!
 //! The run's exit waits for every directory to be read to its end, so
 //! the last rows come before the exit record, as with W&B's service.
+//! What a directory already holds when it is announced is read one
+//! directory after another, and the directories are finished one after
+//! another too: rows of logs written before the run (an import) come in
+//! the same order every time, so a re-sync can skip what the server has.
 //! Beyond it: directories are looked at every second (W&B's service: 5 s),
 //! a run that finishes does not sit out the wait for a second directory,
 //! and online the tfevents files are uploaded while the run runs (W&B's
 //! TensorBoard tab otherwise stays empty until `finish()`).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -46,19 +50,51 @@ pub(crate) enum TbOutput {
         policy: pb::files_item::PolicyType,
     },
     Warn(String),
-    /// The directory is read to its end (after a stop).
-    Done,
+    /// Directory `n` (in `tbrecord` order) is read to its end (after a
+    /// stop, or given up).
+    Done(usize),
 }
 
 struct Watcher {
     stop: flume::Sender<()>,
-    thread: JoinHandle<()>,
+    /// Detached when dropped: a thread ends after its `Done`; joining
+    /// would block the handler's task.
+    _thread: JoinHandle<()>,
+}
+
+/// Whose turn it is to read what its directory already holds.
+#[derive(Default)]
+struct Turns {
+    next: Mutex<usize>,
+    changed: Condvar,
+}
+
+impl Turns {
+    /// Waits for turn `n`; the turn passes on when the guard drops.
+    fn take(self: &Arc<Self>, n: usize) -> TurnGuard {
+        let mut next = self.next.lock().expect("turns lock");
+        while *next < n {
+            next = self.changed.wait(next).expect("turns lock");
+        }
+        TurnGuard(self.clone(), n)
+    }
+}
+
+struct TurnGuard(Arc<Turns>, usize);
+
+impl Drop for TurnGuard {
+    fn drop(&mut self) {
+        let mut next = self.0.next.lock().expect("turns lock");
+        *next = (*next).max(self.1 + 1);
+        self.0.changed.notify_all();
+    }
 }
 
 /// The run's followed log directories.
 pub(crate) struct Tensorboard {
     settings: Arc<RunSettings>,
     guesser: Arc<RootGuesser>,
+    turns: Arc<Turns>,
     out: flume::Sender<TbOutput>,
     watchers: Vec<Watcher>,
 }
@@ -68,6 +104,7 @@ impl Tensorboard {
         Tensorboard {
             settings,
             guesser: Arc::default(),
+            turns: Arc::default(),
             out,
             watchers: Vec::new(),
         }
@@ -90,6 +127,8 @@ impl Tensorboard {
             .add(&namespace::slash_form(Path::new(&tb.log_dir), &base));
         let (stop, stopped) = flume::bounded(1);
         let job = Follow {
+            index: self.watchers.len(),
+            turns: self.turns.clone(),
             tb,
             base,
             files_dir: self.settings.files_dir(),
@@ -106,28 +145,32 @@ impl Tensorboard {
             .name(format!("tensorboard-{}", self.settings.run_id))
             .spawn(move || job.run())
             .expect("spawn tensorboard thread");
-        self.watchers.push(Watcher { stop, thread });
+        self.watchers.push(Watcher {
+            stop,
+            _thread: thread,
+        });
     }
 
-    /// Directories followed (each answers one `Done` after [`Self::stop`]).
+    /// Directories followed (each answers one `Done`).
     pub(crate) fn count(&self) -> usize {
         self.watchers.len()
     }
 
-    /// Tells every directory to read to its end and stop; returns how many
-    /// `Done`s will come.
-    pub(crate) fn stop(&mut self) -> usize {
+    /// The run is finishing: no more directories will come.
+    pub(crate) fn closing(&self) {
         self.guesser.close();
-        for w in &self.watchers {
+    }
+
+    /// Tells directory `n` to read to its end and stop.
+    pub(crate) fn stop(&self, n: usize) {
+        if let Some(w) = self.watchers.get(n) {
             let _ = w.stop.try_send(());
         }
-        let n = self.watchers.len();
-        // Detached: each ends after its `Done`; joining here would block
-        // the handler's task.
-        for w in self.watchers.drain(..) {
-            drop(w.thread);
-        }
-        n
+    }
+
+    /// Every directory is done.
+    pub(crate) fn clear(&mut self) {
+        self.watchers.clear();
     }
 }
 
@@ -153,6 +196,9 @@ fn is_cloud(dir: &str) -> bool {
 
 /// One directory's thread.
 struct Follow {
+    /// Its place among the run's directories.
+    index: usize,
+    turns: Arc<Turns>,
     tb: pb::TbRecord,
     base: PathBuf,
     files_dir: PathBuf,
@@ -165,19 +211,21 @@ struct Follow {
 
 /// Sends `Done` however the thread ends (a panic included): the run's
 /// exit waits for it.
-struct DoneOnDrop(flume::Sender<TbOutput>);
+struct DoneOnDrop(flume::Sender<TbOutput>, usize);
 
 impl Drop for DoneOnDrop {
     fn drop(&mut self) {
-        let _ = self.0.send(TbOutput::Done);
+        let _ = self.0.send(TbOutput::Done(self.1));
     }
 }
 
 impl Follow {
     fn run(self) {
-        let _done = DoneOnDrop(self.out.clone());
+        let _done = DoneOnDrop(self.out.clone(), self.index);
         let log_dir = namespace::slash_form(Path::new(&self.tb.log_dir), &self.base);
         let (prefix, root) = self.names(&log_dir);
+        // What is there already is read in turn (until the first `Idle`).
+        let mut turn = Some(self.turns.take(self.index));
         let mut filter = self.filter.clone();
         if self.tb.ignore_hostname {
             filter.host = None;
@@ -213,6 +261,7 @@ impl Follow {
                     }
                 }
                 Ok(Next::Idle) => {
+                    drop(turn.take());
                     if finishing {
                         break;
                     }

@@ -32,9 +32,25 @@ impl Handler {
         self.tensorboard.as_ref().map_or(0, Tensorboard::count)
     }
 
-    /// Asks every directory to be read to its end; how many will answer.
-    pub(crate) fn tensorboard_stop(&mut self) -> usize {
-        self.tensorboard.as_mut().map_or(0, Tensorboard::stop)
+    /// The run is finishing: no more directories will come.
+    pub(crate) fn tensorboard_closing(&self) {
+        if let Some(t) = &self.tensorboard {
+            t.closing();
+        }
+    }
+
+    /// Asks directory `n` to be read to its end.
+    pub(crate) fn tensorboard_stop(&self, n: usize) {
+        if let Some(t) = &self.tensorboard {
+            t.stop(n);
+        }
+    }
+
+    /// Every directory is done.
+    pub(crate) fn tensorboard_clear(&mut self) {
+        if let Some(t) = self.tensorboard.as_mut() {
+            t.clear();
+        }
     }
 
     pub(crate) fn tensorboard_output(&mut self, out: TbOutput) {
@@ -51,7 +67,7 @@ impl Handler {
                 }));
             }
             TbOutput::Warn(message) => self.log.warn(&format!("tensorboard: {message}")),
-            TbOutput::Row(_) | TbOutput::File { .. } | TbOutput::Done => {}
+            TbOutput::Row(_) | TbOutput::File { .. } | TbOutput::Done(_) => {}
         }
     }
 
