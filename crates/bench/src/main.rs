@@ -21,6 +21,7 @@ mod sdk;
 mod standin;
 mod startup;
 mod sync;
+mod tensorboard;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -94,6 +95,12 @@ struct Args {
     /// e.g. to see what `WANDB_CORE_DURABILITY` costs.
     #[arg(long)]
     ingest_only: bool,
+    /// Only TensorBoard logs read into a run (writes tensorboard.md).
+    #[arg(long)]
+    tensorboard: bool,
+    /// Steps of the generated TensorBoard log (ten scalars each).
+    #[arg(long, default_value_t = 100_000)]
+    tb_steps: u64,
     /// SDK processes of --load.
     #[arg(long, default_value_t = 64)]
     load_processes: usize,
@@ -182,6 +189,7 @@ fn main() -> anyhow::Result<()> {
     if args.quick {
         args.sizes = vec![1000];
         args.sdk_rows = 1000;
+        args.tb_steps = 1000;
         args.repeat = 1;
     }
     // Absolute, but not resolved: a venv's python is a symlink that must
@@ -230,6 +238,9 @@ fn main() -> anyhow::Result<()> {
     }
     if args.load {
         return load::report(&bench);
+    }
+    if args.tensorboard {
+        return tensorboard::report(&bench);
     }
 
     let mut md = report::heading("wandb-core-rs beside wandb-core 0.31.0");
