@@ -74,8 +74,12 @@ struct Current {
     file: Option<File>,
     /// Bytes of the file consumed as whole records.
     consumed: u64,
-    /// Bytes read past `consumed`, not yet a whole record.
+    /// Bytes read from the file; those before `pos` are consumed.
     buf: Vec<u8>,
+    /// Where the next record starts in `buf`: records are parsed in place
+    /// and the buffer compacted only when read into again (draining its
+    /// front per record would move the whole chunk each time).
+    pos: usize,
 }
 
 impl Current {
@@ -86,6 +90,7 @@ impl Current {
             file: None,
             consumed: 0,
             buf: Vec::new(),
+            pos: 0,
         }
     }
 }
@@ -132,7 +137,7 @@ impl LogDir {
                 self.current = Some(Current::new(key, path.clone()));
                 return Ok(Next::File(path));
             };
-            match record::parse(&cur.buf) {
+            match record::parse(&cur.buf[cur.pos..]) {
                 Ok(Some((data, used))) => {
                     self.bad_checksum_since = None;
                     let offset = cur.consumed;
@@ -141,7 +146,7 @@ impl LogDir {
                         offset,
                         source,
                     });
-                    cur.buf.drain(..used);
+                    cur.pos += used;
                     cur.consumed += used as u64;
                     return event.map(|e| Next::Event(Box::new(e)));
                 }
@@ -162,6 +167,7 @@ impl LogDir {
                         cur.consumed
                     ));
                     cur.buf.clear();
+                    cur.pos = 0;
                     cur.file = None;
                     return Ok(Next::Idle);
                 }
@@ -185,7 +191,7 @@ impl LogDir {
             let Some((key, path)) = later else {
                 return Ok(Next::Idle);
             };
-            if !cur.buf.is_empty() {
+            if cur.buf.len() > cur.pos {
                 self.warnings.push(format!(
                     "{}: ends with an incomplete record (maybe incomplete event) while {} exists",
                     cur.path.display(),
@@ -248,6 +254,8 @@ fn read_more(cur: &mut Current) -> std::io::Result<usize> {
         cur.file = Some(File::open(&cur.path)?);
     }
     let file = cur.file.as_mut().expect("opened above");
+    cur.buf.drain(..cur.pos);
+    cur.pos = 0;
     file.seek(SeekFrom::Start(cur.consumed + cur.buf.len() as u64))?;
     let before = cur.buf.len();
     file.take(READ_CHUNK).read_to_end(&mut cur.buf)?;
