@@ -31,6 +31,18 @@ pub fn import(
 ) -> anyhow::Result<Vec<PathBuf>> {
     let mut plans = Vec::new();
     for path in paths {
+        let text = path.to_string_lossy();
+        if wandb_tensorboard::cloud::is_cloud(&text) {
+            // A bucket: the URL is the log directory (not searched).
+            let url = text.trim_end_matches('/').to_string();
+            plans.push(Plan {
+                id: stable_id(Path::new(&url)),
+                name: url.rsplit('/').next().unwrap_or(&url).to_string(),
+                dirs: vec![PathBuf::from(&url)],
+                root: PathBuf::from(&url),
+            });
+            continue;
+        }
         let path =
             std::path::absolute(cwd.join(path)).with_context(|| format!("{}", path.display()))?;
         let dirs = log_dirs(&path);

@@ -667,7 +667,14 @@ impl Run {
         };
         // Absolute: the service resolves relative paths against the run's
         // root directory, which need not be this process's.
-        let abs = |p: &Path| std::path::absolute(p).map_err(|e| Error::io(p, e));
+        // Bucket URLs (`s3://…`, `gs://…`) as given.
+        let abs = |p: &Path| {
+            let s = p.to_string_lossy();
+            if ["s3://", "gs://", "az://"].iter().any(|c| s.starts_with(c)) {
+                return Ok(p.to_path_buf());
+            }
+            std::path::absolute(p).map_err(|e| Error::io(p, e))
+        };
         let log_dir = abs(&dir.log_dir)?;
         let root_dir = dir.root_dir.as_deref().map(abs).transpose()?;
         let tb = pb::TbRecord {

@@ -11,11 +11,13 @@
 //! - [`record`]: the TFRecord framing of tfevents files (length, masked
 //!   CRC-32C, data), read while the writer may still be appending;
 //! - [`logdir`]: which files of a log directory are read, in what order;
+//! - [`cloud`]: log directories in S3 or GCS buckets;
 //! - [`namespace`]: the key prefix and save path of each log directory;
 //! - [`proto`]: the few event fields W&B reads;
 //! - [`convert`]: events to history rows: scalars, histograms, images and
 //!   PR curves as W&B values, media files written under the run's files dir.
 
+pub mod cloud;
 pub mod convert;
 mod histogram;
 pub mod logdir;

@@ -10,7 +10,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use prost::Message;
@@ -24,6 +24,86 @@ pub const CHECKSUM_GRACE: Duration = Duration::from_secs(30);
 /// The most read from a file in one go: memory stays bounded whatever the
 /// file's size.
 const READ_CHUNK: u64 = 4 << 20;
+
+/// Where a log directory's files are: the local filesystem, or a bucket
+/// ([`crate::cloud`]).
+pub trait Source: Send {
+    /// Every file under the directory, as `/`-separated paths relative to
+    /// it (subdirectories included).
+    fn list(&mut self) -> std::io::Result<Vec<String>>;
+    /// Appends the bytes of `key` from `offset` (at most `max`) to `into`;
+    /// returns how many.
+    fn read(
+        &mut self,
+        key: &str,
+        offset: u64,
+        max: u64,
+        into: &mut Vec<u8>,
+    ) -> std::io::Result<usize>;
+    /// Where `key` is, to name it: a local path, or the object's URL.
+    fn path(&self, key: &str) -> PathBuf;
+    /// Whether [`Self::path`] is a file on this machine.
+    fn is_local(&self) -> bool;
+}
+
+/// A directory on this machine.
+struct Local {
+    dir: PathBuf,
+    /// The file being read, kept open between reads.
+    open: Option<(String, File)>,
+}
+
+impl Source for Local {
+    fn list(&mut self) -> std::io::Result<Vec<String>> {
+        let mut keys = Vec::new();
+        for entry in walkdir::WalkDir::new(&self.dir)
+            .follow_links(false)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+        {
+            let Ok(rel) = entry.path().strip_prefix(&self.dir) else {
+                continue;
+            };
+            keys.push(
+                rel.components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/"),
+            );
+        }
+        Ok(keys)
+    }
+
+    fn read(
+        &mut self,
+        key: &str,
+        offset: u64,
+        max: u64,
+        into: &mut Vec<u8>,
+    ) -> std::io::Result<usize> {
+        if self.open.as_ref().is_none_or(|(k, _)| k != key) {
+            self.open = Some((key.to_string(), File::open(self.path(key))?));
+        }
+        let (_, file) = self.open.as_mut().expect("opened above");
+        let read = file
+            .seek(SeekFrom::Start(offset))
+            .and_then(|_| file.take(max).read_to_end(into));
+        if read.is_err() {
+            // Opened again next time (the file may have been replaced).
+            self.open = None;
+        }
+        read
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.dir.join(key)
+    }
+
+    fn is_local(&self) -> bool {
+        true
+    }
+}
 
 /// Which files of the directory belong to this run.
 #[derive(Debug, Clone, Default)]
@@ -71,7 +151,6 @@ pub enum LogDirError {
 struct Current {
     key: String,
     path: PathBuf,
-    file: Option<File>,
     /// Bytes of the file consumed as whole records.
     consumed: u64,
     /// Bytes read from the file; those before `pos` are consumed.
@@ -87,7 +166,6 @@ impl Current {
         Current {
             key,
             path,
-            file: None,
             consumed: 0,
             buf: Vec::new(),
             pos: 0,
@@ -97,7 +175,7 @@ impl Current {
 
 /// A log directory being followed.
 pub struct LogDir {
-    dir: PathBuf,
+    source: Box<dyn Source>,
     pattern: regex::Regex,
     start_time: Option<i64>,
     current: Option<Current>,
@@ -106,9 +184,21 @@ pub struct LogDir {
 }
 
 impl LogDir {
+    /// A local directory.
     pub fn new(dir: impl Into<PathBuf>, filter: &Filter) -> Self {
+        Self::with_source(
+            Box::new(Local {
+                dir: dir.into(),
+                open: None,
+            }),
+            filter,
+        )
+    }
+
+    /// A directory wherever `source` keeps it.
+    pub fn with_source(source: Box<dyn Source>, filter: &Filter) -> Self {
         LogDir {
-            dir: dir.into(),
+            source,
             pattern: filter.pattern(),
             start_time: filter.start_time.filter(|t| *t > 0),
             current: None,
@@ -117,8 +207,9 @@ impl LogDir {
         }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// Whether its files are on this machine (and can be linked).
+    pub fn is_local(&self) -> bool {
+        self.source.is_local()
     }
 
     /// Problems met since the last call, for the run's log.
@@ -168,7 +259,6 @@ impl LogDir {
                     ));
                     cur.buf.clear();
                     cur.pos = 0;
-                    cur.file = None;
                     return Ok(Next::Idle);
                 }
             }
@@ -178,13 +268,12 @@ impl LogDir {
             let key = cur.key.clone();
             let later = self.next_file(Some(&key));
             let cur = self.current.as_mut().expect("set above");
-            match read_more(cur) {
+            match read_more(self.source.as_mut(), cur) {
                 Ok(0) => {}
                 Ok(_) => continue,
                 Err(e) => {
                     self.warnings
                         .push(format!("{}: {e}; will retry", cur.path.display()));
-                    cur.file = None;
                     return Ok(Next::Idle);
                 }
             }
@@ -207,30 +296,21 @@ impl LogDir {
     /// The first tfevents file after `after` in name order (slash-separated
     /// paths relative to the directory, subdirectories included).
     fn next_file(&mut self, after: Option<&str>) -> Option<(String, PathBuf)> {
-        let mut best: Option<(String, PathBuf)> = None;
-        for entry in walkdir::WalkDir::new(&self.dir)
-            .follow_links(false)
-            .into_iter()
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_file())
-        {
-            let Ok(rel) = entry.path().strip_prefix(&self.dir) else {
-                continue;
-            };
-            let key = rel
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy())
-                .collect::<Vec<_>>()
-                .join("/");
-            if after.is_some_and(|a| key.as_str() <= a)
-                || best.as_ref().is_some_and(|(b, _)| key >= *b)
-                || !self.accepts(&key)
-            {
-                continue;
+        let keys = match self.source.list() {
+            Ok(keys) => keys,
+            Err(e) => {
+                // Not there yet, or the network: looked at again next time.
+                self.warnings
+                    .push(format!("listing the log directory: {e}"));
+                return None;
             }
-            best = Some((key, entry.path().to_path_buf()));
-        }
-        best
+        };
+        let best = keys
+            .into_iter()
+            .filter(|key| after.is_none_or(|a| key.as_str() > a) && self.accepts(key))
+            .min()?;
+        let path = self.source.path(&best);
+        Some((best, path))
     }
 
     fn accepts(&self, key: &str) -> bool {
@@ -249,17 +329,11 @@ impl LogDir {
 
 /// Reads what the file has past what is buffered (at most one chunk);
 /// returns the bytes read.
-fn read_more(cur: &mut Current) -> std::io::Result<usize> {
-    if cur.file.is_none() {
-        cur.file = Some(File::open(&cur.path)?);
-    }
-    let file = cur.file.as_mut().expect("opened above");
+fn read_more(source: &mut dyn Source, cur: &mut Current) -> std::io::Result<usize> {
     cur.buf.drain(..cur.pos);
     cur.pos = 0;
-    file.seek(SeekFrom::Start(cur.consumed + cur.buf.len() as u64))?;
-    let before = cur.buf.len();
-    file.take(READ_CHUNK).read_to_end(&mut cur.buf)?;
-    Ok(cur.buf.len() - before)
+    let offset = cur.consumed + cur.buf.len() as u64;
+    source.read(&cur.key, offset, READ_CHUNK, &mut cur.buf)
 }
 
 #[cfg(test)]

@@ -146,10 +146,9 @@ pub fn run_scenarios(out: &Path, args: &[&str]) -> Option<serde_json::Value> {
 /// `scenarios.py` writes it), generated with [`reference_runs`].
 pub fn reference_manifest() -> serde_json::Value {
     let _ = reference_runs();
-    let key = format!("{:016x}", fnv1a(SCENARIOS_PY.as_bytes()));
     let path = target_dir()
         .join("reference-runs")
-        .join(key)
+        .join(runs_key())
         .join("manifest.json");
     serde_json::from_str(&fs::read_to_string(path).expect("read manifest")).expect("parse manifest")
 }
@@ -238,7 +237,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 pub fn reference_runs() -> &'static [ReferenceRun] {
     static RUNS: OnceLock<Vec<ReferenceRun>> = OnceLock::new();
     RUNS.get_or_init(|| {
-        let key = format!("{:016x}", fnv1a(SCENARIOS_PY.as_bytes()));
+        let key = runs_key();
         let root = target_dir().join("reference-runs");
         let done = root.join(&key);
         let manifest = done.join("manifest.json");
@@ -255,6 +254,36 @@ pub fn reference_runs() -> &'static [ReferenceRun] {
         }
         runs
     })
+}
+
+/// The cache key of the reference runs: the scenarios, and the installed
+/// packages, which the runs record (their requirements.txt).
+fn runs_key() -> String {
+    let mut keyed = SCENARIOS_PY.as_bytes().to_vec();
+    keyed.extend(installed_packages(reference_python()).into_bytes());
+    format!("{:016x}", fnv1a(&keyed))
+}
+
+/// The distributions installed beside `python` (its venv's
+/// `*.dist-info` names, sorted).
+fn installed_packages(python: &Path) -> String {
+    let venv = python.parent().and_then(Path::parent);
+    let mut names: Vec<String> = venv
+        .and_then(|v| fs::read_dir(v.join("lib")).ok())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|py| {
+            fs::read_dir(py.path().join("site-packages"))
+                .into_iter()
+                .flatten()
+        })
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".dist-info"))
+        .collect();
+    names.sort();
+    names.join("\n")
 }
 
 /// Runs the scenarios into a scratch directory and renames it into place,

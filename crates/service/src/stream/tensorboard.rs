@@ -25,6 +25,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use wandb_proto::pb;
+use wandb_tensorboard::cloud;
 use wandb_tensorboard::convert::{Converter, Row};
 use wandb_tensorboard::logdir::{Filter, LogDir, Next};
 use wandb_tensorboard::namespace::{self, GUESS_WAIT, RootGuesser};
@@ -113,18 +114,9 @@ impl Tensorboard {
     /// Follows the directory a `tbrecord` names.
     pub(crate) fn track(&mut self, tb: pb::TbRecord) {
         let base = client_dir(&self.settings);
-        if is_cloud(&tb.log_dir) {
-            let _ = self.out.send(TbOutput::Warn(format!(
-                "TensorBoard log directory {} is in the cloud; wandb-core-rs reads local \
-                 directories only, so its events are not in the run",
-                tb.log_dir
-            )));
-            return;
-        }
         // Known to the guesser at once: a second directory announced right
         // after the first decides both their prefixes.
-        self.guesser
-            .add(&namespace::slash_form(Path::new(&tb.log_dir), &base));
+        self.guesser.add(&dir_form(&tb.log_dir, &base));
         let (stop, stopped) = flume::bounded(1);
         let job = Follow {
             index: self.watchers.len(),
@@ -137,6 +129,7 @@ impl Tensorboard {
                 start_time: self.settings.raw.x_start_time.map(|t| t.floor() as i64),
             },
             online: !self.settings.offline,
+            runtime: tokio::runtime::Handle::try_current().ok(),
             guesser: self.guesser.clone(),
             out: self.out.clone(),
             stopped,
@@ -188,10 +181,14 @@ fn client_dir(settings: &RunSettings) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/"))
 }
 
-fn is_cloud(dir: &str) -> bool {
-    ["s3://", "gs://", "az://"]
-        .iter()
-        .any(|p| dir.starts_with(p))
+/// A log or root directory as the guesser and prefixes see it: absolute
+/// and `/`-separated, or the bucket URL as given.
+fn dir_form(dir: &str, base: &Path) -> String {
+    if cloud::is_cloud(dir) {
+        dir.trim_end_matches('/').to_string()
+    } else {
+        namespace::slash_form(Path::new(dir), base)
+    }
 }
 
 /// One directory's thread.
@@ -204,6 +201,8 @@ struct Follow {
     files_dir: PathBuf,
     filter: Filter,
     online: bool,
+    /// Runs a bucket's requests (the service's runtime).
+    runtime: Option<tokio::runtime::Handle>,
     guesser: Arc<RootGuesser>,
     out: flume::Sender<TbOutput>,
     stopped: flume::Receiver<()>,
@@ -222,7 +221,7 @@ impl Drop for DoneOnDrop {
 impl Follow {
     fn run(self) {
         let _done = DoneOnDrop(self.out.clone(), self.index);
-        let log_dir = namespace::slash_form(Path::new(&self.tb.log_dir), &self.base);
+        let log_dir = dir_form(&self.tb.log_dir, &self.base);
         let (prefix, root) = self.names(&log_dir);
         // What is there already is read in turn (until the first `Idle`).
         let mut turn = Some(self.turns.take(self.index));
@@ -233,7 +232,24 @@ impl Follow {
         if self.tb.ignore_timestamp {
             filter.start_time = None;
         }
-        let mut dir = LogDir::new(&log_dir, &filter);
+        let mut dir = if cloud::is_cloud(&log_dir) {
+            let bucket = self
+                .runtime
+                .clone()
+                .ok_or_else(|| "no runtime for its requests".to_string())
+                .and_then(|rt| cloud::open(&log_dir, rt));
+            match bucket {
+                Ok(b) => LogDir::with_source(Box::new(b), &filter),
+                Err(e) => {
+                    let _ = self.out.send(TbOutput::Warn(format!(
+                        "TensorBoard log directory {log_dir}: {e}; not read"
+                    )));
+                    return;
+                }
+            }
+        } else {
+            LogDir::new(&log_dir, &filter)
+        };
         let mut convert = Converter::new(prefix, &self.files_dir);
         let mut finishing = false;
         // Files being read, for live uploads: path, size last uploaded, when.
@@ -251,6 +267,14 @@ impl Follow {
                 Ok(Next::Event(event)) => {
                     if let Some(row) = convert.event(*event) {
                         let _ = self.out.send(TbOutput::Row(row));
+                    }
+                }
+                Ok(Next::File(path)) if !dir.is_local() => {
+                    if self.tb.save {
+                        let _ = self.out.send(TbOutput::Warn(format!(
+                            "not saving tfevents file {} because it is in the cloud",
+                            path.display()
+                        )));
                     }
                 }
                 Ok(Next::File(path)) => {
@@ -290,8 +314,8 @@ impl Follow {
     /// The key prefix and the root tfevents files are saved relative to.
     fn names(&self, log_dir: &str) -> (String, Option<String>) {
         if let Some(ns) = &self.tb.namespace {
-            let root = (!self.tb.root_dir.is_empty())
-                .then(|| namespace::slash_form(Path::new(&self.tb.root_dir), &self.base));
+            let root =
+                (!self.tb.root_dir.is_empty()).then(|| dir_form(&self.tb.root_dir, &self.base));
             return (ns.clone(), root);
         }
         let (root, guessed) = if !self.tb.root_dir.is_empty() {
