@@ -180,9 +180,172 @@ pub fn report(bench: &Bench<'_>) -> anyhow::Result<()> {
             digits,
         );
     }
+    // Lag while training runs.
+    let mut lag: [(Series, usize); 2] = Default::default();
+    for (i, (name, bin)) in bench.binaries.iter().enumerate() {
+        eprintln!("tensorboard lag, {name}…");
+        let dir = bench.scratch.join(format!("tb-lag-{name}"));
+        lag[i] = lag_once(bin, &bench.args.python, &dir)?;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let _ = writeln!(
+        md,
+        "\nWhile training runs: tensorboardX writes a scalar every {LAG_INTERVAL_S} s ({LAG_STEPS} \
+         steps, flushed each) under `wandb.tensorboard.patch(root_logdir=…)`; the time from each write to its row \
+         in the run's log, less one step interval (a step's row is complete when the next step \
+         begins); median [min–max] over the steps\n"
+    );
+    table_header(&mut md, "lag");
+    row(
+        &mut md,
+        "add_scalar to row in the log (s)",
+        &lag[0].0,
+        &lag[1].0,
+        2,
+    );
+    let _ = writeln!(
+        md,
+        "\nrows not in the log before `finish()`: ours {}, theirs {}",
+        lag[0].1, lag[1].1
+    );
     let path = bench.out_dir.join("tensorboard.md");
     std::fs::write(&path, &md)?;
     eprintln!("{md}");
     eprintln!("written to {}", path.display());
     Ok(())
+}
+
+/// The lag figure: a training loop writes a scalar every 200 ms with
+/// tensorboardX under `wandb.tensorboard.patch(root_logdir=…)` (flushing
+/// each), and the
+/// bench watches the run's log for each step's row. A row is complete only
+/// once the next step begins (events of one step make one row), so the
+/// step interval is taken off; what is left is the service's delay.
+const LAG_WORKLOAD: &str = r#"
+import os, sys, time, wandb
+from tensorboardX import SummaryWriter
+# The root given: without it a single directory waits 10 s for a second
+# before its keys are known (both services), which is not what is measured.
+wandb.tensorboard.patch(root_logdir=os.environ["BENCH_LOGDIR"])
+run = wandb.init(project="bench-tb", sync_tensorboard=True,
+                 settings=wandb.Settings(x_disable_stats=True))
+w = SummaryWriter(os.path.join(os.environ["BENCH_LOGDIR"], "train"))
+steps = int(os.environ["BENCH_STEPS"])
+for i in range(steps):
+    w.add_scalar("x", float(i), i)
+    w.flush()
+    print(f"{i} {time.time()}", flush=True)
+    time.sleep(0.2)
+time.sleep(float(os.environ["BENCH_TAIL_S"]))
+w.close()
+run.finish()
+"#;
+
+const LAG_STEPS: u64 = 40;
+const LAG_INTERVAL_S: f64 = 0.2;
+
+/// Seconds from each step's write to its row in the log, less one step
+/// interval; rows first seen only at `finish()` count as not live.
+fn lag_once(binary: &Path, python: &Path, dir: &Path) -> anyhow::Result<(Series, usize)> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    let service = Service::start(binary, dir, &[], &[], None)?;
+    // Long enough after the last write for the slower service's poll.
+    let tail_s = 12.0;
+    let mut child = Command::new(python)
+        .args(["-c", LAG_WORKLOAD])
+        .current_dir(dir)
+        .env("WANDB_SERVICE", service.token())
+        .env("WANDB_MODE", "offline")
+        .env("WANDB_DIR", dir)
+        .env("WANDB_SILENT", "true")
+        .env("HOME", dir)
+        .env("BENCH_LOGDIR", dir.join("logs"))
+        .env("BENCH_STEPS", LAG_STEPS.to_string())
+        .env("BENCH_TAIL_S", tail_s.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("run the Python client")?;
+    let mut seen: std::collections::BTreeMap<i64, f64> = Default::default();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    let finished = loop {
+        if let Some(log) = run_log(dir) {
+            for step in global_steps(&log) {
+                seen.entry(step).or_insert_with(now);
+            }
+        }
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("the lag client did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        use std::io::Read as _;
+        stdout.read_to_string(&mut out)?;
+    }
+    let _ = service.teardown()?;
+    if !finished.success() {
+        bail!("the lag client failed");
+    }
+    let mut lags = Series::default();
+    let mut late = 0;
+    for line in out.lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(step), Some(at)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let (step, at): (i64, f64) = (step.parse()?, at.parse()?);
+        match seen.get(&step) {
+            // The last step's row waits for the end of the stream.
+            Some(t) if (step as u64) < LAG_STEPS - 1 => {
+                lags.push((t - at - LAG_INTERVAL_S).max(0.0))
+            }
+            Some(_) => {}
+            None => late += 1,
+        }
+    }
+    Ok((lags, late))
+}
+
+fn run_log(dir: &Path) -> Option<std::path::PathBuf> {
+    std::fs::read_dir(dir.join("wandb/latest-run"))
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "wandb"))
+}
+
+/// The `global_step` of every history row the log holds so far.
+fn global_steps(log: &Path) -> Vec<i64> {
+    let Ok(mut reader) = wandb_store::txlog::LogReader::open(log) else {
+        return Vec::new();
+    };
+    let mut steps = Vec::new();
+    while let Ok(Some((_, bytes))) = reader.next_record() {
+        let Ok(record) = wandb_proto::pb::Record::decode(bytes.as_slice()) else {
+            continue;
+        };
+        if let Some(wandb_proto::pb::record::RecordType::History(h)) = record.record_type
+            && let Some(item) = h
+                .item
+                .iter()
+                .find(|i| i.key == "global_step" || i.nested_key == ["global_step"])
+            && let Ok(step) = item.value_json.parse::<i64>()
+        {
+            steps.push(step);
+        }
+    }
+    steps
 }
