@@ -79,6 +79,20 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
+/// `script` run offline in `dir` by `python`, on `service`.
+fn client(python: &Path, script: &str, dir: &Path, service: &Service) -> Command {
+    let mut cmd = Command::new(python);
+    cmd.args(["-c", script])
+        .current_dir(dir)
+        .env("WANDB_SERVICE", service.token())
+        .env("WANDB_MODE", "offline")
+        .env("WANDB_DIR", dir)
+        .env("WANDB_SILENT", "true")
+        .env("HOME", dir)
+        .stdin(Stdio::null());
+    cmd
+}
+
 fn run_once(
     binary: &Path,
     python: &Path,
@@ -100,16 +114,8 @@ fn run_once(
         log,
     )?;
     let service = Service::start(binary, dir, &[], &[], None)?;
-    let out = Command::new(python)
-        .args(["-c", WORKLOAD])
-        .current_dir(dir)
-        .env("WANDB_SERVICE", service.token())
-        .env("WANDB_MODE", "offline")
-        .env("WANDB_DIR", dir)
-        .env("WANDB_SILENT", "true")
-        .env("HOME", dir)
+    let out = client(python, WORKLOAD, dir, &service)
         .env("BENCH_LOGDIR", &logdir)
-        .stdin(Stdio::null())
         .output()
         .context("run the Python client")?;
     if !out.status.success() {
@@ -252,18 +258,10 @@ fn lag_once(binary: &Path, python: &Path, dir: &Path) -> anyhow::Result<(Series,
     let service = Service::start(binary, dir, &[], &[], None)?;
     // Long enough after the last write for the slower service's poll.
     let tail_s = 12.0;
-    let mut child = Command::new(python)
-        .args(["-c", LAG_WORKLOAD])
-        .current_dir(dir)
-        .env("WANDB_SERVICE", service.token())
-        .env("WANDB_MODE", "offline")
-        .env("WANDB_DIR", dir)
-        .env("WANDB_SILENT", "true")
-        .env("HOME", dir)
+    let mut child = client(python, LAG_WORKLOAD, dir, &service)
         .env("BENCH_LOGDIR", dir.join("logs"))
         .env("BENCH_STEPS", LAG_STEPS.to_string())
         .env("BENCH_TAIL_S", tail_s.to_string())
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
