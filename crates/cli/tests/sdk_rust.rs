@@ -489,7 +489,7 @@ fn a_service_that_dies_mid_run_is_reported() {
         }
         // SAFETY: as above.
         unsafe { libc::kill(pid, libc::SIGKILL) };
-        service.child.wait().unwrap();
+        common::raw::wait_exit(&mut service.child, Duration::from_secs(10));
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let err = loop {
             match run.log([("after", 1)]) {

@@ -15,7 +15,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::raw::{Client, ServiceChild, item, record, row, run_record, start, wait_exit};
@@ -121,18 +121,7 @@ struct Writers {
     who: Service,
     base_url: String,
     run_id: String,
-    children: Vec<(String, Child, PathBuf)>,
-}
-
-impl Drop for Writers {
-    fn drop(&mut self) {
-        for (_, child, _) in &mut self.children {
-            if let Ok(None) = child.try_wait() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
+    children: Vec<(String, ServiceChild, PathBuf)>,
 }
 
 impl Writers {
@@ -184,8 +173,11 @@ impl Writers {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        self.children
-            .push((label.to_string(), cmd.spawn().unwrap(), out_path));
+        self.children.push((
+            label.to_string(),
+            ServiceChild(cmd.spawn().unwrap()),
+            out_path,
+        ));
     }
 
     /// Waits for writer `label` to exit (killed past the deadline); returns

@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{install_ours, python_script, standin};
@@ -273,18 +273,6 @@ fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// Kills the script if the test fails first.
-struct Script(Child);
-
-impl Drop for Script {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 #[test]
 fn online_tensorboard_rows_and_files_reach_the_backend_while_the_run_runs() {
     let mut counts = Vec::new();
@@ -306,7 +294,8 @@ fn online_tensorboard_rows_and_files_reach_the_backend_while_the_run_runs() {
             .stderr(Stdio::from(
                 std::fs::File::create(work.join("err.txt")).unwrap(),
             ));
-        let mut child = Script(cmd.spawn().unwrap());
+        // Killed if the test fails first.
+        let mut child = common::raw::ServiceChild(cmd.spawn().unwrap());
         wait_for(
             &format!("{who}: the script's logs written"),
             Duration::from_secs(120),

@@ -9,7 +9,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use prost::Message;
@@ -20,14 +20,10 @@ use wandb_tensorboard::proto::{Event, Kind, Summary, SummaryValue};
 
 const KEY: &str = "tbcloudkeytbcloudkeytbcloudkeytbcloud012";
 
-/// The moto server, killed when the test ends.
-struct Moto(Child, u16);
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// The moto server (killed when the test ends) and its port.
+struct Moto {
+    _server: common::raw::ServiceChild,
+    port: u16,
 }
 
 fn moto() -> Moto {
@@ -55,7 +51,10 @@ fn moto() -> Moto {
         ))
         .spawn()
         .unwrap();
-    let moto = Moto(child, port);
+    let moto = Moto {
+        _server: common::raw::ServiceChild(child),
+        port,
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "moto_server did not start");
@@ -107,12 +106,12 @@ fn events(steps: std::ops::Range<i64>) -> Vec<u8> {
 #[test]
 fn tensorboard_logs_in_an_s3_bucket_are_imported() {
     let moto = moto();
-    assert_eq!(put(moto.1, "/tblogs", b""), 200, "the bucket");
+    assert_eq!(put(moto.port, "/tblogs", b""), 200, "the bucket");
     let object = "/tblogs/logs/train/events.out.tfevents.1700000000.node1";
-    assert_eq!(put(moto.1, object, &events(0..20)), 200, "the log");
+    assert_eq!(put(moto.port, object, &events(0..20)), 200, "the log");
     let s = common::standin(KEY, &[]);
     let work = scratch_dir("tb-s3");
-    let endpoint = format!("http://127.0.0.1:{}", moto.1);
+    let endpoint = format!("http://127.0.0.1:{}", moto.port);
     let sync = || {
         let out = Command::new(common::ours())
             .args([
@@ -159,7 +158,7 @@ fn tensorboard_logs_in_an_s3_bucket_are_imported() {
     // Training went on in a new writer session (a new file): imported
     // again, only the new rows are sent.
     let later = "/tblogs/logs/train/events.out.tfevents.1700000100.node1";
-    assert_eq!(put(moto.1, later, &events(20..30)), 200);
+    assert_eq!(put(moto.port, later, &events(20..30)), 200);
     let said = sync();
     assert_eq!(steps(&s), (0..30).collect::<Vec<_>>(), "{said}");
 }

@@ -669,8 +669,7 @@ impl Run {
         // root directory, which need not be this process's.
         // Bucket URLs (`s3://…`, `gs://…`) as given.
         let abs = |p: &Path| {
-            let s = p.to_string_lossy();
-            if ["s3://", "gs://", "az://"].iter().any(|c| s.starts_with(c)) {
+            if wandb_tensorboard::cloud::is_cloud(&p.to_string_lossy()) {
                 return Ok(p.to_path_buf());
             }
             std::path::absolute(p).map_err(|e| Error::io(p, e))

@@ -239,10 +239,10 @@ pub fn reference_runs() -> &'static [ReferenceRun] {
     RUNS.get_or_init(|| {
         let key = runs_key();
         let root = target_dir().join("reference-runs");
-        let done = root.join(&key);
+        let done = root.join(key);
         let manifest = done.join("manifest.json");
         if !manifest.exists() {
-            generate(&root, &key);
+            generate(&root, key);
         }
         let text = fs::read_to_string(&manifest).expect("read manifest");
         let manifest: Manifest = serde_json::from_str(&text).expect("parse manifest");
@@ -258,10 +258,13 @@ pub fn reference_runs() -> &'static [ReferenceRun] {
 
 /// The cache key of the reference runs: the scenarios, and the installed
 /// packages, which the runs record (their requirements.txt).
-fn runs_key() -> String {
-    let mut keyed = SCENARIOS_PY.as_bytes().to_vec();
-    keyed.extend(installed_packages(reference_python()).into_bytes());
-    format!("{:016x}", fnv1a(&keyed))
+fn runs_key() -> &'static str {
+    static KEY: OnceLock<String> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let mut keyed = SCENARIOS_PY.as_bytes().to_vec();
+        keyed.extend(installed_packages(reference_python()).into_bytes());
+        format!("{:016x}", fnv1a(&keyed))
+    })
 }
 
 /// The distributions installed beside `python` (its venv's

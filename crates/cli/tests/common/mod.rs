@@ -6,7 +6,7 @@
 pub mod raw;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -109,28 +109,23 @@ pub fn stable(v: &Value, volatile: &dyn Fn(&str) -> bool) -> Value {
 /// Our service, started by the test with its own pid as `--pid`, killed
 /// when dropped.
 pub struct OurService {
-    pub child: Child,
+    pub child: raw::ServiceChild,
     /// Its `WANDB_SERVICE` token.
     pub token: String,
-}
-
-impl Drop for OurService {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 pub fn start_service(scratch: &Path) -> OurService {
     let port_file = scratch.join("port.txt");
     let mut service = OurService {
-        child: Command::new(ours())
-            .arg("--port-filename")
-            .arg(&port_file)
-            .arg("--pid")
-            .arg(std::process::id().to_string())
-            .spawn()
-            .unwrap(),
+        child: raw::ServiceChild(
+            Command::new(ours())
+                .arg("--port-filename")
+                .arg(&port_file)
+                .arg("--pid")
+                .arg(std::process::id().to_string())
+                .spawn()
+                .unwrap(),
+        ),
         token: String::new(),
     };
     let deadline = Instant::now() + Duration::from_secs(30);

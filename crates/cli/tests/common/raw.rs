@@ -62,8 +62,8 @@ pub fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatu
     }
 }
 
-/// A service process a test started: killed and reaped when dropped, so
-/// that a failing test leaves nothing running.
+/// A process a test started (a service, an SDK script, a server): killed
+/// and reaped when dropped, so that a failing test leaves nothing running.
 pub struct ServiceChild(pub Child);
 
 impl std::ops::Deref for ServiceChild {
@@ -83,8 +83,11 @@ impl Drop for ServiceChild {
     fn drop(&mut self) {
         if let Ok(None) = self.0.try_wait() {
             let _ = self.0.kill();
-            // Killed: the wait ends at once.
-            let _ = self.0.wait();
+            // Killed: reaped at once, but never waited for without end.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
     }
 }
