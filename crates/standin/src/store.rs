@@ -154,6 +154,15 @@ pub struct Store {
     conn: Arc<Mutex<Connection>>,
 }
 
+/// How many lines `file` of the run has.
+fn lines_in(c: &Connection, key: &RunKey, file: &str) -> rusqlite::Result<i64> {
+    c.query_row(
+        "SELECT COALESCE(MAX(line) + 1, 0) FROM lines WHERE entity=?1 AND project=?2 AND run=?3 AND file=?4",
+        params![key.entity, key.project, key.name, file],
+        |r| r.get(0),
+    )
+}
+
 fn json_or_null(text: Option<String>) -> Value {
     text.and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or(Value::Null)
@@ -374,13 +383,7 @@ impl Store {
     }
 
     pub fn line_count(&self, key: &RunKey, file: &str) -> i64 {
-        self.with(|c| {
-            c.query_row(
-                "SELECT COALESCE(MAX(line) + 1, 0) FROM lines WHERE entity=?1 AND project=?2 AND run=?3 AND file=?4",
-                params![key.entity, key.project, key.name, file],
-                |r| r.get(0),
-            )
-        })
+        self.with(|c| lines_in(c, key, file))
     }
 
     /// History rows as JSON objects.
@@ -433,15 +436,25 @@ impl Store {
         let Ok(new) = serde_json::from_str::<Value>(&wandb_json(summary)) else {
             return;
         };
-        let mut merged = self.run(key).map(|r| r.summary).unwrap_or(Value::Null);
-        merge_into(&mut merged, &new);
-        let rows = self.line_count(key, "wandb-history.jsonl");
-        if let Value::Object(m) = &mut merged
-            && rows > 0
-        {
-            m.insert("_step".into(), Value::from(rows - 1));
-        }
+        // One critical section: writers' file streams arrive concurrently,
+        // and a read here and a write later would lose another's keys.
         self.with(|c| {
+            let old: Option<String> = c
+                .query_row(
+                    "SELECT summary FROM runs WHERE entity=?1 AND project=?2 AND name=?3",
+                    params![key.entity, key.project, key.name],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .flatten();
+            let mut merged = json_or_null(old);
+            merge_into(&mut merged, &new);
+            let rows = lines_in(c, key, "wandb-history.jsonl")?;
+            if let Value::Object(m) = &mut merged
+                && rows > 0
+            {
+                m.insert("_step".into(), Value::from(rows - 1));
+            }
             c.execute(
                 "UPDATE runs SET summary=?4 WHERE entity=?1 AND project=?2 AND name=?3",
                 params![key.entity, key.project, key.name, merged.to_string()],
@@ -883,5 +896,32 @@ mod tests {
             Some("2026-01-02T03:04:05.000006 x")
         );
         assert_eq!(plain_console_line("2026-01-02T03:04:05.000006 x"), None);
+    }
+
+    #[test]
+    fn concurrent_writers_summaries_all_merge() {
+        // Writers' file streams land on parallel request handlers; none may
+        // lose another's keys (this once dropped one writer in four).
+        let s = Store::open(None).unwrap();
+        let key = RunKey::new("e", "p", "shared");
+        s.ensure_run(&key);
+        let threads: Vec<_> = (0..8)
+            .map(|w| {
+                let s = s.clone();
+                let key = key.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50 {
+                        s.merge_summary(&key, &format!(r#"{{"w{w}":{i}}}"#));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let summary = s.run(&key).unwrap().summary;
+        for w in 0..8 {
+            assert_eq!(summary[format!("w{w}")], 49, "{summary}");
+        }
     }
 }
