@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, bail};
-
-/// wandb versions whose protocol this service speaks.
-pub const SUPPORTED_WANDB: &[&str] = &["0.31.0"];
+use wandb_service::{supported_wandb_range, supports_wandb};
 
 const BACKUP_SUFFIX: &str = ".orig";
 
@@ -55,11 +53,11 @@ fn backup_path(core: &Path) -> PathBuf {
 
 pub fn install(args: &Args) -> anyhow::Result<ExitCode> {
     let (version, core) = locate(&args.python)?;
-    if !SUPPORTED_WANDB.contains(&version.as_str()) {
+    if !supports_wandb(&version) {
         bail!(
             "wandb {version} at {} is not supported (supported: {})",
             core.display(),
-            SUPPORTED_WANDB.join(", ")
+            supported_wandb_range()
         );
     }
     let backup = backup_path(&core);

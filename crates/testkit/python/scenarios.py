@@ -78,7 +78,10 @@ def scenario_step_commit(wandb):
 
 def scenario_large(wandb):
     # Records larger than one 32 KiB block: FIRST, MIDDLE…, LAST chunks.
-    run = wandb.init(project="compat", config={"blob": "c" * 70_000}, settings=wandb.Settings(x_history_value_encoding="json,typed"))
+    # (SDKs before 0.31 have no x_history_value_encoding setting.)
+    typed = "x_history_value_encoding" in wandb.Settings.model_fields
+    settings = wandb.Settings(x_history_value_encoding="json,typed") if typed else None
+    run = wandb.init(project="compat", config={"blob": "c" * 70_000}, settings=settings)
     run.log({"text": "x" * 100_000})
     run.log({"huge": "y" * 200_000, "n": 1})
     run.summary["note"] = "z" * 40_000
@@ -109,9 +112,11 @@ def scenario_console(wandb):
     print("completed")
     # What the service answers to the status requests, in the output.
     # (run.status() waits without a deadline; its request, with one.)
-    run_status = run._interface.deliver_request_run_status().wait_or(timeout=30)
+    # (In older SDKs, e.g. 0.22, the run's interface is its backend's.)
+    interface = run._interface if hasattr(run, "_interface") else run._backend.interface
+    run_status = interface.deliver_request_run_status().wait_or(timeout=30)
     print("run status answer:", run_status.response.WhichOneof("response_type"))
-    status = run._interface.deliver_status().wait_or(timeout=30)
+    status = interface.deliver_status().wait_or(timeout=30)
     print("status answer:", status.response.WhichOneof("response_type"))
     run.alert(title="done", text="console scenario")
     run.finish()
@@ -240,7 +245,8 @@ def scenario_values(wandb):
     run.summary["y"] = float("-inf")
     run.summary["z"] = 1
     run.summary["z"] = None
-    run.pin_config_keys(["True", "version"])
+    if hasattr(run, "pin_config_keys"):  # (not in older SDKs, e.g. 0.22)
+        run.pin_config_keys(["True", "version"])
     print("\x1b[32mgreen\x1b[0m and \x1b[1;31mbold red\x1b[m")
     print("\x1b[33mprogress 1\x1b[0m\r\x1b[33mprogress 2\x1b[0m")
     run.finish()

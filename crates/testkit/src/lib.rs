@@ -109,6 +109,16 @@ fn check_wandb(python: &Path) {
 /// the output directory; returns the parsed manifest (or `None` for
 /// `--phase run`).
 pub fn run_scenarios(out: &Path, args: &[&str]) -> Option<serde_json::Value> {
+    run_scenarios_with(out, args, &[])
+}
+
+/// [`run_scenarios`] with extra environment for the driver and the
+/// scripts it runs.
+pub fn run_scenarios_with(
+    out: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Option<serde_json::Value> {
     // One stable copy per script version: tracebacks in the runs' output
     // name it, and both phases of a run must agree.
     let dir = target_dir()
@@ -127,6 +137,7 @@ pub fn run_scenarios(out: &Path, args: &[&str]) -> Option<serde_json::Value> {
         .arg(&script)
         .arg(out)
         .args(args)
+        .envs(env.iter().copied())
         .output_limited()
         .expect("run scenarios.py");
     assert!(

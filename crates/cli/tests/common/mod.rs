@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses some of these
 
 pub mod raw;
+pub mod scenarios;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -571,7 +571,10 @@ async fn dispatch(
             let req = *req;
             let Some(kind) = req.server_request_type else {
                 if let Some(reply) = reply {
-                    reply.error("unknown or empty request type");
+                    reply.error(format!(
+                        "unknown or empty request type (wandb-core-rs speaks the protocol of {})",
+                        crate::supported_wandb_range()
+                    ));
                 }
                 return Ok(());
             };

@@ -1,0 +1,5 @@
+import sys
+
+from wandb_core_rs._cli import main
+
+sys.exit(main())
