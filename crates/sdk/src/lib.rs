@@ -40,9 +40,11 @@
 //! * [`settings`](Settings): code, then `WANDB_*` variables, then defaults.
 //! * [`Run`]: log, config, summary, define_metric, alert, save, finish.
 //! * [`Value`], [`Histogram`], [`Image`]: what can be logged.
+//! * [`integrations`]: candle and burn training loops.
 
 mod connection;
 mod error;
+pub mod integrations;
 mod media;
 mod metric;
 mod run;
@@ -76,3 +78,9 @@ pub fn init(settings: Settings) -> Result<Run> {
     }
     Run::start(settings)
 }
+
+/// The crate's README (crates.io's page), its example compiled as a
+/// doctest so that it cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

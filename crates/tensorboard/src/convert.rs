@@ -29,7 +29,7 @@ pub struct Row {
     pub wall_time: f64,
     /// (key, value_json) in the order converted; key is the namespaced tag as ONE label.
     pub items: Vec<(String, String)>,
-    /// Run-relative paths ("media/images/<id>.png", "media/table/<id>.table.json") of files
+    /// Run-relative paths (`media/images/<id>.png`, `media/table/<id>.table.json`) of files
     /// written for this row.
     pub media: Vec<String>,
     /// (key, chart value_json) for the run config at `_wandb.visualize.<key>` (PR curves).

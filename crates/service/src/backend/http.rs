@@ -72,10 +72,10 @@ pub struct NetworkEvents {
 
 impl NetworkEvents {
     fn push(&self, status: u16, text: String) {
-        if let Ok(mut p) = self.pending.lock() {
-            if p.len() < 64 {
-                p.push((status, text));
-            }
+        if let Ok(mut p) = self.pending.lock()
+            && p.len() < 64
+        {
+            p.push((status, text));
         }
     }
 

@@ -2,7 +2,7 @@
 //! written) to the W&B backend.
 //!
 //! One code path for live and replayed runs: each run's transaction log is
-//! read by the online sender ([`crate::online::replay`]), exactly as
+//! read by the online sender (`online::replay`), exactly as
 //! it follows the log of a live online run. This module finds the runs
 //! ([`paths`]), sends several at once, keeps progress and messages for the
 //! SDK's `sync_status` polls and for `wandb-core sync`'s progress bars, and

@@ -5,7 +5,7 @@
 //! split into chunks that never cross a block boundary, each with a 7-byte
 //! header carrying an IEEE CRC-32 of its type byte and payload.
 //!
-//! * [`format`]: the constants and the chunk header.
+//! * [`format`](mod@format): the constants and the chunk header.
 //! * [`writer`]: appends records (assigning `num`), flushes on a policy,
 //!   fsyncs on close.
 //! * [`reader`]: validates and reassembles records, and stops with a precise
