@@ -27,6 +27,10 @@ import os
 #: Environment variable that overrides the switch: 0/false/off or 1/true/on.
 ENV = "WANDB_CORE_RS"
 
+#: Set by the hook to W&B's own binary, for our binary to hand over what it
+#: does not do itself (`wandb-core leet`).
+WANDB_CORE_ENV = "WANDB_CORE_RS_WANDB_CORE"
+
 #: The wandb releases this service is tested with (oldest, newest minor);
 #: others launch W&B's own service, with a warning.
 SUPPORTED = ((0, 22), (0, 31))

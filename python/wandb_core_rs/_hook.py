@@ -9,6 +9,7 @@ get_core_path`. Installed once, at start-up, by `wandb_core_rs.pth`.
 
 from __future__ import annotations
 
+import os
 import sys
 
 _TARGET = "wandb.util"
@@ -66,6 +67,13 @@ def _patch(util) -> None:
             )
             return original()
         path = rs.binary()
+        # W&B's binary, for what ours hands over to it (`wandb leet`, W&B's
+        # terminal UI, which ours does not have yet): the SDK's children
+        # inherit the environment.
+        try:
+            os.environ[rs.WANDB_CORE_ENV] = original()
+        except Exception:  # noqa: BLE001 - W&B's binary is missing: nothing to hand over to
+            pass
         if path is None:
             sys.stderr.write(
                 "wandb-core-rs: its wandb-core binary is missing (reinstall "

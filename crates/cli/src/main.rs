@@ -7,6 +7,7 @@
 
 mod inspect;
 mod install;
+mod leet;
 mod logging;
 mod monitor;
 mod service;
@@ -46,6 +47,9 @@ enum Command {
     Monitor(monitor::Args),
     /// Send offline runs (or runs still being written, with --live) to W&B.
     Sync(sync::Args),
+    /// W&B's terminal UI (`wandb leet`): handed to W&B's own wandb-core,
+    /// as ours has none yet.
+    Leet(leet::Args),
 }
 
 /// Go's flag package takes `-name` for long flags; clap wants `--name`.
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
         Some(Command::Uninstall(args)) => install::uninstall(&args),
         Some(Command::Monitor(args)) => monitor::run(&args),
         Some(Command::Sync(args)) => sync::run(&args),
+        Some(Command::Leet(args)) => leet::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -219,6 +219,31 @@ fn the_wheel_switches_wandb_and_survives_its_upgrade_and_uninstall() {
     let (log, version) = offline_run(&py, &work, &[]);
     assert_eq!(version, "0.31.0");
     assert!(ours_in(&log), "after upgrading wandb, W&B's ran:\n{log}");
+    // `wandb leet` (W&B's terminal UI, run as `wandb-core leet …`) still
+    // works: ours hands it to W&B's binary. `inspect --json` prints the
+    // run; the same with W&B's service chosen outright.
+    let leet = |switch: &str| {
+        let out = Command::new(dir.join("venv/bin/wandb"))
+            .current_dir(&work)
+            .args(["leet", "inspect", "--json"])
+            .arg(work.join("wandb"))
+            .env_remove("WANDB_SERVICE")
+            .env("WANDB_CORE_RS", switch)
+            .output_limited()
+            .unwrap();
+        assert_ok(
+            &format!("wandb leet inspect (WANDB_CORE_RS={switch})"),
+            &out,
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let through_ours = leet("1");
+    assert!(
+        through_ours.contains("\"x\""),
+        "leet shows the run: {through_ours}"
+    );
+    assert_eq!(through_ours, leet("0"));
+
     let status = python(&py, &["-m", "wandb_core_rs", "status"], &[]);
     assert_ok("status", &status);
     assert!(
