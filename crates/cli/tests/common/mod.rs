@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test file uses some of these
 
+pub mod proxy;
 pub mod raw;
 pub mod scenarios;
 
