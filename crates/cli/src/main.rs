@@ -5,6 +5,7 @@
 //! same flags as W&B's binary (Go flag syntax: `-x` or `--x`, a value after
 //! a space or `=`).
 
+mod gc;
 mod inspect;
 mod install;
 mod leet;
@@ -13,6 +14,7 @@ mod monitor;
 mod service;
 mod sync;
 mod tensorboard;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -47,6 +49,9 @@ enum Command {
     Monitor(monitor::Args),
     /// Send offline runs (or runs still being written, with --live) to W&B.
     Sync(sync::Args),
+    /// Remove the local copies of runs the server has in full (checked
+    /// against the server, run by run).
+    Gc(gc::Args),
     /// W&B's terminal UI (`wandb leet`): handed to W&B's own wandb-core,
     /// as ours has none yet.
     Leet(leet::Args),
@@ -79,6 +84,7 @@ fn main() -> ExitCode {
         Some(Command::Monitor(args)) => monitor::run(&args),
         Some(Command::Sync(args)) => sync::run(&args),
         Some(Command::Leet(args)) => leet::run(&args),
+        Some(Command::Gc(args)) => gc::run(&args),
     };
     match result {
         Ok(code) => code,

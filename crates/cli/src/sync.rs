@@ -47,6 +47,25 @@ pub struct Args {
     /// record arrives.
     #[arg(long)]
     live: bool,
+    /// Keep running: find new offline runs under the paths as they appear
+    /// (runs written on other machines into a shared filesystem included),
+    /// follow each live, finish each at its exit record. For a cluster's
+    /// login node; stop it with Ctrl-C or SIGTERM, restart it any time.
+    #[arg(long, conflicts_with_all = ["dry_run", "tensorboard", "id", "live"])]
+    watch: bool,
+    /// With --watch: how often the paths are scanned for new runs.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s", requires = "watch")]
+    poll: std::time::Duration,
+    /// With --watch: a run without an exit record whose writer shows no
+    /// sign of life (the heartbeat beside its log, its growth) for this
+    /// long is left unfinished on the server (crashed); it resumes if the
+    /// writer comes back.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5m", requires = "watch")]
+    stale: std::time::Duration,
+    /// With --watch: once a run is synced, remove its local copy if the
+    /// server provably has all of it (as `wandb-core gc` checks).
+    #[arg(long, requires = "watch")]
+    delete_synced: bool,
     /// List what would be synced, and stop.
     #[arg(long)]
     dry_run: bool,
@@ -123,10 +142,21 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         new_job_type: args.job_type.clone(),
         tag_replacements: tag_replacements(args.replace_tags.as_deref())?,
         live: args.live,
+        stale_after: None,
         skip_synced: args.skip_synced,
         dry_run: args.dry_run,
         parallelism: args.parallel.max(1),
     };
+    if args.watch {
+        return crate::watch::run(crate::watch::Watch {
+            paths: crate::watch::absolute(&paths, &cwd),
+            cwd,
+            options,
+            poll: args.poll,
+            stale: args.stale,
+            delete_synced: args.delete_synced,
+        });
+    }
     if targets.len() > 1 && args.id.is_some() {
         bail!("--id names one run, but {} runs were found", targets.len());
     }
@@ -182,7 +212,7 @@ fn env_number<T: std::str::FromStr>(name: &str) -> anyhow::Result<Option<T>> {
 }
 
 /// `WANDB_API_KEY`, else the key `wandb login` stored in `~/.netrc`.
-fn api_key(base_url: &str) -> anyhow::Result<String> {
+pub(crate) fn api_key(base_url: &str) -> anyhow::Result<String> {
     if let Ok(key) = std::env::var("WANDB_API_KEY")
         && !key.is_empty()
     {

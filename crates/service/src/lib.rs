@@ -16,6 +16,8 @@
 //!   over finished logs.
 //! * `settings`: the typed view of a run's settings.
 //! * `respond`: how answers find their connection.
+//! * [`heartbeat`]: the file beside an offline run's log that says its
+//!   writer is alive, for `sync --watch`.
 //! * `runlog`: each run's `debug-internal.log` (the process-wide log is
 //!   the binary's: the library only emits `tracing` events).
 
@@ -23,6 +25,7 @@ mod backend;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod heartbeat;
 mod mux;
 mod online;
 mod operations;

@@ -345,6 +345,13 @@ fn bucket(run: &crate::store::RunRow, ctx: &Ctx<'_>) -> Value {
         "eventsTail": tail("wandb-events.jsonl"),
         "wandbConfig": wandb_config.to_string(),
         "state": if run.complete { "finished" } else { "running" },
+        // One page: the stand-in holds few files per run.
+        "files": {
+            "pageInfo": {"hasNextPage": false, "endCursor": null},
+            "edges": ctx.store.files(&key).iter().map(|f| json!({
+                "node": {"__typename": "File", "name": f.path, "sizeBytes": f.size},
+            })).collect::<Vec<_>>(),
+        },
         "project": {
             "__typename": "Project",
             "id": "UHJvamVjdDox",

@@ -386,6 +386,17 @@ impl Store {
         self.with(|c| lines_in(c, key, file))
     }
 
+    /// Forgets `file`'s lines from `from` on: a server that lost (or
+    /// never got) the end of a run, for tests of what must then be kept.
+    pub fn drop_lines_from(&self, key: &RunKey, file: &str, from: i64) {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM lines WHERE entity=?1 AND project=?2 AND run=?3 AND file=?4 AND line>=?5",
+                params![key.entity, key.project, key.name, file, from],
+            )
+        });
+    }
+
     /// History rows as JSON objects.
     pub fn history(&self, key: &RunKey) -> Vec<Value> {
         self.json_lines(key, "wandb-history.jsonl")

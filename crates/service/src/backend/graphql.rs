@@ -26,6 +26,10 @@ model(name: $project, entityName: $entity) { id name entity { id name } \
 bucket(name: $name, missingOk: true) { id name summaryMetrics displayName logLineCount historyLineCount \
 eventsLineCount historyTail eventsTail config tags notes wandbConfig(keys: [\"t\"]) } } }";
 
+const STORED_RUN: &str = "query StoredRun($project: String!, $entity: String, $name: String!, $after: String) { \
+project(name: $project, entityName: $entity) { run(name: $name) { name state historyLineCount \
+files(first: 1000, after: $after) { pageInfo { hasNextPage endCursor } edges { node { name sizeBytes } } } } } }";
+
 const CREATE_RUN_FILES: &str = "mutation CreateRunFiles($entity: String!, $project: String!, $run: String!, $files: [String!]!) { \
 createRunFiles(input: {entityName: $entity, projectName: $project, runName: $run, files: $files}) { \
 runID uploadHeaders files { name uploadUrl } } }";
@@ -57,6 +61,17 @@ pub struct Bucket {
     pub sweep_name: String,
     pub project: String,
     pub entity: String,
+}
+
+/// What the server holds of a run: enough to prove a local copy redundant
+/// (`wandb-core gc`).
+#[derive(Debug, Clone, Default)]
+pub struct StoredRun {
+    /// `running`, `finished`, `failed`, `crashed`, …
+    pub state: String,
+    pub history_line_count: i64,
+    /// Every file's name (its path under the run's files) and size.
+    pub files: Vec<(String, u64)>,
 }
 
 /// A run that exists on the server, for resuming.
@@ -328,6 +343,57 @@ impl Backend {
             )
             .await?;
         ResumeState::from_bucket(&data["model"]["bucket"])
+    }
+
+    /// The run's state, row count and files (every page of them), if the
+    /// run exists.
+    pub async fn stored_run(
+        &self,
+        entity: &str,
+        project: &str,
+        name: &str,
+    ) -> Result<Option<StoredRun>, BackendError> {
+        let mut stored = StoredRun::default();
+        let mut after: Option<String> = None;
+        loop {
+            let vars = json!({
+                "entity": (!entity.is_empty()).then_some(entity),
+                "project": project,
+                "name": name,
+                "after": after,
+            });
+            let data = self
+                .graphql(
+                    "StoredRun",
+                    STORED_RUN,
+                    vars,
+                    RetryClass::MostFailures,
+                    None,
+                )
+                .await?;
+            let run = &data["project"]["run"];
+            if run.is_null() {
+                return Ok(None);
+            }
+            stored.state = str_of(run, &["state"]);
+            stored.history_line_count = run["historyLineCount"].as_i64().unwrap_or(0);
+            let files = &run["files"];
+            for edge in files["edges"].as_array().into_iter().flatten() {
+                let node = &edge["node"];
+                let size = match &node["sizeBytes"] {
+                    Value::String(s) => s.parse().unwrap_or(0),
+                    v => v.as_u64().unwrap_or(0),
+                };
+                stored.files.push((str_of(node, &["name"]), size));
+            }
+            let page = &files["pageInfo"];
+            match page["endCursor"].as_str() {
+                Some(cursor) if page["hasNextPage"].as_bool() == Some(true) => {
+                    after = Some(cursor.to_string());
+                }
+                _ => return Ok(Some(stored)),
+            }
+        }
     }
 
     pub async fn create_run_files(

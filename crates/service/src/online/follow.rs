@@ -308,7 +308,7 @@ impl Sender {
                     if state.exit_code.is_some() {
                         continue;
                     }
-                    if self.progress.is_some() {
+                    if self.progress.is_some() && !self.unfinished_if_no_exit {
                         // A replayed log without an exit record: its
                         // process crashed. Finish the run as failed (exit
                         // code 1), as wandb-core's sync does.

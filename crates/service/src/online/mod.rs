@@ -119,6 +119,7 @@ pub(crate) fn spawn(
         events,
         stopped: stopped.clone(),
         progress: None,
+        unfinished_if_no_exit: false,
     };
     let task = tokio::spawn(sender.run(ctl_rx));
     Ok((
@@ -144,6 +145,11 @@ struct Sender {
     stats: Arc<UploadStats>,
     /// Set when replaying a finished log (sync): how far it has been read.
     progress: Option<Arc<ReplayProgress>>,
+    /// A replay that ends because its writer was judged gone (`sync
+    /// --watch`) leaves a run without an exit record unfinished (W&B shows
+    /// it crashed), so that the writer may still come back, instead of
+    /// failing it as a plain sync of a crashed log does.
+    unfinished_if_no_exit: bool,
 }
 
 impl Sender {

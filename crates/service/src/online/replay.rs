@@ -3,7 +3,7 @@
 //! continuing where the server's data ends.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -38,6 +38,10 @@ pub struct Replay {
     pub run: pb::RunRecord,
     /// Follow the log while it grows, until its exit record.
     pub live: bool,
+    /// Live: give up on the writer once it has shown no sign of life (its
+    /// heartbeat, the log's growth) for this long; the run is then left
+    /// unfinished on the server, which shows it crashed.
+    pub stale_after: Option<Duration>,
     pub progress: Arc<ReplayProgress>,
     pub log: RunLog,
     /// Warnings for the user.
@@ -59,6 +63,9 @@ pub struct ReplayOutcome {
     pub torn: bool,
     /// Every file stream request went through.
     pub file_stream_ok: bool,
+    /// The writer was judged gone ([`Replay::stale_after`]) before an
+    /// exit record: the run is left unfinished (crashed).
+    pub writer_gone: bool,
 }
 
 /// Sends a run from its transaction log, with the same code that sends live
@@ -81,8 +88,10 @@ pub async fn replay(r: Replay) -> Result<ReplayOutcome, BackendError> {
     };
     // Live: tell the follower whenever the log grows; otherwise the log is
     // complete as it is (the sender dropped = "writer gone").
+    let writer_gone = Arc::new(AtomicBool::new(false));
     let poller = if r.live {
         let path = r.settings.log_file.clone();
+        let (stale_after, gone) = (r.stale_after, writer_gone.clone());
         Some(tokio::spawn(async move {
             let mut last = 0;
             loop {
@@ -95,6 +104,13 @@ pub async fn replay(r: Replay) -> Result<ReplayOutcome, BackendError> {
                     if committed_tx.send(len).is_err() {
                         return;
                     }
+                } else if let Some(limit) = stale_after
+                    && crate::heartbeat::last_sign_of_life(&path).is_none_or(|quiet| quiet > limit)
+                {
+                    // Dropping the sender tells the follower the writer
+                    // is gone: it sends what the log holds and stops.
+                    gone.store(true, Ordering::SeqCst);
+                    return;
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -113,6 +129,7 @@ pub async fn replay(r: Replay) -> Result<ReplayOutcome, BackendError> {
         events: events.clone(),
         stopped: Arc::new(AtomicBool::new(false)),
         progress: Some(r.progress.clone()),
+        unfinished_if_no_exit: r.stale_after.is_some(),
     };
     let result = match sender.init(&r.run).await {
         Ok(init) => {
@@ -130,6 +147,10 @@ pub async fn replay(r: Replay) -> Result<ReplayOutcome, BackendError> {
                 exit_synthesized: followed.exit_synthesized,
                 torn: followed.torn,
                 file_stream_ok: followed.file_stream_ok,
+                // No exit record was sent (a follower that read one sends it).
+                writer_gone: writer_gone.load(Ordering::SeqCst)
+                    && !followed.sent
+                    && followed.file_stream_ok,
             })
         }
         Err(e) => Err(e),

@@ -210,7 +210,11 @@ pub fn spawn(
     });
     let (to_files, files_rx) = flume::bounded(FILES_QUEUE);
 
+    let heartbeat = (settings.offline && file.is_some()).then(|| {
+        crate::heartbeat::Heartbeat::for_log(&settings.log_file, settings.raw.host.as_deref())
+    });
     let writer = writer::Writer {
+        heartbeat,
         file,
         policy,
         rx: writer_rx,

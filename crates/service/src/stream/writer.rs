@@ -46,6 +46,8 @@ pub struct Writer {
     pub log: RunLog,
     /// Where the user hears that the log can no longer be written.
     pub events: crate::online::Events,
+    /// Offline runs: beaten while the log is open (see `crate::heartbeat`).
+    pub heartbeat: Option<crate::heartbeat::Heartbeat>,
 }
 
 impl Writer {
@@ -63,6 +65,7 @@ impl Writer {
                         self.check(w.flush_if_due().map(|_| ()), &mut log);
                     }
                     self.publish(&log);
+                    self.beat(&log);
                     continue;
                 }
                 Err(flume::RecvTimeoutError::Disconnected) => break,
@@ -106,6 +109,10 @@ impl Writer {
                 self.check(w.flush(), &mut log);
             }
             self.publish(&log);
+            self.beat(&log);
+        }
+        if let Some(hb) = self.heartbeat.take() {
+            hb.stop();
         }
         if let Some(w) = log {
             match w.close() {
@@ -116,6 +123,14 @@ impl Writer {
                     .log
                     .error(&format!("closing the transaction log: {}", error_chain(&e))),
             }
+        }
+    }
+
+    /// The heartbeat, while there is a log to vouch for (the writer wakes at
+    /// least every flush interval, so it is never late by more than that).
+    fn beat(&mut self, log: &Option<LogWriter>) {
+        if let (Some(hb), Some(_)) = (&mut self.heartbeat, log) {
+            hb.beat_if_due();
         }
     }
 

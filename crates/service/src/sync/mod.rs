@@ -10,10 +10,12 @@
 //! them. A sync that is interrupted and run again continues where the
 //! backend's data ends (see `replay`).
 
+pub mod gc;
 pub mod paths;
 mod registry;
 mod session;
 
+pub use gc::{Gc, Verdict};
 pub use paths::{RunTarget, discover};
 pub use registry::Registry;
 pub use session::{Message, RunEntry, RunStatus, Severity, SyncOptions, SyncSession};

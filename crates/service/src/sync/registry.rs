@@ -99,6 +99,8 @@ fn session_for(request: pb::ServerInitSyncRequest, parallelism: u32) -> SyncSess
         new_job_type: nonempty(&request.new_job_type),
         tag_replacements: request.tag_replacements,
         live: request.live,
+        // `wandb beta sync --live` waits for the exit record, as wandb-core.
+        stale_after: None,
         // The CLI filters synced runs itself.
         skip_synced: false,
         dry_run: false,

@@ -43,6 +43,11 @@ pub struct SyncOptions {
     pub tag_replacements: HashMap<String, String>,
     /// Follow logs still being written until their exit record.
     pub live: bool,
+    /// Live: a run whose writer shows no sign of life (heartbeat, log
+    /// growth) for this long is left unfinished on the server (crashed)
+    /// and not marked synced, so it resumes if the writer comes back
+    /// (`sync --watch`). `None`: wait for the exit record forever.
+    pub stale_after: Option<std::time::Duration>,
     pub skip_synced: bool,
     /// Only say what would be synced.
     pub dry_run: bool,
@@ -265,6 +270,18 @@ impl SyncSession {
         if self.options.live {
             let mut waited = false;
             while let Err(FirstRun::NotYet(_)) = first_run_record(&entry.target.log) {
+                if let Some(limit) = self.options.stale_after
+                    && crate::heartbeat::last_sign_of_life(&entry.target.log)
+                        .is_none_or(|quiet| quiet > limit)
+                {
+                    let e = format!(
+                        "its writer stopped before the run record (no sign of life for {})",
+                        humantime::format_duration(limit)
+                    );
+                    self.say_for(entry, Severity::Warning, e.clone());
+                    entry.set(RunStatus::Failed(e));
+                    return;
+                }
                 if !waited {
                     self.say_for(entry, Severity::Info, "waiting for the run record".into());
                     waited = true;
@@ -310,6 +327,28 @@ impl SyncSession {
             let e = "some data did not reach the server; run sync again to send the rest";
             self.say_for(entry, Severity::Error, e.into());
             entry.set(RunStatus::Failed(e.into()));
+            return;
+        }
+        if o.writer_gone {
+            // Not marked synced: if the writer comes back (a stalled node,
+            // a healed filesystem), the run resumes where it stopped.
+            let quiet = self
+                .options
+                .stale_after
+                .map(|d| humantime::format_duration(d).to_string())
+                .unwrap_or_default();
+            self.say_for(
+                entry,
+                Severity::Warning,
+                format!(
+                    "no exit record and no sign of its writer for {quiet}: the run is left \
+                     unfinished on the server (crashed); it resumes if the writer comes back"
+                ),
+            );
+            entry.set(RunStatus::Done {
+                path,
+                finished: false,
+            });
             return;
         }
         if o.torn {
@@ -455,6 +494,7 @@ impl SyncSession {
             settings: Arc::new(settings),
             run,
             live: o.live,
+            stale_after: o.stale_after.filter(|_| o.live),
             progress: entry.progress.clone(),
             log: RunLog::open(&entry.name(), self.log_file.as_deref()),
             warn: {
