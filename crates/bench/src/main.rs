@@ -22,6 +22,7 @@ mod standin;
 mod startup;
 mod sync;
 mod tensorboard;
+mod watch;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -98,6 +99,10 @@ struct Args {
     /// Only TensorBoard logs read into a run (writes tensorboard.md).
     #[arg(long)]
     tensorboard: bool,
+    /// Only sync --watch: a compute node's rows to the server, and what
+    /// watching 1,000 runs costs (writes watch.md).
+    #[arg(long)]
+    watch: bool,
     /// Steps of the generated TensorBoard log (ten scalars each).
     #[arg(long, default_value_t = 100_000)]
     tb_steps: u64,
@@ -241,6 +246,9 @@ fn main() -> anyhow::Result<()> {
     }
     if args.tensorboard {
         return tensorboard::report(&bench);
+    }
+    if args.watch {
+        return watch::report(&bench);
     }
 
     let mut md = report::heading("wandb-core-rs beside wandb-core 0.31.0");
