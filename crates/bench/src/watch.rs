@@ -279,7 +279,10 @@ pub fn report(b: &Bench) -> anyhow::Result<()> {
     );
     for (title, interval) in [
         ("the file stream's default interval (15 s)", None),
-        ("a 1 s file stream interval (`WANDB_X_FILE_STREAM_TRANSMIT_INTERVAL=1`)", Some("1")),
+        (
+            "a 1 s file stream interval (`WANDB_X_FILE_STREAM_TRANSMIT_INTERVAL=1`)",
+            Some("1"),
+        ),
     ] {
         let ours = lag(b, "ours", b.binaries[0].1, rows, interval).context("ours")?;
         let theirs = lag(b, "theirs", b.binaries[1].1, rows, interval).context("theirs")?;
