@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::raw::ServiceChild;
-use common::{install_ours, ours, standin};
+use common::{install_ours, standin};
 use testkit::scratch_dir;
 use wandb_standin::{RunKey, StandIn};
 
@@ -57,22 +57,12 @@ fn node(shared: &Path, id: &str, rows: u32, pause: f64) -> ServiceChild {
 }
 
 fn watcher(shared: &Path, standin: &StandIn, log: &Path) -> ServiceChild {
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    ServiceChild(
-        Command::new(ours())
-            .args(["sync", "--watch", "--poll", "300ms", "--stale", STALE])
-            .arg(shared)
-            .env("WANDB_BASE_URL", &standin.base_url)
-            .env("WANDB_API_KEY", KEY)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap(),
+    common::watcher(
+        shared,
+        &["--stale".as_ref(), STALE.as_ref(), shared.as_os_str()],
+        standin,
+        KEY,
+        log,
     )
 }
 
@@ -197,7 +187,7 @@ fn a_login_node_uploads_every_run_of_a_shared_directory() {
     // The watcher dies too, and comes back.
     std::thread::sleep(Duration::from_secs(1));
     watch.kill().unwrap();
-    let _ = watch.wait();
+    common::raw::wait_exit(&mut watch, Duration::from_secs(10));
     let mut watch = watcher(&shared, &standin, &said);
 
     wait_for(

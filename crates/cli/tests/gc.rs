@@ -5,10 +5,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::raw::ServiceChild;
 use common::{install_ours, ours, standin, text};
 use testkit::CommandExt as _;
 use testkit::scratch_dir;
@@ -140,25 +139,12 @@ fn the_watcher_deletes_what_it_synced() {
     let work = scratch_dir("gc-watch");
     let run = offline_run(&work, "watched");
     let said = work.join("watcher.log");
-    let out = std::fs::File::create(&said).unwrap();
-    let mut watcher = ServiceChild(
-        Command::new(ours())
-            .args([
-                "sync",
-                "--watch",
-                "--delete-synced",
-                "--poll",
-                "300ms",
-                "wandb",
-            ])
-            .current_dir(&work)
-            .env("WANDB_BASE_URL", &standin.base_url)
-            .env("WANDB_API_KEY", KEY)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap(),
+    let mut watcher = common::watcher(
+        &work,
+        &["--delete-synced".as_ref(), "wandb".as_ref()],
+        &standin,
+        KEY,
+        &said,
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     while run.exists() {

@@ -166,3 +166,33 @@ pub fn records(log: &Path) -> Vec<wandb_proto::pb::Record> {
     }
     out
 }
+
+/// `wandb-core sync --watch` with `args` (paths last), uploading to
+/// `standin` with `key`, from `cwd`; what it says is appended to `log`.
+/// Killed and reaped when dropped.
+pub fn watcher(
+    cwd: &Path,
+    args: &[&std::ffi::OsStr],
+    standin: &StandIn,
+    key: &str,
+    log: &Path,
+) -> raw::ServiceChild {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    raw::ServiceChild(
+        Command::new(ours())
+            .args(["sync", "--watch", "--poll", "300ms"])
+            .args(args)
+            .current_dir(cwd)
+            .env("WANDB_BASE_URL", &standin.base_url)
+            .env("WANDB_API_KEY", key)
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap(),
+    )
+}
