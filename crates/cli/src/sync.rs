@@ -118,7 +118,6 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     } else {
         args.paths.clone()
     };
-    let (targets, problems) = discover(&paths, &cwd);
     let settings = pb::Settings {
         base_url: Some(args.base_url.trim_end_matches('/').to_string()),
         api_key,
@@ -148,8 +147,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         parallelism: args.parallel.max(1),
     };
     if args.watch {
+        // Runs are found by the watcher's own scans, new ones included.
         return crate::watch::run(crate::watch::Watch {
-            paths: crate::watch::absolute(&paths, &cwd),
+            paths,
             cwd,
             options,
             poll: args.poll,
@@ -157,6 +157,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             delete_synced: args.delete_synced,
         });
     }
+    let (targets, problems) = discover(&paths, &cwd);
     if targets.len() > 1 && args.id.is_some() {
         bail!("--id names one run, but {} runs were found", targets.len());
     }

@@ -12,14 +12,14 @@
 //! every other run where the server's data ends, as any sync does.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use wandb_service::heartbeat::last_sign_of_life;
+use wandb_service::heartbeat::is_quiet;
 use wandb_service::sync::{Gc, RunStatus, Severity, SyncOptions, SyncSession, Verdict, discover};
 
 /// How often the watcher says how many runs it holds, in a log that may
@@ -158,8 +158,7 @@ pub fn run(w: Watch) -> anyhow::Result<ExitCode> {
                 }
                 match parked.get(&target.log) {
                     Some(Parked::Crashed) => {
-                        let alive = last_sign_of_life(&target.log).is_some_and(|q| q <= w.stale);
-                        if !alive {
+                        if is_quiet(&target.log, w.stale) {
                             continue;
                         }
                         eprintln!(
@@ -222,18 +221,4 @@ fn print_messages(session: &SyncSession) {
         };
         eprintln!("wandb-core sync: {level}{}", m.content);
     }
-}
-
-/// Paths as given, made absolute against `cwd` (the scans compare them).
-pub fn absolute(paths: &[PathBuf], cwd: &Path) -> Vec<PathBuf> {
-    paths
-        .iter()
-        .map(|p| {
-            if p.is_absolute() {
-                p.clone()
-            } else {
-                cwd.join(p)
-            }
-        })
-        .collect()
 }

@@ -10,12 +10,12 @@
 mod common;
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::raw::ServiceChild;
-use common::{install_ours, standin};
+use common::{install_ours, standin, walk};
 use testkit::scratch_dir;
 use wandb_standin::{RunKey, StandIn};
 
@@ -82,19 +82,6 @@ fn service_pid(shared: &Path, id: &str, within: Duration) -> i32 {
         assert!(Instant::now() < deadline, "{id}: no heartbeat");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            found.extend(walk(&p));
-        } else {
-            found.push(p);
-        }
-    }
-    found
 }
 
 fn signal(pid: i32, sig: i32) {

@@ -39,18 +39,7 @@ impl Ran {
 
 fn run_script(python: &Path, standin: &StandIn, script: &str, key: &str, what: &str) -> Ran {
     let work = scratch_dir(what);
-    let out = Command::new(python)
-        .args(["-c", script])
-        .current_dir(&work)
-        .env_remove("WANDB_SERVICE")
-        .env("WANDB_BASE_URL", &standin.base_url)
-        .env("WANDB_API_KEY", key)
-        .env("WANDB_MODE", "online")
-        .env("WANDB_ERROR_REPORTING", "false")
-        .env("WANDB_DISABLE_GIT", "true")
-        .env("HOME", &work)
-        .env("WANDB_DIR", &work)
-        .env("WANDB_CONFIG_DIR", work.join(".config"))
+    let out = common::online_script(python, script, &[], &work, &standin.base_url, key)
         .output_limited()
         .unwrap();
     Ran { out, work }

@@ -40,21 +40,10 @@ run.finish()
 /// Runs SCRIPT online with `python`, for run `id`, with `env` on top.
 fn online_run(python: &Path, id: &str, env: &[(&str, String)]) -> Output {
     let work = scratch_dir(&format!("proxy-{id}"));
-    Command::new(python)
-        .args(["-c", SCRIPT, id])
-        .current_dir(&work)
-        .env_remove("WANDB_SERVICE")
+    common::online_script(python, SCRIPT, &[id], &work, BASE_URL, KEY)
         .env_remove("HTTP_PROXY")
         .env_remove("HTTPS_PROXY")
         .env_remove("NO_PROXY")
-        .env("WANDB_BASE_URL", BASE_URL)
-        .env("WANDB_API_KEY", KEY)
-        .env("WANDB_MODE", "online")
-        .env("WANDB_ERROR_REPORTING", "false")
-        .env("WANDB_DISABLE_GIT", "true")
-        .env("HOME", &work)
-        .env("WANDB_DIR", &work)
-        .env("WANDB_CONFIG_DIR", work.join(".config"))
         // A wrong password fails within seconds, not after minutes of
         // retries.
         .env("WANDB_INIT_TIMEOUT", "30")

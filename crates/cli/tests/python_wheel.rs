@@ -22,6 +22,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::scenarios::compare;
+use common::walk;
 use testkit::CommandExt as _;
 use testkit::{run_scenarios_with, scratch_dir, target_dir, workspace_root};
 
@@ -136,7 +137,6 @@ fn offline_run(py: &Path, work: &Path, env: &[(&str, &str)]) -> (String, String)
     let logs: Vec<PathBuf> = walk(work)
         .into_iter()
         .filter(|p| p.file_name().is_some_and(|n| n == "debug-core.log"))
-        .filter(|p| !p.components().any(|c| c.as_os_str() == "latest-run"))
         .collect();
     assert_eq!(logs.len(), 1, "one run's debug-core.log: {logs:?}");
     let log = fs::read_to_string(&logs[0]).unwrap();
@@ -146,19 +146,6 @@ fn offline_run(py: &Path, work: &Path, env: &[(&str, &str)]) -> (String, String)
         .unwrap_or_default()
         .to_string();
     (log, version)
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(walk(&path));
-        } else {
-            found.push(path);
-        }
-    }
-    found
 }
 
 fn ours_in(log: &str) -> bool {

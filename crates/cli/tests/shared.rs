@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::raw::{Client, ServiceChild, item, record, row, run_record, start, wait_exit};
-use common::{install_ours, standin, start_service};
+use common::{install_ours, standin, start_service, walk};
 use serde_json::Value;
 use testkit::{reference_python, scratch_dir};
 use wandb_proto::pb;
@@ -439,20 +439,6 @@ fn writers_of_one_node_share_one_service() {
     assert_eq!(logs.len(), labels.len(), "{logs:?}");
     let logged: usize = logs.iter().map(|l| common::raw::history_rows(l)).sum();
     assert_eq!(logged, 4 * 30, "{logs:?}");
-}
-
-/// Files under `dir`, not following links (`latest-run`).
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let ty = entry.file_type().unwrap();
-        if ty.is_dir() {
-            out.extend(walk(&entry.path()));
-        } else if ty.is_file() {
-            out.push(entry.path());
-        }
-    }
-    out
 }
 
 #[test]

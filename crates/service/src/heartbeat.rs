@@ -43,6 +43,13 @@ pub fn last_sign_of_life(log: &Path) -> Option<Duration> {
     )
 }
 
+/// Whether the writer of `log` has shown no sign of life for longer than
+/// `limit` (or none can be read): the one test of a dead writer, for the
+/// live follower, the wait for a run record and the watcher.
+pub fn is_quiet(log: &Path, limit: Duration) -> bool {
+    last_sign_of_life(log).is_none_or(|quiet| quiet > limit)
+}
+
 /// The interval from the environment, else [`DEFAULT_INTERVAL`].
 fn interval() -> Duration {
     std::env::var("WANDB_CORE_HEARTBEAT_INTERVAL")

@@ -196,3 +196,44 @@ pub fn watcher(
             .unwrap(),
     )
 }
+
+/// Every entry under `dir` that is not a directory (files and links),
+/// without following links (`latest-run`).
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            found.extend(walk(&entry.path()));
+        } else {
+            found.push(entry.path());
+        }
+    }
+    found
+}
+
+/// `python -c script args…` run online in `work` against `base_url` with
+/// `key`, as a user's training script: its own service, no git, its files
+/// and config under `work`.
+pub fn online_script(
+    python: &Path,
+    script: &str,
+    args: &[&str],
+    work: &Path,
+    base_url: &str,
+    key: &str,
+) -> Command {
+    let mut cmd = Command::new(python);
+    cmd.args(["-c", script])
+        .args(args)
+        .current_dir(work)
+        .env_remove("WANDB_SERVICE")
+        .env("WANDB_BASE_URL", base_url)
+        .env("WANDB_API_KEY", key)
+        .env("WANDB_MODE", "online")
+        .env("WANDB_ERROR_REPORTING", "false")
+        .env("WANDB_DISABLE_GIT", "true")
+        .env("HOME", work)
+        .env("WANDB_DIR", work)
+        .env("WANDB_CONFIG_DIR", work.join(".config"));
+    cmd
+}

@@ -10,7 +10,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 
@@ -156,7 +156,12 @@ fn serve(
             }
         }
     }
+    // Shutting the client down ends the other direction's copy; it gets a
+    // while to see that, never a wait without end.
     let _ = client_w.shutdown(Shutdown::Both);
-    let _ = up.join();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !up.is_finished() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
     Ok(())
 }

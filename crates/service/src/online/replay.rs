@@ -104,8 +104,7 @@ pub async fn replay(r: Replay) -> Result<ReplayOutcome, BackendError> {
                     if committed_tx.send(len).is_err() {
                         return;
                     }
-                } else if let Some(limit) = stale_after
-                    && crate::heartbeat::last_sign_of_life(&path).is_none_or(|quiet| quiet > limit)
+                } else if stale_after.is_some_and(|limit| crate::heartbeat::is_quiet(&path, limit))
                 {
                     // Dropping the sender tells the follower the writer
                     // is gone: it sends what the log holds and stops.

@@ -271,8 +271,7 @@ impl SyncSession {
             let mut waited = false;
             while let Err(FirstRun::NotYet(_)) = first_run_record(&entry.target.log) {
                 if let Some(limit) = self.options.stale_after
-                    && crate::heartbeat::last_sign_of_life(&entry.target.log)
-                        .is_none_or(|quiet| quiet > limit)
+                    && crate::heartbeat::is_quiet(&entry.target.log, limit)
                 {
                     let e = format!(
                         "its writer stopped before the run record (no sign of life for {})",
