@@ -15,17 +15,20 @@
 //! * [`graphql`]: operations, answered to the document's selection.
 //! * [`store`]: the SQLite store.
 //! * `routes`: the HTTP routes and their handlers.
+//! * `tls`: HTTPS with a CA made at start ([`Config::tls`]).
 
 pub mod artifacts;
 pub mod graphql;
 mod pace;
 mod routes;
 pub mod store;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 pub use store::{FileRow, RequestRow, RunKey, RunRow, Store};
+pub use tls::TlsError;
 
 /// The entity of the stand-in's only user.
 pub const DEFAULT_ENTITY: &str = "standin";
@@ -84,6 +87,12 @@ pub struct Config {
     /// Every answer waits this long after its request arrived (a slow or
     /// distant backend).
     pub latency: std::time::Duration,
+    /// Serve HTTPS with a certificate for these names (host names or IP
+    /// addresses), signed by a CA made at start ([`StandIn::ca_pem`]).
+    pub tls: Option<Vec<String>>,
+    /// The base URL clients reach it by, when not its own address (behind
+    /// a proxy, under a name): the upload URLs it hands out use it.
+    pub public_url: Option<String>,
 }
 
 /// The server features wandb 0.31 knows (its `ServerFeature` enum), all of
@@ -164,6 +173,8 @@ impl Default for Config {
             upload_token: "standin-token".into(),
             inject: Vec::new(),
             latency: std::time::Duration::ZERO,
+            tls: None,
+            public_url: None,
         }
     }
 }
@@ -179,6 +190,10 @@ struct Shared {
 /// A running stand-in; stops when dropped.
 pub struct StandIn {
     pub base_url: String,
+    /// Where it listens (the base URL may name another host).
+    pub addr: SocketAddr,
+    /// The CA to trust (PEM) when it serves HTTPS.
+    pub ca_pem: Option<String>,
     pub store: Store,
     shared: Arc<Shared>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -192,7 +207,17 @@ impl StandIn {
         let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
         listener.set_nonblocking(true)?;
         let addr: SocketAddr = listener.local_addr()?;
-        let base_url = format!("http://{addr}");
+        let tls = match &config.tls {
+            Some(names) => Some(tls::generate(names).map_err(std::io::Error::other)?),
+            None => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let base_url = config
+            .public_url
+            .clone()
+            .map(|u| u.trim_end_matches('/').to_string())
+            .unwrap_or_else(|| format!("{scheme}://{addr}"));
+        let ca_pem = tls.as_ref().map(|(ca, _)| ca.clone());
         let shared = Arc::new(Shared {
             inject: Mutex::new(config.inject.clone()),
             pace: pace::Pace::new(config.latency),
@@ -212,15 +237,29 @@ impl StandIn {
                     .expect("stand-in runtime");
                 rt.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = stopped.await;
-                        })
-                        .await;
+                    let stopped = async {
+                        let _ = stopped.await;
+                    };
+                    match tls {
+                        Some((_, config)) => {
+                            let listener =
+                                tls::TlsListener::new(listener, config).expect("TLS listener");
+                            let _ = axum::serve(listener, app)
+                                .with_graceful_shutdown(stopped)
+                                .await;
+                        }
+                        None => {
+                            let _ = axum::serve(listener, app)
+                                .with_graceful_shutdown(stopped)
+                                .await;
+                        }
+                    }
                 });
             })?;
         Ok(Self {
             base_url,
+            addr,
+            ca_pem,
             store,
             shared,
             stop: Some(stop),

@@ -34,6 +34,17 @@ struct Args {
     /// backend).
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    /// Serve HTTPS with a certificate for this name (repeatable), signed
+    /// by a CA made at start and written to --ca-file.
+    #[arg(long = "tls")]
+    tls_names: Vec<String>,
+    /// Where to write the CA's certificate (PEM) for clients to trust.
+    #[arg(long, default_value = "standin-ca.pem")]
+    ca_file: PathBuf,
+    /// The base URL clients reach it by, if not its own address (behind
+    /// a proxy or a name): upload URLs use it.
+    #[arg(long)]
+    public_url: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,11 +54,21 @@ fn main() -> anyhow::Result<()> {
         inject: args.inject,
         latency: std::time::Duration::from_millis(args.latency_ms),
         features: wandb_standin::features(&args.features),
+        tls: (!args.tls_names.is_empty()).then_some(args.tls_names),
+        public_url: args.public_url,
         ..Default::default()
     };
     let store = Store::open(args.db.as_deref()).context("open the store")?;
     let standin = StandIn::spawn(config, args.port, store).context("listen")?;
-    println!("W&B stand-in listening on {}", standin.base_url);
+    println!("W&B stand-in listening on {}", standin.addr);
+    if let Some(ca) = &standin.ca_pem {
+        std::fs::write(&args.ca_file, ca)
+            .with_context(|| format!("write {}", args.ca_file.display()))?;
+        println!(
+            "  HTTPS; trust its CA with SSL_CERT_FILE={}",
+            args.ca_file.display()
+        );
+    }
     println!(
         "  WANDB_BASE_URL={} WANDB_API_KEY=<40 characters> python your_script.py",
         standin.base_url

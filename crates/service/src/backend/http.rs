@@ -126,6 +126,13 @@ pub fn error_message(body: &[u8]) -> String {
         .to_string()
 }
 
+/// Whether a transport error's chain says the server's certificate was
+/// refused. rustls says so in its errors' text, which is all that survives
+/// the I/O error wrapping it (as Go's retryablehttp matches text too).
+fn is_untrusted_certificate(chain: &str) -> bool {
+    chain.contains("invalid peer certificate")
+}
+
 /// Sends a request (built anew for each attempt) until it succeeds, fails
 /// for good, or `deadline` passes. `what` names it in logs and errors.
 pub async fn send(
@@ -174,13 +181,21 @@ pub async fn send(
                     failure,
                 )
             }
-            Err(e) => (
-                cfg.backoff(attempt),
-                BackendError::Transport {
+            Err(e) => {
+                let message = crate::runlog::error_chain(&e);
+                let permanent = e.is_builder() || is_untrusted_certificate(&message);
+                let failure = BackendError::Transport {
                     what: what.to_string(),
-                    message: crate::runlog::error_chain(&e),
-                },
-            ),
+                    message,
+                };
+                // As wandb-core (retryablehttp): a certificate that is not
+                // trusted or a request that cannot be built will not get
+                // better by asking again.
+                if permanent {
+                    return Err(failure);
+                }
+                (cfg.backoff(attempt), failure)
+            }
         };
         if attempt >= cfg.max_retries {
             return Err(BackendError::RetriesExhausted(Box::new(failure)));
