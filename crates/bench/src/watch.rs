@@ -78,7 +78,7 @@ fn lag(
     let mut uploader = if ours {
         Some(Reaped(
             Command::new(b.binaries[0].1)
-                .args(["sync", "--watch", "--poll", "1s"])
+                .args(["sync", "--watch", "--discover", "poll", "--poll", "1s"])
                 .arg(&shared)
                 .envs(interval.map(|i| ("WANDB_X_FILE_STREAM_TRANSMIT_INTERVAL", i)))
                 .env("WANDB_BASE_URL", &standin.base_url)
@@ -204,7 +204,13 @@ struct Cost {
     peak_rss_mib: f64,
 }
 
-fn watch_cost(b: &Bench, synced: usize, live: usize, window: Duration) -> anyhow::Result<Cost> {
+fn watch_cost(
+    b: &Bench,
+    discover: &str,
+    synced: usize,
+    live: usize,
+    window: Duration,
+) -> anyhow::Result<Cost> {
     let standin = crate::standin::fresh(KEY, Duration::ZERO)?;
     let shared = b.scratch.join("watch-cost");
     let _ = std::fs::remove_dir_all(&shared);
@@ -229,7 +235,7 @@ fn watch_cost(b: &Bench, synced: usize, live: usize, window: Duration) -> anyhow
     beat(&logs);
     let watcher = Reaped(
         Command::new(b.binaries[0].1)
-            .args(["sync", "--watch"])
+            .args(["sync", "--watch", "--discover", discover])
             .arg(&shared)
             .env("WANDB_BASE_URL", &standin.base_url)
             .env("WANDB_API_KEY", KEY)
@@ -273,7 +279,7 @@ pub fn report(b: &Bench) -> anyhow::Result<()> {
         "- a compute node (the real SDK, offline) logs a row every 100 ms carrying `time.time()`, \
          {rows} rows; the lag is the time from that to the row on the stand-in (loopback, no \
          added latency), sampled every 20 ms\n\
-         - ours: the run written by our service, uploaded by `wandb-core sync --watch --poll 1s` \
+         - ours: the run written by our service, uploaded by `wandb-core sync --watch --discover poll --poll 1s` \
          (started before the run); theirs: written by W&B's wandb-core, uploaded by \
          `wandb beta sync --live <run dir>` (0.31.0, which needs the run to exist)\n"
     );
@@ -299,18 +305,23 @@ pub fn report(b: &Bench) -> anyhow::Result<()> {
     let _ = writeln!(
         md,
         "\nWhat watching costs ours (W&B has no watcher: its live sync takes named runs, a \
-         process each), over {}s of steady state: the paths scanned every 2 s, each live run's \
-         log polled every 200 ms and its heartbeat checked, its file stream open.\n\n\
-         | runs watched | CPU-seconds per minute | peak RSS, MiB |\n|---|---|---|",
+         process each), over {}s of steady state: new runs found by scanning the paths every \
+         2 s (`--discover poll`, as on NFS) or through inotify (`--discover inotify`, the \
+         default on local filesystems: the directories above the runs watched, a full scan \
+         every minute); each live run's log polled every 200 ms and its heartbeat checked, its \
+         file stream open.\n\n\
+         | runs watched | discovery | CPU-seconds per minute | peak RSS, MiB |\n|---|---|---|---|",
         window.as_secs()
     );
     for (synced, live) in [(synced, 0), (synced, live)] {
-        let cost = watch_cost(b, synced, live, window)?;
-        let _ = writeln!(
-            md,
-            "| {synced} synced, {live} live | {:.2} | {:.1} |",
-            cost.cpu_per_min, cost.peak_rss_mib
-        );
+        for discover in ["poll", "inotify"] {
+            let cost = watch_cost(b, discover, synced, live, window)?;
+            let _ = writeln!(
+                md,
+                "| {synced} synced, {live} live | {discover} | {:.2} | {:.1} |",
+                cost.cpu_per_min, cost.peak_rss_mib
+            );
+        }
     }
     let _ = writeln!(md, "\n{}", report::machine());
     let path = b.out_dir.join("watch.md");

@@ -53,7 +53,14 @@ pub struct Args {
     /// login node; stop it with Ctrl-C or SIGTERM, restart it any time.
     #[arg(long, conflicts_with_all = ["dry_run", "tensorboard", "id", "live"])]
     watch: bool,
-    /// With --watch: how often the paths are scanned for new runs.
+    /// With --watch: how new runs are found. `inotify` is told at once
+    /// and costs nothing while idle, but sees only this machine's writes;
+    /// `poll` scans every --poll and sees every machine's (NFS, Lustre,
+    /// GPFS); `auto` uses inotify unless a path is on a network filesystem.
+    #[arg(long, default_value = "auto", requires = "watch")]
+    discover: wandb_service::sync::DiscoveryMode,
+    /// With --watch: how often the paths are scanned for new runs when
+    /// scanning.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "2s", requires = "watch")]
     poll: std::time::Duration,
     /// With --watch: a run without an exit record whose writer shows no
@@ -152,6 +159,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             paths,
             cwd,
             options,
+            discover: args.discover,
             poll: args.poll,
             stale: args.stale,
             delete_synced: args.delete_synced,

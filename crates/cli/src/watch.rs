@@ -1,10 +1,10 @@
 //! `wandb-core sync --watch DIR…`: the uploader a cluster's login node runs.
 //!
 //! Compute nodes write offline runs into a shared filesystem; this finds
-//! them as they appear (a scan every `--poll`: plain directory reads, which
-//! work on NFS and Lustre, where inotify sees nothing of other machines'
-//! writes), follows each live as `sync --live` does, and finishes it when
-//! its exit record arrives. A run whose writer shows no sign of life for
+//! them as they appear (`Discovery`: inotify on local filesystems, a scan
+//! every `--poll` on NFS and Lustre, where inotify sees nothing of other
+//! machines' writes), follows each live as `sync --live` does, and
+//! finishes it when its exit record arrives. A run whose writer shows no sign of life for
 //! `--stale` (the heartbeat our service keeps beside each offline log, or
 //! the log's growth) is left unfinished on the server, which shows it
 //! crashed; if the writer comes back, the run resumes. Nothing is kept
@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use wandb_service::heartbeat::is_quiet;
-use wandb_service::sync::{Gc, RunStatus, Severity, SyncOptions, SyncSession, Verdict, discover};
+use wandb_service::sync::{
+    Discovery, DiscoveryMode, Gc, RunStatus, Severity, SyncOptions, SyncSession, Verdict,
+};
 
 /// How often the watcher says how many runs it holds, in a log that may
 /// run for weeks.
@@ -48,6 +50,7 @@ pub struct Watch {
     pub paths: Vec<PathBuf>,
     pub cwd: PathBuf,
     pub options: SyncOptions,
+    pub discover: DiscoveryMode,
     pub poll: Duration,
     pub stale: Duration,
     /// Remove each run's local copy once the server provably has it all.
@@ -92,20 +95,23 @@ pub fn run(w: Watch) -> anyhow::Result<ExitCode> {
     options.stale_after = Some(w.stale);
     options.parallelism = 1;
 
+    let mut discovery = Discovery::new(w.discover, w.paths.clone(), w.cwd.clone(), w.poll);
+    for note in discovery.take_notes() {
+        eprintln!("wandb-core sync: {note}");
+    }
     eprintln!(
-        "wandb-core sync: watching {} (a scan every {}, writers quiet for {} are crashed)",
+        "wandb-core sync: watching {} ({}; writers quiet for {} are crashed)",
         w.paths
             .iter()
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
             .join(", "),
-        humantime::format_duration(w.poll),
+        discovery.describe(),
         humantime::format_duration(w.stale),
     );
     let mut following: HashMap<PathBuf, Follow> = HashMap::new();
     let mut parked: HashMap<PathBuf, Parked> = HashMap::new();
     let (mut synced, mut crashed_total) = (0usize, 0usize);
-    let mut next_scan = Instant::now();
     let mut next_status = Instant::now() + STATUS_EVERY;
     while !stop.load(Ordering::SeqCst) {
         for f in following.values() {
@@ -149,9 +155,11 @@ pub fn run(w: Watch) -> anyhow::Result<ExitCode> {
             }
             false
         });
-        if Instant::now() >= next_scan {
-            next_scan = Instant::now() + w.poll;
-            let (targets, _) = discover(&w.paths, &w.cwd);
+        let found = discovery.scan_if_due();
+        for note in discovery.take_notes() {
+            eprintln!("wandb-core sync: {note}");
+        }
+        if let Some(targets) = found {
             for target in targets {
                 if following.contains_key(&target.log) || target.is_synced() {
                     continue;

@@ -4,7 +4,8 @@
 //! node". One node dies (kill -9: its run becomes crashed once its
 //! heartbeat is stale), one stalls (SIGSTOP past the stale limit: crashed,
 //! then resumed when it comes back), and the watcher itself is killed and
-//! restarted mid-way. At the end the stand-in holds every row of every run
+//! restarted mid-way (the first watcher hears of new runs through inotify,
+//! the second scans, as on NFS). At the end the stand-in holds every row of every run
 //! exactly once.
 
 mod common;
@@ -56,10 +57,17 @@ fn node(shared: &Path, id: &str, rows: u32, pause: f64) -> ServiceChild {
     )
 }
 
-fn watcher(shared: &Path, standin: &StandIn, log: &Path) -> ServiceChild {
+/// A watcher finding runs by `discover` (inotify or poll).
+fn watcher(shared: &Path, standin: &StandIn, log: &Path, discover: &str) -> ServiceChild {
     common::watcher(
         shared,
-        &["--stale".as_ref(), STALE.as_ref(), shared.as_os_str()],
+        &[
+            "--stale".as_ref(),
+            STALE.as_ref(),
+            "--discover".as_ref(),
+            discover.as_ref(),
+            shared.as_os_str(),
+        ],
         standin,
         KEY,
         log,
@@ -141,7 +149,9 @@ fn a_login_node_uploads_every_run_of_a_shared_directory() {
 
     // One node before the watcher starts, the others after.
     let mut early = node(&shared, "early", 40, 0.01);
-    let mut watch = watcher(&shared, &standin, &said);
+    // The first watcher is told of new runs by inotify, the restarted one
+    // scans (as on NFS): each finds the runs started after it.
+    let mut watch = watcher(&shared, &standin, &said, "inotify");
     let mut steady = node(&shared, "steady", 150, 0.04);
     let mut doomed = node(&shared, "doomed", 400, 0.05);
     let mut stalled = node(&shared, "stalled", 300, 0.05);
@@ -175,7 +185,8 @@ fn a_login_node_uploads_every_run_of_a_shared_directory() {
     std::thread::sleep(Duration::from_secs(1));
     watch.kill().unwrap();
     common::raw::wait_exit(&mut watch, Duration::from_secs(10));
-    let mut watch = watcher(&shared, &standin, &said);
+    let mut watch = watcher(&shared, &standin, &said, "poll");
+    let mut late = node(&shared, "late", 20, 0.01);
 
     wait_for(
         "the stalled run left crashed",
@@ -193,6 +204,7 @@ fn a_login_node_uploads_every_run_of_a_shared_directory() {
         ("early", &mut early),
         ("steady", &mut steady),
         ("stalled", &mut stalled),
+        ("late", &mut late),
     ] {
         let status = common::raw::wait_exit(child, Duration::from_secs(120));
         assert!(status.success(), "{id}'s script failed");
@@ -202,17 +214,19 @@ fn a_login_node_uploads_every_run_of_a_shared_directory() {
         expected("early"),
         expected("steady"),
         expected("stalled"),
+        expected("late"),
         expected("doomed"),
     ];
     assert_eq!(runs[0].1, 40);
     assert_eq!(runs[1].1, 150);
     assert_eq!(runs[2].1, 300);
+    assert_eq!(runs[3].1, 20);
     wait_for(
         "every run finished",
         Duration::from_secs(120),
         &said,
         || {
-            runs[..3].iter().all(|(id, _)| {
+            runs[..4].iter().all(|(id, _)| {
                 standin
                     .store
                     .run(&key(id))
@@ -252,7 +266,7 @@ fn a_login_node_uploads_every_run_of_a_shared_directory() {
     );
     assert!(doomed.finishes == 0);
     // Synced runs carry their marker; the crashed one does not.
-    for id in ["early", "steady", "stalled"] {
+    for id in ["early", "steady", "stalled", "late"] {
         assert!(
             walk(&shared.join(id))
                 .iter()
@@ -269,4 +283,6 @@ fn a_login_node_uploads_every_run_of_a_shared_directory() {
     assert!(status.success(), "the watcher stops cleanly on SIGTERM");
     let said = std::fs::read_to_string(&said).unwrap();
     assert!(said.contains("its writer is back; resuming"), "{said}");
+    assert!(said.contains("new runs seen through inotify"), "{said}");
+    assert!(said.contains("a scan every 300ms"), "{said}");
 }

@@ -10,11 +10,13 @@
 //! them. A sync that is interrupted and run again continues where the
 //! backend's data ends (see `replay`).
 
+mod discovery;
 pub mod gc;
 pub mod paths;
 mod registry;
 mod session;
 
+pub use discovery::{Discovery, DiscoveryMode};
 pub use gc::{Gc, Verdict};
 pub use paths::{RunTarget, discover};
 pub use registry::Registry;

@@ -39,6 +39,16 @@ impl RunTarget {
 /// The runs under `paths` (relative ones against `cwd`), in a stable
 /// order, and a message for each path that holds none.
 pub fn discover(paths: &[PathBuf], cwd: &Path) -> (Vec<RunTarget>, Vec<String>) {
+    walk(paths, cwd, &mut Vec::new())
+}
+
+/// [`discover`], also naming the directories searched that hold no log
+/// (`searched`): where new runs can appear.
+pub(crate) fn walk(
+    paths: &[PathBuf],
+    cwd: &Path,
+    searched: &mut Vec<PathBuf>,
+) -> (Vec<RunTarget>, Vec<String>) {
     let mut runs = Vec::new();
     let mut problems = Vec::new();
     for p in paths {
@@ -59,7 +69,7 @@ pub fn discover(paths: &[PathBuf], cwd: &Path) -> (Vec<RunTarget>, Vec<String>) 
                 continue;
             }
         } else if path.is_dir() {
-            collect_dir(&path, 0, &mut runs);
+            collect_dir(&path, 0, &mut runs, searched);
         } else {
             problems.push(format!("{}: no such file or directory", p.display()));
             continue;
@@ -79,7 +89,7 @@ fn is_log_name(p: &Path) -> bool {
 
 /// A run directory holds its log; deeper directories are searched (a
 /// `wandb/` directory, a directory of such) up to a small depth.
-fn collect_dir(dir: &Path, depth: usize, runs: &mut Vec<RunTarget>) {
+fn collect_dir(dir: &Path, depth: usize, runs: &mut Vec<RunTarget>, searched: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -99,8 +109,9 @@ fn collect_dir(dir: &Path, depth: usize, runs: &mut Vec<RunTarget>) {
     if found {
         return;
     }
+    searched.push(dir.to_path_buf());
     for d in subdirs {
-        collect_dir(&d, depth + 1, runs);
+        collect_dir(&d, depth + 1, runs, searched);
     }
 }
 
