@@ -163,12 +163,6 @@ fn lag(
     Ok(lags)
 }
 
-fn percentile(s: &Series, p: f64) -> f64 {
-    let mut v = s.0.clone();
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
-
 /// A log with a run record and nothing else: a run just started.
 fn live_log(dir: &Path, id: &str) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir.join("files"))?;
@@ -296,7 +290,7 @@ pub fn report(b: &Bench) -> anyhow::Result<()> {
         let _ = writeln!(md, "| lag, s | ours | theirs | ours/theirs |");
         let _ = writeln!(md, "|---|---|---|---|");
         for (label, p) in [("median", 0.5), ("p95", 0.95), ("max", 1.0)] {
-            let (o, t) = (percentile(&ours, p), percentile(&theirs, p));
+            let (o, t) = (ours.percentile(p), theirs.percentile(p));
             let _ = writeln!(md, "| {label} | {o:.2} | {t:.2} | {:.2} |", o / t);
         }
     }
