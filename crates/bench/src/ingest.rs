@@ -91,41 +91,68 @@ fn item(key: &str, value_json: String) -> pb::HistoryItem {
     }
 }
 
-/// Settings like the SDK's for an offline run in `dir`.
-fn settings(dir: &Path) -> pb::Settings {
+/// What a raw-protocol run looks like beyond its rows.
+#[derive(Debug, Clone, Default)]
+pub struct Shape {
+    /// Online against this backend (base URL, API key); offline if `None`.
+    pub online: Option<(String, String)>,
+    /// System metrics sampled by the service, as the SDK has them on by
+    /// default.
+    pub stats: bool,
+    /// A console line every this many rows.
+    pub console_every: Option<u64>,
+}
+
+/// Settings like the SDK's for a run in `dir`.
+fn settings(dir: &Path, shape: &Shape) -> pb::Settings {
     let s = |p: &Path| Some(p.display().to_string());
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
+    let online = shape.online.is_some();
     pb::Settings {
         run_id: Some(RUN_ID.into()),
         project: Some("bench".into()),
-        mode: Some("offline".into()),
-        offline: Some(true),
+        mode: Some(if online { "online" } else { "offline" }.into()),
+        offline: Some(!online),
+        base_url: shape.online.as_ref().map(|(url, _)| url.clone()),
+        api_key: shape.online.as_ref().map(|(_, key)| key.clone()),
         sync_file: s(&dir.join(format!("run-{RUN_ID}.wandb"))),
         sync_dir: s(dir),
         log_dir: s(&dir.join("logs")),
         log_internal: s(&dir.join("logs/debug-internal.log")),
         root_dir: s(dir),
         x_start_time: Some(now),
-        x_disable_stats: Some(true),
+        x_disable_stats: Some(!shape.stats),
         x_save_requirements: Some(false),
-        console: Some("off".into()),
+        console: Some(
+            if shape.console_every.is_some() {
+                "wrap_raw"
+            } else {
+                "off"
+            }
+            .into(),
+        ),
         x_primary: Some(true),
         silent: Some(true),
         ..Default::default()
     }
 }
 
-/// The frames of a whole run with `rows` history rows.
+/// The frames of a whole offline run with `rows` history rows.
 pub fn encode_run(dir: &Path, rows: u64) -> Vec<u8> {
+    encode_shaped(dir, rows, &Shape::default())
+}
+
+/// The frames of a whole run with `rows` history rows, shaped so.
+pub fn encode_shaped(dir: &Path, rows: u64, shape: &Shape) -> Vec<u8> {
     let mut out = Vec::with_capacity(rows as usize * 360 + 4096);
     frame(
         pb::ServerRequest {
             request_id: "init".into(),
             server_request_type: Some(ServerRequestType::InformInit(pb::ServerInformInitRequest {
-                settings: Some(settings(dir)),
+                settings: Some(settings(dir, shape)),
                 info: Some(pb::RecordInfo {
                     stream_id: RUN_ID.into(),
                     ..Default::default()
@@ -199,6 +226,21 @@ pub fn encode_run(dir: &Path, rows: u64) -> Vec<u8> {
             ),
             &mut out,
         );
+        if let Some(every) = shape.console_every
+            && i % every == 0
+        {
+            frame(
+                record(
+                    "",
+                    false,
+                    RecordType::OutputRaw(pb::OutputRawRecord {
+                        line: format!("step {i} loss {:.5}\n", 1.0 / (i + 1) as f64),
+                        ..Default::default()
+                    }),
+                ),
+                &mut out,
+            );
+        }
         if i % 10_000 == 9_999 {
             frame(
                 record(

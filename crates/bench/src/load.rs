@@ -16,7 +16,7 @@ use crate::report::{self, Series, row, table_header};
 use crate::sdk::{self, SdkRun};
 
 /// One round: `processes` clients × `rows`, then every log checked.
-fn run(
+pub fn run(
     binary: &Path,
     python: &Path,
     dir: &Path,

@@ -14,9 +14,11 @@ mod limits;
 mod load;
 mod monitor;
 mod online;
+mod online_suite;
 mod process;
 mod report;
 mod rust_sdk;
+mod scaling;
 mod sdk;
 mod standin;
 mod startup;
@@ -118,6 +120,18 @@ struct Args {
     /// Backend latencies (ms) of the online runs (default 0, 100, 1000).
     #[arg(long, value_delimiter = ',')]
     online_latencies: Vec<u64>,
+    /// Only the online suite: SDK and raw protocol, 100 and 500 ms
+    /// backends, CPU, memory, requests, bytes, lag, finish (writes
+    /// online-suite.md).
+    #[arg(long)]
+    online_suite: bool,
+    /// Only scaling: 1 to 32 SDK processes into one service, --load-rows
+    /// each (writes scaling.md and plots).
+    #[arg(long)]
+    scaling: bool,
+    /// Rows of the online suite's runs.
+    #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+    online_suite_rows: Vec<u64>,
 }
 
 /// W&B's binary from the wandb package (`bin/wandb-core`, or the original
@@ -249,6 +263,12 @@ fn main() -> anyhow::Result<()> {
     }
     if args.watch {
         return watch::report(&bench);
+    }
+    if args.scaling {
+        return scaling::report(&bench);
+    }
+    if args.online_suite {
+        return online_suite::report(&bench);
     }
 
     let mut md = report::heading("wandb-core-rs beside wandb-core 0.31.0");
@@ -433,6 +453,7 @@ fn main() -> anyhow::Result<()> {
         report::plot(
             &out_dir.join("ingest-throughput.svg"),
             "Raw ingest throughput",
+            "rows (N)",
             "rows/s",
             &ns,
             &med(0, |r| r.rows_per_s()),
@@ -441,6 +462,7 @@ fn main() -> anyhow::Result<()> {
         report::plot(
             &out_dir.join("ingest-memory.svg"),
             "Raw ingest peak RSS",
+            "rows (N)",
             "MiB",
             &ns,
             &med(0, |r| r.usage.peak_rss_mib),

@@ -28,6 +28,16 @@ impl Series {
         }
     }
 
+    /// The value a fraction `p` of the way up (nearest rank); NaN if empty.
+    pub fn percentile(&self, p: f64) -> f64 {
+        let mut v = self.0.clone();
+        v.sort_by(f64::total_cmp);
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        v[((v.len() - 1) as f64 * p).round() as usize]
+    }
+
     pub fn min(&self) -> f64 {
         self.0.iter().copied().fold(f64::INFINITY, f64::min)
     }
@@ -111,10 +121,12 @@ pub fn machine() -> String {
     )
 }
 
-/// A line chart of two series (ours, theirs) against N (log scale).
+/// A line chart of two series (ours, theirs) against N (log scale), N
+/// named by `x_label`.
 pub fn plot(
     path: &Path,
     title: &str,
+    x_label: &str,
     y_label: &str,
     ns: &[u64],
     ours: &[f64],
@@ -133,7 +145,7 @@ pub fn plot(
         .build_cartesian_2d((x_min..x_max).log_scale(), 0.0..y_max.max(1e-9))?;
     chart
         .configure_mesh()
-        .x_desc("rows (N)")
+        .x_desc(x_label)
         .y_desc(y_label)
         .draw()?;
     for (name, values, color) in [

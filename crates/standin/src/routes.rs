@@ -116,6 +116,21 @@ fn log(
     status: u16,
     len: usize,
 ) {
+    log_sized(shared, headers, method, path, op, status, len, len);
+}
+
+/// [`log`] of a body that was compressed: `decoded` bytes once inflated.
+#[allow(clippy::too_many_arguments)]
+fn log_sized(
+    shared: &Shared,
+    headers: &HeaderMap,
+    method: &str,
+    path: &str,
+    op: Option<String>,
+    status: u16,
+    len: usize,
+    decoded: usize,
+) {
     shared.store.log_request(&RequestRow {
         method: method.into(),
         path: path.into(),
@@ -125,6 +140,7 @@ fn log(
         auth: auth_scheme(headers),
         gzip: header(headers, "content-encoding").as_deref() == Some("gzip"),
         body_len: len,
+        decoded_len: decoded,
         x_headers: headers
             .iter()
             .filter(|(k, _)| k.as_str().starts_with("x-"))
@@ -238,7 +254,9 @@ async fn file_stream_handler(
         );
         return resp;
     }
+    let mut decoded = body.len();
     let parsed = decode_body(&headers, &body).and_then(|raw| {
+        decoded = raw.len();
         serde_json::from_slice::<Value>(&raw)
             .map_err(|e| format!("file stream body is not JSON: {e}"))
     });
@@ -303,7 +321,16 @@ async fn file_stream_handler(
     })
     .await
     .unwrap_or(false);
-    log(&shared, &headers, "POST", &path, op, 200, body.len());
+    log_sized(
+        &shared,
+        &headers,
+        "POST",
+        &path,
+        op,
+        200,
+        body.len(),
+        decoded,
+    );
     axum::Json(json!({"exitcode": null, "limits": {}, "stopped": stopped})).into_response()
 }
 

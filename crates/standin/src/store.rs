@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS client_lines (
 CREATE TABLE IF NOT EXISTS lines (
     entity TEXT NOT NULL, project TEXT NOT NULL, run TEXT NOT NULL,
     file TEXT NOT NULL, line INTEGER NOT NULL, content TEXT NOT NULL,
+    received_ms INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (entity, project, run, file, line));
 CREATE TABLE IF NOT EXISTS files (
     entity TEXT NOT NULL, project TEXT NOT NULL, run TEXT NOT NULL,
@@ -53,7 +54,7 @@ CREATE TABLE IF NOT EXISTS requests (
     id INTEGER PRIMARY KEY, method TEXT NOT NULL, path TEXT NOT NULL,
     operation TEXT, status INTEGER NOT NULL, user_agent TEXT,
     auth TEXT, gzip INTEGER NOT NULL DEFAULT 0, body_len INTEGER NOT NULL,
-    x_headers TEXT NOT NULL DEFAULT '{}');
+    decoded_len INTEGER NOT NULL DEFAULT 0, x_headers TEXT NOT NULL DEFAULT '{}');
 ";
 
 /// A run as stored.
@@ -95,7 +96,10 @@ pub struct RequestRow {
     /// `Basic`, `Bearer`, or none.
     pub auth: Option<String>,
     pub gzip: bool,
+    /// As it came (compressed, if it was).
     pub body_len: usize,
+    /// Decompressed (the same when not compressed).
+    pub decoded_len: usize,
     /// The `X-…` headers (W&B's own, the user's extra headers), names in
     /// lower case.
     pub x_headers: std::collections::BTreeMap<String, String>,
@@ -275,15 +279,30 @@ impl Store {
         })
     }
 
+    /// The lines of a file-stream file with when each arrived (Unix
+    /// milliseconds), in line order: how late rows reach the backend.
+    pub fn lines_received(&self, key: &RunKey, file: &str) -> Vec<(String, i64)> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT content, received_ms FROM lines WHERE entity = ?1 AND project = ?2 AND run = ?3 AND file = ?4 ORDER BY line",
+            )?;
+            st.query_map(params![key.entity, key.project, key.name, file], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+    }
+
     /// Stores lines of a file-stream file at consecutive line numbers from
     /// `offset` (replacing what was there: retries and console edits).
     pub fn put_lines(&self, key: &RunKey, file: &str, offset: i64, content: &[String]) {
         self.with(|c| {
             let mut st = c.prepare_cached(
-                "INSERT OR REPLACE INTO lines (entity, project, run, file, line, content) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT OR REPLACE INTO lines (entity, project, run, file, line, content, received_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
+            let now = now_ms();
             for (i, line) in content.iter().enumerate() {
-                st.execute(params![key.entity, key.project, key.name, file, offset + i as i64, line])?;
+                st.execute(params![key.entity, key.project, key.name, file, offset + i as i64, line, now])?;
             }
             Ok(())
         })
@@ -343,9 +362,9 @@ impl Store {
                     text.clone()
                 };
                 tx.execute(
-                    "INSERT OR REPLACE INTO lines (entity, project, run, file, line, content) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![key.entity, key.project, key.name, file, line, text],
+                    "INSERT OR REPLACE INTO lines (entity, project, run, file, line, content, received_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![key.entity, key.project, key.name, file, line, text, now_ms()],
                 )?;
             }
             tx.commit()
@@ -600,8 +619,8 @@ impl Store {
     pub fn log_request(&self, r: &RequestRow) {
         self.with(|c| {
             c.execute(
-                "INSERT INTO requests (method, path, operation, status, user_agent, auth, gzip, body_len, x_headers)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO requests (method, path, operation, status, user_agent, auth, gzip, body_len, decoded_len, x_headers)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     r.method,
                     r.path,
@@ -611,6 +630,7 @@ impl Store {
                     r.auth,
                     r.gzip,
                     r.body_len as i64,
+                    r.decoded_len as i64,
                     serde_json::to_string(&r.x_headers).unwrap_or_default()
                 ],
             )
@@ -621,7 +641,7 @@ impl Store {
     pub fn requests(&self) -> Vec<RequestRow> {
         self.with(|c| {
             let mut st = c.prepare(
-                "SELECT method, path, operation, status, user_agent, auth, gzip, body_len, x_headers FROM requests ORDER BY id",
+                "SELECT method, path, operation, status, user_agent, auth, gzip, body_len, decoded_len, x_headers FROM requests ORDER BY id",
             )?;
             st
                 .query_map([], |r| {
@@ -634,7 +654,8 @@ impl Store {
                         auth: r.get(5)?,
                         gzip: r.get::<_, i64>(6)? != 0,
                         body_len: r.get::<_, i64>(7)? as usize,
-                        x_headers: serde_json::from_str(&r.get::<_, String>(8)?)
+                        decoded_len: r.get::<_, i64>(8)? as usize,
+                        x_headers: serde_json::from_str(&r.get::<_, String>(9)?)
                             .unwrap_or_default(),
                     })
                 })?
@@ -767,6 +788,12 @@ fn plain_console_line(line: &str) -> Option<String> {
         .map(|l| format!("[{l}] "))
         .unwrap_or_default();
     Some(format!("{prefix}{ts} {label}{content}"))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

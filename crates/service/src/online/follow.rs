@@ -364,8 +364,10 @@ impl Sender {
         // request; a server that cannot answer has none.
         let features = self.backend.server_features().await;
         let feature = |name: &str| features.iter().any(|f| f == name);
-        let gzip =
-            !self.settings.raw.x_file_stream_no_gzip.unwrap_or(true) && feature("FILESTREAM_GZIP");
+        let gzip = file_stream_gzip(
+            self.settings.raw.x_file_stream_no_gzip,
+            feature("FILESTREAM_GZIP"),
+        );
         let structured_console = feature("STRUCTURED_CONSOLE_LOGS");
         let (fs_tx, fs_rx) = mpsc::channel(1024);
         let fs_cfg = FileStreamConfig {
@@ -841,4 +843,26 @@ fn console_chunks(files_dir: &std::path::Path, output_name: &str) -> Vec<String>
         .collect();
     chunks.sort();
     chunks
+}
+
+/// Whether file stream bodies are compressed. As wandb-core: unless the
+/// client says not to (the Python SDK does, by default), so a client that
+/// sends no such setting gets compression, where the server takes it.
+fn file_stream_gzip(no_gzip: Option<bool>, server_takes_gzip: bool) -> bool {
+    !no_gzip.unwrap_or(false) && server_takes_gzip
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_stream_gzip_follows_wandb_core() {
+        // No setting sent (a raw-protocol client, the Rust SDK): compressed.
+        assert!(file_stream_gzip(None, true));
+        assert!(file_stream_gzip(Some(false), true));
+        // The Python SDK's default, and a server without the feature.
+        assert!(!file_stream_gzip(Some(true), true));
+        assert!(!file_stream_gzip(None, false));
+    }
 }
