@@ -281,11 +281,21 @@ pub fn encode_shaped(dir: &Path, rows: u64, shape: &Shape) -> Vec<u8> {
     out
 }
 
-/// Replays `frames` into a fresh service and measures it.
-pub fn run(binary: &Path, dir: &Path, frames: &[u8], rows: u64) -> anyhow::Result<Ingest> {
-    std::fs::create_dir_all(dir.join("logs"))?;
-    std::fs::create_dir_all(dir.join("files"))?;
-    let _ = std::fs::remove_file(dir.join(format!("run-{RUN_ID}.wandb")));
+/// One replay of a run's frames into a fresh service.
+pub struct Replay {
+    /// From the first byte sent to the exit answered.
+    pub elapsed: Duration,
+    /// From the first byte sent to the last one taken by the socket.
+    pub sending: Duration,
+    pub usage: Usage,
+    /// From the teardown frame to the process's exit.
+    pub exit_after_last_frame: Duration,
+}
+
+/// Writes `frames` (a whole run, ending with its exit record) into a fresh
+/// service as fast as it takes them, waits for the exit's answer, then
+/// finishes the run and tears the service down.
+pub fn replay(binary: &Path, dir: &Path, frames: &[u8]) -> anyhow::Result<Replay> {
     let cache = dir.join("cache");
     let service = Service::start(binary, dir, &[], &[("WANDB_CACHE_DIR", &cache)], None)?;
     let conn = service.connect()?;
@@ -297,10 +307,10 @@ pub fn run(binary: &Path, dir: &Path, frames: &[u8], rows: u64) -> anyhow::Resul
     for chunk in frames.chunks(256 * 1024) {
         writer.write_all(chunk).context("send frames")?;
     }
+    let sending = t0.elapsed();
     let exit_answered = answers
         .join()
         .map_err(|_| anyhow::anyhow!("reader panicked"))??;
-    let elapsed = exit_answered - t0;
     // inform_finish, then teardown; the process exit ends the measurement.
     let mut finish = Vec::new();
     frame(
@@ -319,14 +329,28 @@ pub fn run(binary: &Path, dir: &Path, frames: &[u8], rows: u64) -> anyhow::Resul
     );
     writer.write_all(&finish)?;
     let (usage, exit_after_last_frame) = service.teardown()?;
+    Ok(Replay {
+        elapsed: exit_answered - t0,
+        sending,
+        usage,
+        exit_after_last_frame,
+    })
+}
+
+/// Replays `frames` into a fresh service and measures it.
+pub fn run(binary: &Path, dir: &Path, frames: &[u8], rows: u64) -> anyhow::Result<Ingest> {
+    std::fs::create_dir_all(dir.join("logs"))?;
+    std::fs::create_dir_all(dir.join("files"))?;
+    let _ = std::fs::remove_file(dir.join(format!("run-{RUN_ID}.wandb")));
+    let r = replay(binary, dir, frames)?;
     let log = dir.join(format!("run-{RUN_ID}.wandb"));
     let log_bytes = verify(&log, rows)?;
     Ok(Ingest {
         rows,
         bytes: frames.len() as u64,
-        elapsed,
-        usage,
-        exit_after_last_frame,
+        elapsed: r.elapsed,
+        usage: r.usage,
+        exit_after_last_frame: r.exit_after_last_frame,
         log_bytes,
     })
 }

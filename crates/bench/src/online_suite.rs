@@ -13,20 +13,16 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use wandb_proto::frame::encode_frame;
-use wandb_proto::pb;
-use wandb_proto::pb::server_request::ServerRequestType;
 use wandb_standin::{RunKey, StandIn};
 
 use crate::Bench;
 use crate::ingest::{self, Shape};
-use crate::process::{Service, Usage, wait_answer};
+use crate::process::{Service, Usage};
 use crate::report::{self, Series};
 
 const KEY: &str = "benchbenchbenchbenchbenchbenchbenchbench";
@@ -76,12 +72,6 @@ impl Outcome {
     fn cpu_per_100k(&self) -> f64 {
         self.usage.cpu_s * 100_000.0 / self.rows as f64
     }
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// What the backend got: every row, the console, system metrics, a
@@ -160,7 +150,7 @@ fn sdk_run(
         .spawn()
         .context("start the Python client")?;
     let out = child.wait_with_output()?;
-    let exited = unix_now();
+    let exited = report::unix_now();
     if !out.status.success() {
         bail!("client failed: {}", String::from_utf8_lossy(&out.stderr));
     }
@@ -204,46 +194,14 @@ fn raw_run(binary: &Path, dir: &Path, rows: u64, latency: Duration) -> anyhow::R
         console_every: Some(CONSOLE_EVERY),
     };
     let frames = ingest::encode_shaped(dir, rows, &shape);
-    let cache = dir.join("cache");
-    let service = Service::start(binary, dir, &[], &[("WANDB_CACHE_DIR", &cache)], None)?;
-    let conn = service.connect()?;
-    let mut reader = conn.try_clone()?;
-    let answered =
-        std::thread::spawn(move || wait_answer(&mut reader, "exit").map(|_| Instant::now()));
-    let t0 = Instant::now();
-    let mut writer = conn;
-    for chunk in frames.chunks(256 * 1024) {
-        writer.write_all(chunk).context("send frames")?;
-    }
-    let sent = Instant::now();
-    let answered = answered
-        .join()
-        .map_err(|_| anyhow::anyhow!("reader panicked"))??;
-    let mut finish = Vec::new();
-    encode_frame(
-        &prost::Message::encode_to_vec(&pb::ServerRequest {
-            server_request_type: Some(ServerRequestType::InformFinish(
-                pb::ServerInformFinishRequest {
-                    info: Some(pb::RecordInfo {
-                        stream_id: ingest::RUN_ID.into(),
-                        ..Default::default()
-                    }),
-                },
-            )),
-            ..Default::default()
-        }),
-        &mut finish,
-    );
-    writer.write_all(&finish)?;
-    let (usage, _) = service.teardown()?;
+    let r = ingest::replay(binary, dir, &frames)?;
     let (requests, bytes_sent, bytes_decoded) =
         check_backend(&standin, ingest::RUN_ID, rows, true)?;
-    let _ = t0;
     Ok(Outcome {
-        rate: rows as f64 / (sent - t0).as_secs_f64(),
-        usage,
+        rate: rows as f64 / r.sending.as_secs_f64(),
+        usage: r.usage,
         rows,
-        finish_s: (answered - sent).as_secs_f64(),
+        finish_s: (r.elapsed - r.sending).as_secs_f64(),
         requests,
         bytes_sent,
         bytes_decoded,
@@ -387,8 +345,5 @@ pub fn report(b: &Bench) -> anyhow::Result<()> {
         let _ = writeln!(md, "{b}");
     }
     let _ = writeln!(md, "\n{}", report::machine());
-    let path = b.out_dir.join("online-suite.md");
-    std::fs::write(&path, &md)?;
-    println!("{md}\nwritten to {}", path.display());
-    Ok(())
+    report::save(b, "online-suite.md", &md)
 }

@@ -121,6 +121,21 @@ pub fn machine() -> String {
     )
 }
 
+/// Seconds since the Unix epoch: what other processes can stamp too.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Writes a report into the output directory and shows it.
+pub fn save(b: &crate::Bench, name: &str, md: &str) -> anyhow::Result<()> {
+    let path = b.out_dir.join(name);
+    std::fs::write(&path, md)?;
+    println!("{md}\nwritten to {}", path.display());
+    Ok(())
+}
+
 /// A line chart of two series (ours, theirs) against N (log scale), N
 /// named by `x_label`.
 pub fn plot(

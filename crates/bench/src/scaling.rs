@@ -93,8 +93,5 @@ pub fn report(b: &Bench) -> anyhow::Result<()> {
         let _ = writeln!(md, "![{title}]({file})");
     }
     let _ = writeln!(md, "\n{}", report::machine());
-    let path = b.out_dir.join("scaling.md");
-    std::fs::write(&path, &md)?;
-    println!("{md}\nwritten to {}", path.display());
-    Ok(())
+    report::save(b, "scaling.md", &md)
 }

@@ -13,7 +13,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use prost::Message as _;
@@ -50,12 +50,6 @@ impl Drop for Reaped {
             }
         }
     }
-}
-
-fn now_s() -> f64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Lags (s) of every row of one run, ours or theirs.
@@ -147,7 +141,7 @@ fn lag(
             bail!("{side}: {seen} of {rows} rows reached the stand-in");
         }
         let lines = standin.store.lines(&key, "wandb-history.jsonl");
-        let now = now_s();
+        let now = report::unix_now();
         for (_, line) in lines.iter().skip(seen) {
             let row: serde_json::Value = serde_json::from_str(line)?;
             if let Some(t) = row["t"].as_f64() {
@@ -318,8 +312,5 @@ pub fn report(b: &Bench) -> anyhow::Result<()> {
         }
     }
     let _ = writeln!(md, "\n{}", report::machine());
-    let path = b.out_dir.join("watch.md");
-    std::fs::write(&path, &md)?;
-    println!("{md}\nwritten to {}", path.display());
-    Ok(())
+    report::save(b, "watch.md", &md)
 }
