@@ -8,25 +8,7 @@ use testkit::CommandExt as _;
 
 #[test]
 fn quick_benchmark_runs_both_services_and_writes_a_report() {
-    let ours = testkit::profile_dir().join("wandb-core");
-    assert!(
-        ours.exists(),
-        "{} is built with the workspace",
-        ours.display()
-    );
-    let out = testkit::scratch_dir("bench-smoke");
-    let status = Command::new(env!("CARGO_BIN_EXE_wandb-bench"))
-        .arg("--quick")
-        .arg("--ours")
-        .arg(&ours)
-        .arg("--python")
-        .arg(testkit::reference_python())
-        .arg("--out")
-        .arg(&out)
-        .status_limited()
-        .expect("run wandb-bench");
-    assert!(status.success(), "wandb-bench --quick failed");
-    let report = std::fs::read_to_string(out.join("report.md")).expect("report.md written");
+    let report = quick(&[], "report.md");
     for section in [
         "## Raw-protocol ingest",
         "## Through the Python SDK",
@@ -42,21 +24,28 @@ fn quick_benchmark_runs_both_services_and_writes_a_report() {
     assert!(report.contains("| rows/s |"), "{report}");
 }
 
-/// `wandb-bench FLAG --quick` with our debug build beside W&B's; returns
+/// `wandb-bench FLAGS --quick` with our debug build beside W&B's; returns
 /// the report it wrote (`name`).
-fn quick(flag: &str, name: &str) -> String {
-    let out = testkit::scratch_dir(&format!("bench-smoke{flag}"));
+fn quick(flags: &[&str], name: &str) -> String {
+    let ours = testkit::profile_dir().join("wandb-core");
+    assert!(
+        ours.exists(),
+        "{} is built with the workspace",
+        ours.display()
+    );
+    let out = testkit::scratch_dir(&format!("bench-smoke{}", flags.concat()));
     let status = Command::new(env!("CARGO_BIN_EXE_wandb-bench"))
-        .args([flag, "--quick"])
+        .args(flags)
+        .arg("--quick")
         .arg("--ours")
-        .arg(testkit::profile_dir().join("wandb-core"))
+        .arg(&ours)
         .arg("--python")
         .arg(testkit::reference_python())
         .arg("--out")
         .arg(&out)
         .status_limited()
         .expect("run wandb-bench");
-    assert!(status.success(), "wandb-bench {flag} --quick failed");
+    assert!(status.success(), "wandb-bench {flags:?} --quick failed");
     std::fs::read_to_string(out.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
@@ -64,7 +53,7 @@ fn quick(flag: &str, name: &str) -> String {
 fn quick_online_suite_checks_the_backend_and_reports_every_figure() {
     // The suite fails unless the backend stored every row, console line,
     // system metrics and the finish of each run.
-    let report = quick("--online-suite", "online-suite.md");
+    let report = quick(&["--online-suite"], "online-suite.md");
     for figure in [
         "## SDK, 2000 rows, backend latency 100 ms",
         "## raw, 2000 rows, backend latency 100 ms",
@@ -80,7 +69,7 @@ fn quick_online_suite_checks_the_backend_and_reports_every_figure() {
 
 #[test]
 fn quick_scaling_runs_several_clients_and_plots() {
-    let report = quick("--scaling", "scaling.md");
+    let report = quick(&["--scaling"], "scaling.md");
     for n in ["| 1 |", "| 2 |", "| 4 |"] {
         assert!(report.contains(n), "lacks the row {n}:\n{report}");
     }

@@ -1616,6 +1616,13 @@ run.finish()
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
         s.stop_run(&key);
+        // The script runs under its own limit; this one only adds room
+        // for the output to be collected.
+        testkit::finished_within(
+            || ran.is_finished(),
+            testkit::process::LIMIT + std::time::Duration::from_secs(60),
+            "the stopped script",
+        );
         let ran = ran.join().unwrap();
         assert!(
             ran.text().contains("stopped by the server"),

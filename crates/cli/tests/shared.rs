@@ -734,11 +734,16 @@ fn thirty_two_writers_into_one_run() {
                 raw_writer(at, "scale1", &label, w == 0, rows, others);
             }));
         }
+        // Each writer's socket reads time out (20 s): a stuck service
+        // fails them; this bounds the whole round too.
+        let limit = Duration::from_secs(600);
         let primary = handles.remove(0);
         for h in handles {
+            testkit::finished_within(|| h.is_finished(), limit, "a writer");
             h.join().expect("a writer");
         }
         done_tx.send(()).unwrap();
+        testkit::finished_within(|| primary.is_finished(), limit, "the primary");
         primary.join().expect("the primary");
     });
     let key = run_key("scale1");

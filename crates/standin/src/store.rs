@@ -322,6 +322,7 @@ impl Store {
     ) {
         self.with(|c| {
             let tx = c.unchecked_transaction()?;
+            let received = now_ms();
             for (i, text) in content.iter().enumerate() {
                 let client_line = offset + i as i64;
                 let known: Option<i64> = tx
@@ -364,7 +365,7 @@ impl Store {
                 tx.execute(
                     "INSERT OR REPLACE INTO lines (entity, project, run, file, line, content, received_ms) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![key.entity, key.project, key.name, file, line, text, now_ms()],
+                    params![key.entity, key.project, key.name, file, line, text, received],
                 )?;
             }
             tx.commit()

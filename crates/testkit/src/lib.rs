@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Deserialize;
 
 pub mod process;
-pub use process::{CommandExt, within};
+pub use process::{CommandExt, finished_within, within};
 
 /// The wandb version whose wire format and service we reproduce.
 pub const WANDB_VERSION: &str = "0.31.0";

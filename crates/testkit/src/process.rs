@@ -6,7 +6,8 @@
 //! captures its output, and past the limit kills the whole group (what
 //! the program started with it, unless it left the group) and fails the
 //! test with what the program printed. [`within`] gives a test body that
-//! drives a service in-process (the Rust SDK) the same limit.
+//! drives a service in-process (the Rust SDK) the same limit, and
+//! [`finished_within`] a thread the test joins.
 
 use std::io::Read;
 use std::os::unix::process::CommandExt as _;
@@ -144,6 +145,20 @@ impl CommandExt for Command {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// Waits for a thread (`is_finished` asks it) at most `limit`; past it
+/// the test fails, naming `what`. For threads a test must join, scoped
+/// ones included, whose work has limits of its own.
+pub fn finished_within(is_finished: impl Fn() -> bool, limit: Duration, what: &str) {
+    let deadline = Instant::now() + limit;
+    while !is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not done after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -162,14 +162,9 @@ impl Discovery {
         };
         self.next_scan = Instant::now() + interval;
         let mut searched = Vec::new();
+        // The walk names every directory it searched without finding a
+        // log, the paths themselves included: where new runs can appear.
         let (runs, _) = walk(&self.paths, &self.cwd, &mut searched);
-        // The paths themselves may not exist yet; watch what does.
-        for p in &self.paths {
-            let p = self.resolve(p);
-            if p.is_dir() && !searched.contains(&p) && !runs.iter().any(|r| r.dir == p) {
-                searched.push(p);
-            }
-        }
         if self.watch(searched) {
             // A run may have appeared in a directory between the walk and
             // its watch: look once more, now that it is watched.
