@@ -18,10 +18,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use bytes::Bytes;
 use prost::Message;
 use wandb_proto::frame::{HEADER_LEN, MAGIC};
 use wandb_proto::pb;
 use wandb_proto::token::ServiceAddr;
+use wandb_service::Incoming;
 
 use crate::error::{Error, Result};
 use crate::settings::QueuePolicy;
@@ -81,6 +83,78 @@ impl Write for Socket {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// How frames reach the service.
+pub(crate) enum Link {
+    /// A socket (any service, ours or W&B's).
+    Socket(ServiceAddr),
+    /// A channel into our service running in this process.
+    Local(wandb_service::LocalConnection),
+}
+
+/// Where `log()` puts what it sends.
+#[derive(Clone)]
+enum Queue {
+    /// The writer thread's queue, in front of a socket.
+    Writer(flume::Sender<Outgoing>),
+    /// The in-process service's own channel: no thread in between.
+    Local(flume::Sender<Incoming>),
+}
+
+/// What a queue carries, for both kinds.
+trait Item: Sized {
+    fn frame(bytes: Vec<u8>, record: bool) -> Self;
+    fn file(path: PathBuf, bytes: Arc<Vec<u8>>) -> Self;
+}
+
+impl Item for Outgoing {
+    fn frame(bytes: Vec<u8>, record: bool) -> Self {
+        Outgoing::Frame { bytes, record }
+    }
+    fn file(path: PathBuf, bytes: Arc<Vec<u8>>) -> Self {
+        Outgoing::File { path, bytes }
+    }
+}
+
+impl Item for Incoming {
+    /// The service takes payloads: the header stays behind.
+    fn frame(bytes: Vec<u8>, _record: bool) -> Self {
+        Incoming::Frame(Bytes::from(bytes).slice(HEADER_LEN..))
+    }
+    fn file(path: PathBuf, bytes: Arc<Vec<u8>>) -> Self {
+        Incoming::File { path, bytes }
+    }
+}
+
+/// Sends under the queue policy; false if dropped (`Drop`, queue full).
+fn send_with<T>(tx: &flume::Sender<T>, item: T, policy: QueuePolicy) -> SendOutcome {
+    match policy {
+        QueuePolicy::Drop => match tx.try_send(item) {
+            Ok(()) => SendOutcome::Sent,
+            Err(flume::TrySendError::Full(_)) => SendOutcome::Dropped,
+            Err(flume::TrySendError::Disconnected(_)) => SendOutcome::Gone,
+        },
+        QueuePolicy::Block(limit) => match tx.send_timeout(item, limit) {
+            Ok(()) => SendOutcome::Sent,
+            Err(flume::SendTimeoutError::Timeout(_)) => SendOutcome::Full(limit),
+            Err(flume::SendTimeoutError::Disconnected(_)) => SendOutcome::Gone,
+        },
+    }
+}
+
+enum SendOutcome {
+    Sent,
+    Dropped,
+    Full(Duration),
+    Gone,
+}
+
+/// What ends the connection's threads when it is closed or dropped.
+enum Ends {
+    Socket(Socket),
+    /// Dropping it stops the answer reader.
+    Local(Mutex<Option<flume::Sender<()>>>),
 }
 
 /// What the writer thread does, in queue order.
@@ -148,50 +222,69 @@ impl Shared {
 
 /// A connection to a service.
 pub(crate) struct Connection {
-    queue: Mutex<Option<flume::Sender<Outgoing>>>,
+    queue: Mutex<Option<Queue>>,
     policy: QueuePolicy,
     shared: Arc<Shared>,
-    socket: Socket,
+    ends: Ends,
+    /// The socket's writer thread (none in-process).
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Connection {
-    pub fn connect(addr: &ServiceAddr, capacity: usize, policy: QueuePolicy) -> Result<Self> {
-        let socket = Socket::connect(addr)
-            .map_err(|e| Error::Service(format!("cannot connect to {addr:?}: {e}")))?;
-        let (tx, rx) = flume::bounded(capacity);
+    pub fn connect(link: Link, capacity: usize, policy: QueuePolicy) -> Result<Self> {
         let shared = Arc::new(Shared {
             waiters: Mutex::default(),
             closed: Mutex::default(),
             counters: Counters::default(),
         });
         let spawn_err = |e: std::io::Error| Error::Service(format!("cannot start a thread: {e}"));
-        let write_half = socket
-            .try_clone()
-            .map_err(|e| Error::Service(format!("socket: {e}")))?;
-        let read_half = socket
-            .try_clone()
-            .map_err(|e| Error::Service(format!("socket: {e}")))?;
-        let writer = {
+        let spawn = |name: &str, f: Box<dyn FnOnce(&Shared) + Send>| {
             let shared = shared.clone();
             std::thread::Builder::new()
-                .name("wandb-writer".into())
-                .spawn(move || write_loop(write_half, rx, &shared))
-                .map_err(spawn_err)?
+                .name(name.into())
+                .spawn(move || f(&shared))
+                .map_err(spawn_err)
         };
-        {
-            let shared = shared.clone();
-            std::thread::Builder::new()
-                .name("wandb-reader".into())
-                .spawn(move || read_loop(read_half, &shared))
-                .map_err(spawn_err)?;
-        }
+        let (queue, ends, writer) = match link {
+            Link::Socket(addr) => {
+                let socket = Socket::connect(&addr)
+                    .map_err(|e| Error::Service(format!("cannot connect to {addr:?}: {e}")))?;
+                let clone = |s: &Socket| {
+                    s.try_clone()
+                        .map_err(|e| Error::Service(format!("socket: {e}")))
+                };
+                let (write_half, read_half) = (clone(&socket)?, clone(&socket)?);
+                let (tx, rx) = flume::bounded(capacity);
+                let writer = spawn(
+                    "wandb-writer",
+                    Box::new(move |shared| write_loop(write_half, rx, shared)),
+                )?;
+                spawn(
+                    "wandb-reader",
+                    Box::new(move |shared| read_loop(read_half, shared)),
+                )?;
+                (Queue::Writer(tx), Ends::Socket(socket), Some(writer))
+            }
+            Link::Local(local) => {
+                let (stop_tx, stop_rx) = flume::bounded::<()>(1);
+                let answers = local.answers;
+                spawn(
+                    "wandb-reader",
+                    Box::new(move |shared| receive_loop(answers, stop_rx, shared)),
+                )?;
+                (
+                    Queue::Local(local.frames),
+                    Ends::Local(Mutex::new(Some(stop_tx))),
+                    None,
+                )
+            }
+        };
         Ok(Self {
-            queue: Mutex::new(Some(tx)),
+            queue: Mutex::new(Some(queue)),
             policy,
             shared,
-            socket,
-            writer: Mutex::new(Some(writer)),
+            ends,
+            writer: Mutex::new(writer),
         })
     }
 
@@ -199,7 +292,7 @@ impl Connection {
         &self.shared.counters
     }
 
-    fn sender(&self) -> Result<flume::Sender<Outgoing>> {
+    fn queue(&self) -> Result<Queue> {
         if let Some(why) = self.shared.closed() {
             return Err(Error::Disconnected(why));
         }
@@ -210,45 +303,59 @@ impl Connection {
             .ok_or(Error::Finished)
     }
 
-    /// Queues a record under the queue policy (the hot path of `log`).
-    pub fn publish(&self, request: &pb::ServerRequest) -> Result<()> {
-        let bytes = encode(request);
-        let tx = self.sender()?;
-        let item = Outgoing::Frame {
-            bytes,
-            record: true,
+    /// Queues a framed record under the queue policy (the hot path of
+    /// `log`).
+    pub fn publish_frame(&self, bytes: Vec<u8>) -> Result<()> {
+        let outcome = match self.queue()? {
+            Queue::Writer(tx) => send_with(&tx, Outgoing::frame(bytes, true), self.policy),
+            Queue::Local(tx) => send_with(&tx, Incoming::frame(bytes, true), self.policy),
         };
-        match self.policy {
-            QueuePolicy::Drop => match tx.try_send(item) {
-                Ok(()) => Ok(()),
-                Err(flume::TrySendError::Full(_)) => {
-                    self.shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                    Ok(())
-                }
-                Err(flume::TrySendError::Disconnected(_)) => Err(self.gone()),
-            },
-            QueuePolicy::Block(limit) => match tx.send_timeout(item, limit) {
-                Ok(()) => Ok(()),
-                Err(flume::SendTimeoutError::Timeout(_)) => Err(Error::QueueFull(limit)),
-                Err(flume::SendTimeoutError::Disconnected(_)) => Err(self.gone()),
-            },
-        }
+        self.settle(outcome, true)
     }
 
     /// Queues a record that must not be dropped (control messages, files),
     /// waiting for room as long as the connection lives.
     pub fn publish_reliably(&self, request: &pb::ServerRequest, record: bool) -> Result<()> {
         let bytes = encode(request);
-        self.sender()?
-            .send(Outgoing::Frame { bytes, record })
-            .map_err(|_| self.gone())
+        let outcome = match self.queue()? {
+            Queue::Writer(tx) => tx.send(Outgoing::frame(bytes, record)).is_ok(),
+            Queue::Local(tx) => tx.send(Incoming::frame(bytes, record)).is_ok(),
+        };
+        let outcome = if outcome {
+            SendOutcome::Sent
+        } else {
+            SendOutcome::Gone
+        };
+        self.settle(outcome, record)
     }
 
     /// Queues a media file to write before the records queued after it.
     pub fn write_file(&self, path: PathBuf, bytes: Arc<Vec<u8>>) -> Result<()> {
-        self.sender()?
-            .send(Outgoing::File { path, bytes })
-            .map_err(|_| self.gone())
+        let sent = match self.queue()? {
+            Queue::Writer(tx) => tx.send(Outgoing::file(path, bytes)).is_ok(),
+            Queue::Local(tx) => tx.send(Incoming::file(path, bytes)).is_ok(),
+        };
+        if sent { Ok(()) } else { Err(self.gone()) }
+    }
+
+    /// Counts what happened to a record. The writer thread counts what it
+    /// writes to a socket; in-process, handing it over is delivery.
+    fn settle(&self, outcome: SendOutcome, record: bool) -> Result<()> {
+        let counters = &self.shared.counters;
+        match outcome {
+            SendOutcome::Sent => {
+                if record && matches!(self.ends, Ends::Local(_)) {
+                    counters.sent.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(())
+            }
+            SendOutcome::Dropped => {
+                counters.dropped.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            SendOutcome::Full(limit) => Err(Error::QueueFull(limit)),
+            SendOutcome::Gone => Err(self.gone()),
+        }
     }
 
     /// Sends a request and waits for its answer.
@@ -322,11 +429,14 @@ impl Connection {
     /// Writes everything queued, then closes the sending side (the service
     /// sees the end of the stream). Returns once the writer is done.
     pub fn close(&self) {
+        // In-process, dropping the sender is the end of the stream.
         self.queue.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(w) = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = w.join();
         }
-        self.socket.shutdown(Shutdown::Write);
+        if let Ends::Socket(socket) = &self.ends {
+            socket.shutdown(Shutdown::Write);
+        }
     }
 
     /// Why the connection closed, if it did.
@@ -338,7 +448,10 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.close();
-        self.socket.shutdown(Shutdown::Both);
+        match &self.ends {
+            Ends::Socket(socket) => socket.shutdown(Shutdown::Both),
+            Ends::Local(stop) => drop(stop.lock().unwrap_or_else(|e| e.into_inner()).take()),
+        }
     }
 }
 
@@ -440,24 +553,51 @@ fn read_loop(mut socket: Socket, shared: &Shared) {
         if let Err(e) = socket.read_exact(&mut payload) {
             break format!("read failed: {e}");
         }
-        let answer = match pb::ServerResponse::decode(payload.as_slice()) {
-            Ok(a) => a,
-            Err(e) => break format!("undecodable answer from the service: {e}"),
-        };
-        let waiter = shared
-            .waiters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&answer.request_id);
-        match waiter {
-            Some(w) => {
-                let _ = w.send(Ok(answer));
-            }
-            None => tracing::trace!(
-                "wandb: answer to an unknown request {:?}",
-                answer.request_id
-            ),
+        if let Err(why) = deliver(&payload, shared) {
+            break why;
         }
     };
     shared.close(why);
+}
+
+/// The answer reader of an in-process connection: until the service is
+/// done with it or the connection is dropped (`stop`).
+fn receive_loop(answers: flume::Receiver<Bytes>, stop: flume::Receiver<()>, shared: &Shared) {
+    let why = loop {
+        let answer = flume::Selector::new()
+            .recv(&answers, Some)
+            .recv(&stop, |_| None)
+            .wait();
+        match answer {
+            Some(Ok(payload)) => {
+                if let Err(why) = deliver(&payload, shared) {
+                    break why;
+                }
+            }
+            Some(Err(_)) => break "the service closed the connection".to_string(),
+            None => break "the connection is closed".to_string(),
+        }
+    };
+    shared.close(why);
+}
+
+/// Hands an answer to whoever waits for it.
+fn deliver(payload: &[u8], shared: &Shared) -> std::result::Result<(), String> {
+    let answer = pb::ServerResponse::decode(payload)
+        .map_err(|e| format!("undecodable answer from the service: {e}"))?;
+    let waiter = shared
+        .waiters
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&answer.request_id);
+    match waiter {
+        Some(w) => {
+            let _ = w.send(Ok(answer));
+        }
+        None => tracing::trace!(
+            "wandb: answer to an unknown request {:?}",
+            answer.request_id
+        ),
+    }
+    Ok(())
 }

@@ -47,6 +47,7 @@ mod error;
 pub mod integrations;
 mod media;
 mod metric;
+mod rowframe;
 mod run;
 mod rundir;
 mod service;

@@ -21,6 +21,7 @@ use wandb_proto::pb::server_request::ServerRequestType;
 use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::metric::Metric;
+use crate::rowframe::RowFrame;
 use crate::rundir::RunDir;
 use crate::service::Service;
 use crate::settings::{Mode, Resolved, config_items};
@@ -412,7 +413,7 @@ impl Run {
         let step = options
             .step
             .unwrap_or_else(|| self.inner.step.load(Ordering::Relaxed));
-        let mut items = Vec::new();
+        let mut frame = RowFrame::new();
         let mut has_timestamp = false;
         for (key, value) in row {
             let key = key.into();
@@ -422,29 +423,12 @@ impl Run {
             if value.has_media() {
                 self.store_media(conn, &key, step, &mut value)?;
             }
-            items.push(pb::HistoryItem {
-                value_json: value.to_json(),
-                key,
-                ..Default::default()
-            });
+            frame.item(&key, &value);
         }
         if !has_timestamp {
-            items.push(pb::HistoryItem {
-                key: "_timestamp".into(),
-                value_json: Value::Float(now()).to_json(),
-                ..Default::default()
-            });
+            frame.item("_timestamp", &Value::Float(now()));
         }
-        let partial = pb::PartialHistoryRequest {
-            item: items,
-            step: options.step.map(|s| pb::HistoryStep { num: s as i64 }),
-            action: options.commit.map(|flush| pb::HistoryAction { flush }),
-            info: None,
-        };
-        conn.publish(&request(
-            &self.inner.id,
-            RequestType::PartialHistory(partial),
-        ))?;
+        conn.publish_frame(frame.finish(&self.inner.id, options.step, options.commit))?;
         if let Some(s) = options.step {
             self.inner.step.fetch_max(s, Ordering::Relaxed);
         }

@@ -37,7 +37,7 @@ mod settings;
 mod stream;
 pub mod sync;
 
-pub use server::{Service, ServiceOptions, ShutdownReason};
+pub use server::{Connector, Incoming, LocalConnection, Service, ServiceOptions, ShutdownReason};
 pub use settings::Durability;
 
 /// The wandb SDK releases whose protocol this service speaks, as (major,

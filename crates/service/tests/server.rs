@@ -21,7 +21,9 @@ use wandb_proto::pb::response::ResponseType;
 use wandb_proto::pb::server_request::ServerRequestType;
 use wandb_proto::pb::server_response::ServerResponseType;
 use wandb_proto::token::ServiceAddr;
-use wandb_service::{Service, ServiceOptions, ShutdownReason};
+use wandb_service::{
+    Connector, Incoming, LocalConnection, Service, ServiceOptions, ShutdownReason,
+};
 use wandb_store::txlog::LogReader;
 
 /// No test here may take longer; a hang fails its test instead of CI.
@@ -30,6 +32,8 @@ const LIMIT: Duration = Duration::from_secs(30);
 /// A service running on this test's runtime.
 struct Harness {
     socket: PathBuf,
+    /// In-process connections, as the Rust SDK's own service makes them.
+    connector: Connector,
     service: tokio::task::JoinHandle<ShutdownReason>,
     dir: tempfile::TempDir,
 }
@@ -46,6 +50,7 @@ impl Harness {
         };
         Harness {
             socket,
+            connector: service.connector(),
             service: tokio::spawn(service.run()),
             dir: tempfile::tempdir().unwrap(),
         }
@@ -362,6 +367,105 @@ async fn rows_logged_through_the_socket_reach_the_log_with_their_steps() {
         // Records are numbered in order.
         let nums: Vec<i64> = records.iter().map(|r| r.num).filter(|n| *n > 0).collect();
         assert!(nums.windows(2).all(|w| w[0] < w[1]), "{nums:?}");
+    })
+    .await;
+}
+
+/// An in-process connection's answer to `request_id` (others skipped), or
+/// `None` once the service is done with the connection.
+async fn local_answer(c: &LocalConnection, request_id: &str) -> Option<pb::ServerResponse> {
+    loop {
+        let bytes = c.answers.recv_async().await.ok()?;
+        let answer = pb::ServerResponse::decode(&bytes[..]).unwrap();
+        if answer.request_id == request_id {
+            return Some(answer);
+        }
+    }
+}
+
+fn local_frame(request: &pb::ServerRequest) -> Incoming {
+    Incoming::Frame(request.encode_to_vec().into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_connections_carry_rows_files_and_answers() {
+    with_limit(async {
+        let h = Harness::start().await;
+        let dir = h.dir.path().to_path_buf();
+        let c = h.connector.connect(16).unwrap();
+        let send = |item: Incoming| c.frames.send_async(item);
+        send(local_frame(&inform_init("local", &dir)))
+            .await
+            .unwrap();
+        let init = local_answer(&c, "init-local")
+            .await
+            .expect("an answer to init");
+        assert_eq!(init.server_response_type, None, "{init:?}");
+        for i in 0..100 {
+            send(local_frame(&log_row(
+                "local",
+                &[("x", &i.to_string())],
+                None,
+            )))
+            .await
+            .unwrap();
+        }
+        // A file travels in order: written before the frames after it.
+        let media = dir.join("files/media/images/m.png");
+        send(Incoming::File {
+            path: media.clone(),
+            bytes: std::sync::Arc::new(b"png".to_vec()),
+        })
+        .await
+        .unwrap();
+        send(local_frame(&request(
+            "local",
+            "step",
+            RequestType::HistoryStep(Default::default()),
+        )))
+        .await
+        .unwrap();
+        let step = local_answer(&c, "step")
+            .await
+            .expect("an answer to the step");
+        assert!(media.is_file(), "the file is written before later frames");
+        assert_eq!(
+            response(step),
+            Some(ResponseType::HistoryStepResponse(pb::HistoryStepResponse {
+                step: 100
+            }))
+        );
+
+        // Bad input closes only its own connection, with an error first.
+        let bad = h.connector.connect(4).unwrap();
+        bad.frames
+            .send_async(Incoming::Frame(vec![0xff, 0xff, 0xff, 0xff, 0x0f].into()))
+            .await
+            .unwrap();
+        let error = local_answer(&bad, "").await.expect("an error answer");
+        assert!(
+            matches!(
+                error.server_response_type,
+                Some(ServerResponseType::ErrorResponse(_))
+            ),
+            "{error:?}"
+        );
+        assert!(
+            local_answer(&bad, "never").await.is_none(),
+            "closed after it"
+        );
+
+        // Ending the client's stream ends the connection; the rows stay.
+        drop(c);
+        let mut client = h.client().await;
+        let connector = h.connector.clone();
+        let dir = h.stop(&mut client).await;
+        assert!(connector.connect(1).is_err(), "a stopped service refuses");
+        let rows = read_log(&dir.path().join("run-local.wandb"))
+            .into_iter()
+            .filter(|r| matches!(r.record_type, Some(RecordType::History(_))))
+            .count();
+        assert_eq!(rows, 100);
     })
     .await;
 }

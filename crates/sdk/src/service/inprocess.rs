@@ -10,11 +10,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use wandb_proto::token::ServiceAddr;
-use wandb_service::{Service, ServiceOptions};
+use wandb_service::{Connector, Service, ServiceOptions};
 
 use crate::error::{Error, Result};
 
 pub(crate) struct InProcess {
+    /// Connections from this process skip the socket.
+    connector: Connector,
     thread: Option<JoinHandle<()>>,
     /// flume's receiver is `Sync`, so the handle can sit in a shared `Arc`.
     done: flume::Receiver<()>,
@@ -51,7 +53,7 @@ impl InProcess {
                             return;
                         }
                     };
-                    let _ = addr_tx.send(Ok(service.token().addr));
+                    let _ = addr_tx.send(Ok((service.token().addr, service.connector())));
                     service.run().await;
                 });
                 // Blocking work of finished runs (log writers) is joined by
@@ -60,17 +62,22 @@ impl InProcess {
                 let _ = done_tx.send(());
             })
             .map_err(|e| Error::Service(format!("cannot start the in-process service: {e}")))?;
-        let addr = addr_rx
+        let (addr, connector) = addr_rx
             .recv()
             .map_err(|_| Error::Service("the in-process service did not start".into()))?
             .map_err(Error::Service)?;
         Ok((
             Self {
+                connector,
                 thread: Some(thread),
                 done,
             },
             addr,
         ))
+    }
+
+    pub fn connector(&self) -> &Connector {
+        &self.connector
     }
 
     /// Waits (up to `limit`) for the service to stop after a teardown.

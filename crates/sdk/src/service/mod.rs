@@ -16,7 +16,7 @@ use std::time::Duration;
 use wandb_proto::pb;
 use wandb_proto::token::{ServiceAddr, ServiceToken};
 
-use crate::connection::Connection;
+use crate::connection::{Connection, Link};
 use crate::error::{Error, Result};
 use crate::settings::{QueuePolicy, Transport};
 
@@ -86,8 +86,18 @@ impl Service {
         Ok(service)
     }
 
+    /// A connection: a channel into a service in this process, else the
+    /// socket.
     pub fn connect(&self, capacity: usize, policy: QueuePolicy) -> Result<Connection> {
-        Connection::connect(&self.addr, capacity, policy)
+        let link = match &self.owned {
+            Owned::InProcess(s) => Link::Local(
+                s.connector()
+                    .connect(capacity)
+                    .map_err(|e| Error::Service(format!("in-process service: {e}")))?,
+            ),
+            _ => Link::Socket(self.addr.clone()),
+        };
+        Connection::connect(link, capacity, policy)
     }
 
     /// The `WANDB_SERVICE` token of this service (for child processes,
@@ -116,7 +126,7 @@ impl Drop for Service {
         }
         // The Python SDK's atexit teardown: the service finishes what is
         // open and exits.
-        if let Ok(conn) = Connection::connect(&self.addr, 4, QueuePolicy::Drop) {
+        if let Ok(conn) = self.connect(4, QueuePolicy::Drop) {
             let teardown = pb::ServerRequest {
                 server_request_type: Some(pb::server_request::ServerRequestType::InformTeardown(
                     pb::ServerInformTeardownRequest {

@@ -40,13 +40,13 @@ use crate::respond::{Reply, Responder};
 use crate::stream::{StreamHandle, StreamInput};
 
 /// Answers queued for a connection that is slow to read them.
-const RESPONSE_QUEUE: usize = 4096;
+pub(super) const RESPONSE_QUEUE: usize = 4096;
 /// Bytes read per system call.
 const READ_CHUNK: usize = 64 * 1024;
 /// Bytes read before the frames in them are handled (bounds memory).
 const READ_ROUND: usize = 128 * 1024;
 /// How often blocked threads look at the stop and closing flags.
-const POLL_INTERVAL: Duration = Duration::from_millis(100);
+pub(super) const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Records handed to a run in one go.
 const MAX_BATCH: usize = 256;
 /// Frames per wake-up below which reading pauses for [`READ_COALESCE`].
@@ -62,7 +62,7 @@ const READ_COALESCE: std::time::Duration = std::time::Duration::from_millis(16);
 
 /// Consecutive records for one run, not yet handed to it.
 #[derive(Default)]
-struct Pending {
+pub(super) struct Pending {
     stream: Option<(String, StreamHandle)>,
     records: Vec<(Bytes, Option<Reply>)>,
     /// Whether a request in the current read batch awaits an answer.
@@ -411,19 +411,9 @@ pub fn serve(
             ));
         }
         let batch = frames.len();
-        pending.awaited = false;
-        let routed = rt.block_on(async {
-            for frame in frames {
-                dispatch(frame, &responder, &ctx, &mut pending).await?;
-                if pending.records.len() >= MAX_BATCH {
-                    pending.flush().await;
-                }
-            }
-            pending.flush().await;
-            Ok::<(), ConnError>(())
-        });
-        if let Err(e) = routed {
-            problem = Some(e.to_string());
+        // Route what was read even when the read ended in a problem.
+        if let Some(e) = route(frames, &responder, &ctx, &rt, &mut pending) {
+            problem = Some(e);
         }
         if let Some(problem) = problem {
             tracing::warn!(conn = conn_id, "closing connection: {problem}");
@@ -437,14 +427,7 @@ pub fn serve(
         if eof {
             break;
         }
-        // A client logging steadily sends frames one by one (the SDK even
-        // writes header and body separately). After a small batch of
-        // publishes, let a few milliseconds of frames gather before reading
-        // again. A busy connection reads without pause, and so does one
-        // whose client awaits an answer.
-        if batch < SMALL_BATCH && !pending.awaited {
-            std::thread::sleep(READ_COALESCE);
-        }
+        pause_after(batch, &pending);
     }
     closing.store(true, Ordering::SeqCst);
     // An empty message wakes the answer writer to look at `closing` now.
@@ -456,6 +439,40 @@ pub fn serve(
     }
     sock.shutdown();
     tracing::debug!(conn = conn_id, "connection closed");
+}
+
+/// Hands a batch of frames to their runs and the service, in order.
+/// Returns why the connection must close, if it must.
+pub(super) fn route(
+    frames: Vec<Bytes>,
+    responder: &Responder,
+    ctx: &Ctx,
+    rt: &tokio::runtime::Handle,
+    pending: &mut Pending,
+) -> Option<String> {
+    pending.awaited = false;
+    rt.block_on(async {
+        for frame in frames {
+            dispatch(frame, responder, ctx, pending).await?;
+            if pending.records.len() >= MAX_BATCH {
+                pending.flush().await;
+            }
+        }
+        pending.flush().await;
+        Ok::<(), ConnError>(())
+    })
+    .err()
+    .map(|e| e.to_string())
+}
+
+/// A client logging steadily sends frames one by one (the SDK even writes
+/// header and body separately). After a small batch of publishes, let a few
+/// milliseconds of frames gather before reading again. A busy connection
+/// reads without pause, and so does one whose client awaits an answer.
+pub(super) fn pause_after(batch: usize, pending: &Pending) {
+    if batch < SMALL_BATCH && !pending.awaited {
+        std::thread::sleep(READ_COALESCE);
+    }
 }
 
 /// Writes queued answers, several per system call when they queue up. After
@@ -513,7 +530,7 @@ fn write_answers(
     }
 }
 
-fn send_error(to: &Responder, request_id: &str, message: String) {
+pub(super) fn send_error(to: &Responder, request_id: &str, message: String) {
     Reply {
         request_id: request_id.to_string(),
         to: to.clone(),

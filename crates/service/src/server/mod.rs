@@ -10,6 +10,7 @@ mod api;
 mod connection;
 mod lifetime;
 mod listener;
+mod local;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use wandb_proto::frame::DEFAULT_MAX_FRAME_LEN;
 use wandb_proto::token::{PortFile, ServiceAddr, ServiceToken};
 
 pub use self::listener::Listeners;
+pub use self::local::{Connector, Incoming, LocalConnection};
 use crate::mux::Mux;
 #[cfg(feature = "fuzzing")]
 pub(crate) use connection::fuzz_envelope;
@@ -163,6 +165,8 @@ async fn settle_connections(ctx: &Ctx) {
 pub struct Service {
     listeners: Listeners,
     options: ServiceOptions,
+    connector: Connector,
+    local: flume::Receiver<local::Accepted>,
 }
 
 impl Service {
@@ -178,7 +182,19 @@ impl Service {
             };
             wandb_store::write_atomically(path, port_file.render().as_bytes())?;
         }
-        Ok(Self { listeners, options })
+        let (connector, local) = Connector::new();
+        Ok(Self {
+            listeners,
+            options,
+            connector,
+            local,
+        })
+    }
+
+    /// Opens connections from inside this process, without a socket (the
+    /// Rust SDK's in-process service).
+    pub fn connector(&self) -> Connector {
+        self.connector.clone()
     }
 
     /// The `WANDB_SERVICE` token for this service.
@@ -213,7 +229,15 @@ impl Service {
 
         let stop_connections = CancellationToken::new();
         let conn_ids = AtomicU64::new(1);
-        let Service { mut listeners, .. } = self;
+        let Service {
+            mut listeners,
+            local,
+            connector,
+            ..
+        } = self;
+        // Connectors handed out keep working while this runs; the service's
+        // own is not a client.
+        drop(connector);
         let reason = loop {
             tokio::select! {
                 changed = shutdown_rx.changed() => {
@@ -222,6 +246,12 @@ impl Service {
                     }
                     if let Some(reason) = *shutdown_rx.borrow() {
                         break reason;
+                    }
+                }
+                Ok(link) = local.recv_async() => {
+                    let id = conn_ids.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = local::spawn(link, id, ctx.clone(), stop_connections.clone()) {
+                        tracing::warn!(conn = id, "cannot serve an in-process connection: {e}");
                     }
                 }
                 accepted = listeners.accept() => match accepted {
@@ -257,6 +287,7 @@ impl Service {
         // Stop accepting, finish runs (they may still answer their clients),
         // then close connections.
         listeners.close();
+        drop(local);
         settle_connections(&ctx).await;
         ctx.mux.finish_all(reason.run_exit_code()).await;
         stop_connections.cancel();
