@@ -129,6 +129,9 @@ struct Args {
     /// each (writes scaling.md and plots).
     #[arg(long)]
     scaling: bool,
+    /// Client process counts of --scaling.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32")]
+    scaling_counts: Vec<usize>,
     /// Rows of the online suite's runs.
     #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
     online_suite_rows: Vec<u64>,

@@ -1,7 +1,8 @@
 //! The Rust SDK's `log()`: per-call latency and sustained rows/s for
-//! 10-scalar rows, with our service in-process, through the socket to our
-//! binary and to W&B's, beside the Python SDK's `run.log` against W&B's
-//! service, all on the same machine in the same run.
+//! 10-scalar rows, with our service in-process (a channel straight into
+//! the run's stream), through the socket to our binary and to W&B's,
+//! beside the Python SDK's `run.log` against W&B's service, all on the
+//! same machine in the same run.
 
 use std::path::Path;
 use std::process::Command;
@@ -130,7 +131,7 @@ pub fn report(bench: &Bench) -> anyhow::Result<()> {
     let rows = bench.args.sdk_rows;
     let setups: [(&str, Option<Transport>); 4] = [
         (
-            "Rust SDK, our service in-process",
+            "Rust SDK, our service in-process (channel)",
             Some(Transport::InProcess),
         ),
         (

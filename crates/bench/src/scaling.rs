@@ -15,7 +15,7 @@ pub fn report(b: &Bench) -> anyhow::Result<()> {
     let (counts, rows): (&[usize], u64) = if b.args.quick {
         (&[1, 2, 4], 1_000)
     } else {
-        (&[1, 2, 4, 8, 16, 32], b.args.load_rows)
+        (&b.args.scaling_counts, b.args.load_rows)
     };
     let mut results: Vec<[SdkRun; 2]> = Vec::new();
     for &n in counts {

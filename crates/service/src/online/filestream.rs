@@ -50,8 +50,9 @@ pub struct FileStreamConfig {
     /// Line data in one request at most (`x_file_stream_max_bytes`).
     pub max_bytes: usize,
     /// Line data held before a request goes out early (never more than
-    /// `max_bytes`): what bounds the stream's memory when a run logs faster
-    /// than one request per transmit interval carries.
+    /// `max_bytes`, and by default that): what bounds the stream's memory
+    /// when a run logs faster than one request per transmit interval
+    /// carries.
     pub buffer_bytes: usize,
     /// History and events lines longer than this are not sent (the
     /// backend would refuse them); the user is told
@@ -64,38 +65,79 @@ pub struct FileStreamConfig {
     pub stop_on_fatal: bool,
 }
 
-/// Line data pending before a request goes out early, by default. With one
-/// request in flight and the next one filling, the file stream holds about
-/// twice this. Measured (`wandb-bench --online`, 50k rows of 10 scalars
-/// logged at ~10k rows/s): at 10 MiB, as wandb-core waits for, the
-/// service's peak RSS was 57 MiB against 11 MiB offline; at 4 MiB it stays
-/// within twice the offline figure, and a request every ~1.3 s at that rate
-/// is still far below what the backend allows.
-pub const BUFFER_BYTES: usize = 4 << 20;
-
-/// Room kept at the front of the history lines for the request's opening
-/// (`{"files":{"wandb-history.jsonl":{"offset":N,"content":[`), so the
-/// lines become the request body where they lie instead of being copied.
-const OPENING_ROOM: usize = 96;
-
-/// Lines of one file for the next request, kept as the request carries
-/// them: JSON strings separated by commas. No allocation per line, and the
-/// history lines are not copied again to make the body.
+/// Events lines for the next request, kept as the request carries them:
+/// JSON strings separated by commas, no allocation per line.
 #[derive(Default)]
 struct Lines {
     json: Vec<u8>,
     count: i64,
 }
 
+/// The history lines of the next request: the body's opening and the
+/// lines, compressed as they arrive (whether or not the request will be).
+///
+/// Why: a request carries up to `max_bytes` (10 MiB) of lines, as
+/// wandb-core's do, but holding them plain cost the service 57 MiB of peak
+/// RSS at that size (`wandb-bench --online`, 50k rows at ~10k rows/s), so
+/// requests went out at 4 MiB, and a run sent twice wandb-core's requests.
+/// History rows compress about sixfold: compressed, a full request's lines
+/// take under 2 MiB until they are sent (a plain request is inflated only
+/// then, for the time it is in flight).
+struct GzHistory {
+    enc: flate2::write::GzEncoder<Vec<u8>>,
+    count: i64,
+}
+
+impl GzHistory {
+    /// Compressing into memory fails only on a bug in the compressor.
+    const INFALLIBLE: &str = "gzip into a Vec cannot fail";
+
+    fn start(offset: i64) -> Self {
+        // Level 1: see `post`.
+        let mut enc = flate2::write::GzEncoder::new(
+            Vec::with_capacity(256 << 10),
+            flate2::Compression::fast(),
+        );
+        write!(
+            enc,
+            "{{\"files\":{{\"wandb-history.jsonl\":{{\"offset\":{offset},\"content\":["
+        )
+        .expect(Self::INFALLIBLE);
+        Self { enc, count: 0 }
+    }
+
+    fn push(&mut self, quoted: &str) {
+        if self.count > 0 {
+            self.enc.write_all(b",").expect(Self::INFALLIBLE);
+        }
+        self.enc
+            .write_all(quoted.as_bytes())
+            .expect(Self::INFALLIBLE);
+        self.count += 1;
+    }
+
+    /// The whole body, compressed: `rest` follows the lines.
+    fn finish(mut self, rest: &[u8]) -> Vec<u8> {
+        self.enc.write_all(rest).expect(Self::INFALLIBLE);
+        self.enc.finish().expect(Self::INFALLIBLE)
+    }
+
+    /// The whole body, plain; `plain_len`: about how long it is.
+    fn finish_plain(self, rest: &[u8], plain_len: usize) -> Vec<u8> {
+        use std::io::Read as _;
+        let gz = self.finish(rest);
+        let mut out = Vec::with_capacity(plain_len + 256);
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut out)
+            .expect("what was just compressed inflates");
+        out
+    }
+}
+
 impl Lines {
-    /// Adds a line, already quoted. `capacity`: what the lines will likely
-    /// take, reserved at once, since growing a buffer of megabytes step by
-    /// step holds the old and the new copy at the same time.
-    fn push(&mut self, quoted: &str, room: usize, capacity: usize) {
-        if self.count == 0 {
-            self.json = Vec::with_capacity(room + capacity.max(quoted.len() + 16));
-            self.json.resize(room, b' ');
-        } else {
+    /// Adds a line, already quoted.
+    fn push(&mut self, quoted: &str) {
+        if self.count > 0 {
             self.json.push(b',');
         }
         self.json.extend_from_slice(quoted.as_bytes());
@@ -105,7 +147,7 @@ impl Lines {
 
 #[derive(Default)]
 struct Pending {
-    history: Lines,
+    history: Option<GzHistory>,
     events: Lines,
     summary: Option<String>,
     console: BTreeMap<u64, String>,
@@ -125,7 +167,7 @@ struct Skipped {
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.history.count == 0
+        self.history.is_none()
             && self.events.count == 0
             && self.summary.is_none()
             && self.console.is_empty()
@@ -158,10 +200,6 @@ fn accept(p: &mut Pending, m: FsMsg, cfg: &FileStreamConfig) -> Option<FsMsg> {
     merge(p, m, quoted, cfg);
     None
 }
-
-/// What a buffer of `buffer_bytes` may take beyond that: the line that
-/// crosses the mark, and closing brackets.
-const LINE_SLACK: usize = 64 << 10;
 
 /// When the user was last told of lines left out for their length: at
 /// most once a minute for each kind, in wandb-core's words, so a loop
@@ -317,7 +355,7 @@ pub async fn run(
         last_send = Some(Instant::now());
         if !fatal {
             let _op = backend.operations.start(body.desc);
-            match post(&backend, &cfg, body.bytes).await {
+            match post(&backend, &cfg, body.bytes, body.gzipped).await {
                 Ok(answer) => {
                     if answer.get("stopped").and_then(Value::as_bool) == Some(true) {
                         stopped.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -368,11 +406,12 @@ fn merge(p: &mut Pending, m: FsMsg, quoted: Option<String>, cfg: &FileStreamConf
         (FsMsg::History(_), Some(q)) => {
             p.bytes += q.len() + 1;
             p.history
-                .push(&q, OPENING_ROOM, cfg.buffer_bytes + LINE_SLACK);
+                .get_or_insert_with(|| GzHistory::start(cfg.history_offset))
+                .push(&q);
         }
         (FsMsg::Events(_), Some(q)) => {
             p.bytes += q.len() + 1;
-            p.events.push(&q, 0, 0);
+            p.events.push(&q);
         }
         // The summary is whole each time: a later, shorter one goes.
         (FsMsg::Summary(s), _) if s.len() > cfg.max_line.max(MAX_LINE) => {
@@ -404,6 +443,8 @@ fn merge(p: &mut Pending, m: FsMsg, quoted: Option<String>, cfg: &FileStreamConf
 /// words (the SDK's progress display).
 struct Body {
     bytes: Bytes,
+    /// Already compressed (the history lines were, as they came).
+    gzipped: bool,
     complete: bool,
     desc: String,
 }
@@ -420,30 +461,26 @@ fn build(cfg: &mut FileStreamConfig, p: &mut Pending, complete: Option<i32>) -> 
         out.extend_from_slice(content);
         out.extend_from_slice(b"]}");
     }
-    let history = std::mem::take(&mut p.history);
+    let history = p.history.take();
+    let plain_len = p.bytes;
     let mut parts = Vec::new();
-    if history.count > 0 {
+    if let Some(h) = &history {
         parts.push(format!(
             "history steps {}-{}",
             cfg.history_offset,
-            cfg.history_offset + history.count - 1
+            cfg.history_offset + h.count - 1
         ));
     }
     let mut first_file = true;
-    let (mut out, start) = if history.count > 0 {
-        let opening = format!(
-            "{{\"files\":{{\"wandb-history.jsonl\":{{\"offset\":{},\"content\":[",
-            cfg.history_offset
-        );
-        let start = OPENING_ROOM - opening.len();
-        let mut out = history.json;
-        out[start..OPENING_ROOM].copy_from_slice(opening.as_bytes());
-        out.extend_from_slice(b"]}");
-        cfg.history_offset += history.count;
-        first_file = false;
-        (out, start)
-    } else {
-        (b"{\"files\":{".to_vec(), 0)
+    let mut out = match &history {
+        // The opening and the lines are in the compressor: what follows
+        // them is built here.
+        Some(h) => {
+            cfg.history_offset += h.count;
+            first_file = false;
+            b"]}".to_vec()
+        }
+        None => b"{\"files\":{".to_vec(),
     };
     let events = std::mem::take(&mut p.events);
     if events.count > 0 {
@@ -494,12 +531,12 @@ fn build(cfg: &mut FileStreamConfig, p: &mut Pending, complete: Option<i32>) -> 
     }
     if first_file {
         // No files: no "files" key.
-        out.truncate(start + 1);
+        out.truncate(1);
     } else {
         out.push(b'}');
     }
     let field = |out: &mut Vec<u8>, text: &str| {
-        if out.len() > start + 1 {
+        if out.len() > 1 {
             out.push(b',');
         }
         out.extend_from_slice(text.as_bytes());
@@ -522,8 +559,14 @@ fn build(cfg: &mut FileStreamConfig, p: &mut Pending, complete: Option<i32>) -> 
         _ => false,
     };
     out.push(b'}');
+    let (bytes, gzipped) = match history {
+        Some(h) if cfg.gzip => (Bytes::from(h.finish(&out)), true),
+        Some(h) => (Bytes::from(h.finish_plain(&out, plain_len)), false),
+        None => (Bytes::from(out), false),
+    };
     Body {
-        bytes: Bytes::from(out).slice(start..),
+        bytes,
+        gzipped,
         complete,
         desc: if parts.is_empty() {
             "uploading data".to_string()
@@ -537,8 +580,9 @@ async fn post(
     backend: &Backend,
     cfg: &FileStreamConfig,
     body: Bytes,
+    gzipped: bool,
 ) -> Result<Value, crate::backend::BackendError> {
-    let bytes = if cfg.gzip {
+    let bytes = if cfg.gzip && !gzipped {
         // Level 1: history lines compress well at any level, and level 6
         // cost 8.3 CPU-s to sync 1M rows (12.2 s wall, vs 7.8 s without
         // gzip) in `wandb-bench --sync`.
@@ -568,7 +612,7 @@ mod tests {
             transmit_interval: Duration::from_secs(15),
             heartbeat: Duration::from_secs(30),
             max_bytes: 10 << 20,
-            buffer_bytes: BUFFER_BYTES,
+            buffer_bytes: 10 << 20,
             max_line: MAX_LINE,
             gzip: false,
             stop_on_fatal: false,
@@ -586,6 +630,58 @@ mod tests {
         let value: Value = serde_json::from_slice(&body.bytes).expect("a JSON body");
         assert_eq!(body.complete, value.get("complete").is_some());
         value
+    }
+
+    #[test]
+    fn gzipped_bodies_hold_what_plain_ones_do() {
+        use std::io::Read as _;
+        let updates = |history: bool, round: i64| {
+            let mut u = Vec::new();
+            if history {
+                u.push(FsMsg::History(format!("{{\"a\":{round}}}")));
+                u.push(FsMsg::History("{\"s\":\"q\\\"uote\\n\"}".into()));
+            }
+            u.push(FsMsg::Events("{\"system.cpu\":1}".into()));
+            u.push(FsMsg::Summary("{\"a\":1}".into()));
+            u.push(FsMsg::Console(round as u64, "line".into()));
+            u.push(FsMsg::Uploaded("config.yaml".into()));
+            u
+        };
+        for history in [true, false] {
+            let mut plain = cfg();
+            let mut gz = FileStreamConfig {
+                gzip: true,
+                ..cfg()
+            };
+            let (mut p, mut q) = (Pending::default(), Pending::default());
+            for (round, complete) in [(0, None), (1, Some(3))] {
+                for (m, n) in updates(history, round)
+                    .into_iter()
+                    .zip(updates(history, round))
+                {
+                    assert!(accept(&mut p, m, &plain).is_none());
+                    assert!(accept(&mut q, n, &gz).is_none());
+                }
+                let a = build(&mut plain, &mut p, complete);
+                let b = build(&mut gz, &mut q, complete);
+                assert!(!a.gzipped);
+                assert_eq!(b.gzipped, history);
+                let b_json = if b.gzipped {
+                    let mut text = String::new();
+                    flate2::read::GzDecoder::new(&b.bytes[..])
+                        .read_to_string(&mut text)
+                        .expect("a gzip body");
+                    text
+                } else {
+                    String::from_utf8(b.bytes.to_vec()).unwrap()
+                };
+                let a: Value = serde_json::from_slice(&a.bytes).unwrap();
+                let b: Value = serde_json::from_str(&b_json).expect("a JSON body");
+                assert_eq!(a, b, "history: {history}, round {round}");
+                assert_eq!(plain.history_offset, gz.history_offset);
+                assert!(p.is_empty() && q.is_empty());
+            }
+        }
     }
 
     #[test]
@@ -618,7 +714,8 @@ mod tests {
         assert_eq!(p.bytes, 0);
         // An edited console line goes again at its offset; history moves on.
         add(&mut p, FsMsg::Console(1, "t line1 edited".into()));
-        add(&mut p, FsMsg::History("{\"a\":3}".into()));
+        // (With the stream's own config: it knows where history is.)
+        assert!(accept(&mut p, FsMsg::History("{\"a\":3}".into()), &c).is_none());
         assert_eq!(
             body(&mut c, &mut p, Some(0)),
             json!({
@@ -639,9 +736,9 @@ mod tests {
             body(&mut c, &mut Pending::default(), Some(3)),
             json!({"complete": true, "exitcode": 3})
         );
-        // Offsets of any size fit the room kept for the opening.
+        // Offsets of any size.
         c.history_offset = i64::MAX - 5;
-        add(&mut p, FsMsg::History("{}".into()));
+        assert!(accept(&mut p, FsMsg::History("{}".into()), &c).is_none());
         assert_eq!(
             body(&mut c, &mut p, None)["files"]["wandb-history.jsonl"]["offset"],
             json!(i64::MAX - 5)
@@ -702,7 +799,7 @@ mod tests {
         }
         // Three lines fit (7 bytes each, 12 quoted with a comma); the others
         // wait for the next request.
-        assert_eq!(q.history.count, 3);
+        assert_eq!(q.history.as_ref().map(|h| h.count), Some(3));
         assert_eq!(handed_back.len(), 2);
         let first = body(&mut small, &mut q, None);
         assert_eq!(

@@ -394,7 +394,9 @@ impl Sender {
                 .x_file_stream_max_bytes
                 .filter(|b| *b > 0)
                 .map_or(10 << 20, |b| b as usize),
-            buffer_bytes: filestream::BUFFER_BYTES,
+            // History lines are held compressed: a request may fill to
+            // `max_bytes`, as wandb-core's do.
+            buffer_bytes: usize::MAX,
             max_line: self
                 .settings
                 .raw
