@@ -142,7 +142,11 @@ impl<'a> PartialHistoryView<'a> {
     }
 
     fn parse(msg: &'a [u8]) -> Result<Self, WireError> {
-        let mut view = PartialHistoryView::default();
+        let mut view = PartialHistoryView {
+            // A typical row's items, without growing the vector thrice.
+            items: Vec::with_capacity(16),
+            ..Default::default()
+        };
         for f in fields(msg) {
             let f = f?;
             match f.number {
