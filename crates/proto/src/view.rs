@@ -81,7 +81,40 @@ pub struct ItemView<'a> {
 }
 
 impl<'a> ItemView<'a> {
+    /// The item every SDK sends for a logged value: `key` (field 1), then
+    /// `value_json` (field 16), nothing else. Measured need: the general
+    /// field loop was a fifth of the service's time for 10-scalar rows.
+    /// Anything else (or anything odd) takes the general path, which says
+    /// what is wrong.
+    fn parse_common(msg: &'a [u8]) -> Option<Self> {
+        let mut pos = 0;
+        let mut string = |tag: &[u8]| -> Option<&'a str> {
+            if !msg.get(pos..)?.starts_with(tag) {
+                return None;
+            }
+            pos += tag.len();
+            let len = usize::try_from(crate::wire::read_varint(msg, &mut pos).ok()?).ok()?;
+            let bytes = msg.get(pos..pos.checked_add(len)?)?;
+            pos += len;
+            std::str::from_utf8(bytes).ok()
+        };
+        let key = string(&[0x0a])?;
+        let value_json = string(&[0x82, 0x01])?;
+        (pos == msg.len()).then_some(ItemView {
+            key,
+            value_json,
+            ..Default::default()
+        })
+    }
+
     fn parse(msg: &'a [u8]) -> Result<Self, WireError> {
+        match Self::parse_common(msg) {
+            Some(item) => Ok(item),
+            None => Self::parse_fields(msg),
+        }
+    }
+
+    fn parse_fields(msg: &'a [u8]) -> Result<Self, WireError> {
         let mut item = ItemView::default();
         for f in fields(msg) {
             let f = f?;
@@ -350,6 +383,33 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn the_common_item_reads_as_the_general_path_reads_it(
+            key in ".{0,40}",
+            value in ".{0,300}",
+            tail in proptest::collection::vec(proptest::num::u8::ANY, 0..4),
+        ) {
+            let mut bytes = item(&[key.as_str()], &value).encode_to_vec();
+            // `key` then `value_json`, as prost writes them: the fast path.
+            let fast = ItemView::parse_common(&bytes);
+            proptest::prop_assert!(key.is_empty() || value.is_empty() || fast.is_some());
+            if let Some(fast) = fast {
+                proptest::prop_assert_eq!(Ok(fast), ItemView::parse_fields(&bytes));
+            }
+            // Whatever follows, the two agree wherever the fast one reads.
+            bytes.extend_from_slice(&tail);
+            if let Some(fast) = ItemView::parse_common(&bytes) {
+                proptest::prop_assert_eq!(Ok(fast), ItemView::parse_fields(&bytes));
+            }
+        }
+
+        #[test]
+        fn random_items_read_alike(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            if let Some(fast) = ItemView::parse_common(&bytes) {
+                proptest::prop_assert_eq!(Ok(fast), ItemView::parse_fields(&bytes));
+            }
+        }
+
         #[test]
         fn random_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..128)) {
             let _ = PartialHistoryView::from_record(&bytes);
