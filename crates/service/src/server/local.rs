@@ -21,7 +21,7 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use super::Ctx;
-use super::connection::{POLL_INTERVAL, Pending, pause_after, route, send_error};
+use super::connection::{POLL_INTERVAL, Pending, pause_after, route_or_close};
 use crate::respond::Responder;
 
 /// What an in-process client sends, in order.
@@ -128,22 +128,13 @@ pub(super) fn serve(
             batch.truncate(at);
         }
         let count = batch.len();
-        if let Some(e) = route(batch, &responder, &ctx, &rt, &mut pending) {
-            problem = Some(e);
-        }
-        if let Some(problem) = problem {
-            tracing::warn!(conn = conn_id, "closing connection: {problem}");
-            send_error(
-                &responder,
-                "",
-                format!("wandb-core-rs: closing connection: {problem}"),
-            );
+        if !route_or_close(batch, problem, conn_id, &responder, &ctx, &rt, &mut pending) {
             break;
         }
         if stop.is_cancelled() {
             break;
         }
-        pause_after(count, &pending);
+        pause_after(count, &pending, &ctx);
     }
     tracing::debug!(conn = conn_id, "in-process connection closed");
 }
