@@ -448,7 +448,7 @@ pub fn serve(
 
 /// Hands a batch of frames to their runs and the service, in order.
 /// Returns why the connection must close, if it must.
-pub(super) fn route(
+fn route(
     frames: Vec<Bytes>,
     responder: &Responder,
     ctx: &Ctx,
@@ -564,7 +564,7 @@ fn write_answers(
     }
 }
 
-pub(super) fn send_error(to: &Responder, request_id: &str, message: String) {
+fn send_error(to: &Responder, request_id: &str, message: String) {
     Reply {
         request_id: request_id.to_string(),
         to: to.clone(),
