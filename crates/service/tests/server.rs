@@ -68,7 +68,10 @@ impl Harness {
                 ..Default::default()
             })
             .await;
-        let reason = self.service.await.unwrap();
+        let reason = tokio::time::timeout(LIMIT, self.service)
+            .await
+            .expect("the service stops within the limit after a teardown")
+            .unwrap();
         assert_eq!(reason, ShutdownReason::Teardown(0));
         self.dir
     }
@@ -375,7 +378,10 @@ async fn rows_logged_through_the_socket_reach_the_log_with_their_steps() {
 /// `None` once the service is done with the connection.
 async fn local_answer(c: &LocalConnection, request_id: &str) -> Option<pb::ServerResponse> {
     loop {
-        let bytes = c.answers.recv_async().await.ok()?;
+        let bytes = tokio::time::timeout(LIMIT, c.answers.recv_async())
+            .await
+            .unwrap_or_else(|_| panic!("no answer to {request_id:?} within {LIMIT:?}"))
+            .ok()?;
         let answer = pb::ServerResponse::decode(&bytes[..]).unwrap();
         if answer.request_id == request_id {
             return Some(answer);

@@ -15,7 +15,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
@@ -137,27 +136,4 @@ pub(super) fn serve(
         pause_after(count, &pending, &ctx);
     }
     tracing::debug!(conn = conn_id, "in-process connection closed");
-}
-
-/// Counts the connection while it is served (the idle timer and the
-/// shutdown wait on open connections).
-pub(super) fn spawn(
-    link: Accepted,
-    conn_id: u64,
-    ctx: Arc<Ctx>,
-    stop: CancellationToken,
-) -> std::io::Result<()> {
-    let rt = tokio::runtime::Handle::current();
-    ctx.connections.fetch_add(1, Ordering::SeqCst);
-    let counted = ctx.clone();
-    std::thread::Builder::new()
-        .name(format!("conn-{conn_id}"))
-        .spawn(move || {
-            serve(link, conn_id, ctx.clone(), rt, stop);
-            ctx.connections.fetch_sub(1, Ordering::SeqCst);
-        })
-        .map(|_| ())
-        .inspect_err(|_| {
-            counted.connections.fetch_sub(1, Ordering::SeqCst);
-        })
 }

@@ -161,6 +161,29 @@ async fn settle_connections(ctx: &Ctx) {
     }
 }
 
+/// Serves a connection on a thread of its own, counted in
+/// `ctx.connections` while it is served (the idle timer and the shutdown
+/// wait on open connections; readers pause longer when there are many).
+fn serve_counted(
+    ctx: &Arc<Ctx>,
+    conn_id: u64,
+    serve: impl FnOnce(Arc<Ctx>, tokio::runtime::Handle) + Send + 'static,
+) -> std::io::Result<()> {
+    let rt = tokio::runtime::Handle::current();
+    ctx.connections.fetch_add(1, Ordering::SeqCst);
+    let counted = ctx.clone();
+    std::thread::Builder::new()
+        .name(format!("conn-{conn_id}"))
+        .spawn(move || {
+            serve(counted.clone(), rt);
+            counted.connections.fetch_sub(1, Ordering::SeqCst);
+        })
+        .map(drop)
+        .inspect_err(|_| {
+            ctx.connections.fetch_sub(1, Ordering::SeqCst);
+        })
+}
+
 /// A running service.
 pub struct Service {
     listeners: Listeners,
@@ -250,31 +273,28 @@ impl Service {
                 }
                 Ok(link) = local.recv_async() => {
                     let id = conn_ids.fetch_add(1, Ordering::Relaxed);
-                    if let Err(e) = local::spawn(link, id, ctx.clone(), stop_connections.clone()) {
+                    let stop = stop_connections.clone();
+                    if let Err(e) = serve_counted(&ctx, id, move |ctx, rt| {
+                        local::serve(link, id, ctx, rt, stop)
+                    }) {
                         tracing::warn!(conn = id, "cannot serve an in-process connection: {e}");
                     }
                 }
                 accepted = listeners.accept() => match accepted {
                     Ok(io) => {
                         let id = conn_ids.fetch_add(1, Ordering::Relaxed);
-                        let ctx = ctx.clone();
                         let stop = stop_connections.clone();
-                        ctx.connections.fetch_add(1, Ordering::SeqCst);
                         let sock = match io {
                             listener::Conn::Unix(s) => s.into_std().map(connection::Socket::Unix),
                             listener::Conn::Tcp(s) => s.into_std().map(connection::Socket::Tcp),
                         };
-                        let rt = tokio::runtime::Handle::current();
                         let spawned = sock.and_then(|sock| {
-                            let ctx = ctx.clone();
-                            std::thread::Builder::new().name(format!("conn-{id}")).spawn(move || {
-                                connection::serve(sock, id, ctx.clone(), rt, stop);
-                                ctx.connections.fetch_sub(1, Ordering::SeqCst);
+                            serve_counted(&ctx, id, move |ctx, rt| {
+                                connection::serve(sock, id, ctx, rt, stop)
                             })
                         });
                         if let Err(e) = spawned {
                             tracing::warn!(conn = id, "cannot serve a connection: {e}");
-                            ctx.connections.fetch_sub(1, Ordering::SeqCst);
                         }
                     }
                     Err(e) => {
