@@ -9,6 +9,7 @@
 //!   wandb-core's number formatting).
 //! * [`token`]: `WANDB_SERVICE` tokens and port files (how clients find a
 //!   service).
+//! * [`tree`]: nested JSON objects set leaf by leaf (summary, config).
 //! * [`time`]: protobuf timestamps.
 //! * [`view`]: zero-copy views of the hottest message (`partial_history`).
 //! * [`descriptor_pool`]: run-time reflection over the same schema, for
@@ -18,6 +19,7 @@ pub mod frame;
 pub mod json;
 pub mod time;
 pub mod token;
+pub mod tree;
 pub mod view;
 pub mod wire;
 

@@ -45,7 +45,7 @@ use crate::respond::Reply;
 use crate::runstate::config::RunConfig;
 use crate::runstate::metrics::Metrics;
 use crate::runstate::summary::item_path;
-use crate::runstate::tree::Tree;
+use wandb_proto::tree::Tree;
 
 /// Changes to the run wait this long for company before an UpsertBucket.
 const UPSERT_DEBOUNCE: Duration = Duration::from_secs(5);

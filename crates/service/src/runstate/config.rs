@@ -14,7 +14,7 @@ use wandb_proto::{pb, telemetry_descriptor_pool};
 
 use super::metrics::Metrics;
 use super::summary::item_path;
-use super::tree::Tree;
+use wandb_proto::tree::Tree;
 
 #[derive(Debug, Default)]
 pub struct RunConfig {

@@ -8,5 +8,4 @@ pub(crate) mod console;
 pub(crate) mod keys;
 pub(crate) mod metrics;
 pub(crate) mod summary;
-pub(crate) mod tree;
 mod yaml;

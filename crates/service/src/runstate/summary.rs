@@ -13,7 +13,7 @@ use wandb_proto::pb;
 
 use super::keys::{KeyId, Keys};
 use super::metrics::{MetricDef, Metrics};
-use super::tree::Tree;
+use wandb_proto::tree::Tree;
 
 /// What the summary needs to know about a value.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -8,7 +8,7 @@
 //! object indexes its members by name and keeps their first-seen order.
 
 use indexmap::IndexMap;
-use wandb_proto::json::Value;
+use crate::json::Value;
 
 /// Paths deeper than this are refused: values are bounded the same way by
 /// the JSON parser, and writing the tree back recurses once per level.
