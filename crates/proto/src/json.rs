@@ -10,6 +10,13 @@
 //! exponent form below 1e-4 and from 1e6 on), so our files read like the
 //! reference's: `1e+06`, `1.5e-05`, `1` for `1.0`. Integers that fit in an
 //! `i64` stay integers.
+//!
+//! W&B's Go tools read and write the same values a little differently, and
+//! `leet inspect` matches them byte for byte with this one type:
+//! [`Value::parse_lenient`] reads `value_json` as W&B's inspector does,
+//! [`Value::sort_keys`] orders objects as a Go map, and
+//! [`Value::write_with`] writes in another [`Format`] (Go's
+//! `encoding/json`, on one line or indented).
 
 use std::fmt::Write as _;
 
@@ -36,20 +43,101 @@ pub struct JsonError {
 
 /// Nesting deeper than this is refused rather than risking the stack.
 const MAX_DEPTH: usize = 256;
+/// [`Value::parse_lenient`]'s limit: W&B's inspector decodes deeper values.
+const MAX_DEPTH_LENIENT: usize = 512;
+
+/// How [`Value::write_with`] writes a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Format {
+    pub escapes: Escapes,
+    pub floats: Floats,
+    /// Go's `MarshalIndent` with this unit per level (and `": "` after a
+    /// key); `None`: all on one line.
+    pub indent: Option<&'static str>,
+}
+
+impl Format {
+    /// wandb-core's own: what [`Value::write`] writes.
+    pub const WANDB: Format = Format {
+        escapes: Escapes::Wandb,
+        floats: Floats::Wandb,
+        indent: None,
+    };
+    /// Go's `encoding/json` (without HTML escaping), on one line.
+    pub const GO_JSON: Format = Format {
+        escapes: Escapes::GoJson,
+        floats: Floats::GoJson,
+        indent: None,
+    };
+    /// Go's `json.MarshalIndent` with two spaces a level.
+    pub const GO_JSON_INDENTED: Format = Format {
+        indent: Some("  "),
+        ..Format::GO_JSON
+    };
+}
+
+/// Which characters a string literal escapes, besides `"`, `\`, newline,
+/// carriage return and tab (`\n`, `\r`, `\t`) and the other control
+/// characters (`\u00XX`), which all do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escapes {
+    /// None more: wandb-core's ([`write_str`]).
+    Wandb,
+    /// Backspace and form feed in JSON's short forms, `\b` and `\f`.
+    Short,
+    /// [`Escapes::Short`], and U+2028 and U+2029 as `\u2028`, `\u2029`:
+    /// Go's `encoding/json`.
+    GoJson,
+}
+
+/// How floats are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Floats {
+    /// Go's shortest `%g`, with bare `NaN`, `Infinity` and `-Infinity`
+    /// ([`write_float`]).
+    Wandb,
+    /// Go's `encoding/json`: positional from 1e-6 up to 1e21, else `1e-7`,
+    /// `1e+21`; `NaN` and `±Infinity` as the strings `"NaN"`, `"Infinity"`
+    /// and `"-Infinity"` (which `encoding/json` itself refuses; W&B's
+    /// inspector writes them so).
+    GoJson,
+}
 
 impl Value {
     /// Parses one value; surrounding whitespace is allowed, trailing text is not.
     pub fn parse(text: &str) -> Result<Value, JsonError> {
-        let mut p = Parser {
-            s: text.as_bytes(),
-            pos: 0,
-        };
-        let v = p.value(0)?;
-        p.ws();
-        if p.pos != p.s.len() {
-            return Err(p.err("trailing characters"));
+        Parser::new(text, false).document()
+    }
+
+    /// Parses one value as W&B's inspector reads `value_json`: a number is
+    /// any run of number-like characters that Go's `ParseFloat` reads
+    /// (leading zeros, `1.`, `-.5`, `-inf`, overflow to infinity), an
+    /// integer (`-0` too) when it is one that fits; values nest up to 512
+    /// deep. Otherwise as [`Value::parse`].
+    pub fn parse_lenient(text: &str) -> Result<Value, JsonError> {
+        Parser::new(text, true).document()
+    }
+
+    /// Puts every object's members in key order (bytewise), a repeated key
+    /// once with its last value: how Go holds and writes a map.
+    pub fn sort_keys(&mut self) {
+        match self {
+            Value::Array(items) => items.iter_mut().for_each(Value::sort_keys),
+            Value::Object(members) => {
+                // A stable sort: of a repeated key, the last stays last.
+                members.sort_by(|a, b| a.0.cmp(&b.0));
+                let mut kept: Vec<(String, Value)> = Vec::with_capacity(members.len());
+                for (key, mut value) in members.drain(..) {
+                    value.sort_keys();
+                    match kept.last_mut() {
+                        Some(last) if last.0 == key => last.1 = value,
+                        _ => kept.push((key, value)),
+                    }
+                }
+                *members = kept;
+            }
+            _ => {}
         }
-        Ok(v)
     }
 
     /// The number as `f64`, for integers and floats.
@@ -91,37 +179,7 @@ impl Value {
 
     /// Serialises the value in wandb-core's style.
     pub fn write(&self, out: &mut String) {
-        match self {
-            Value::Null => out.push_str("null"),
-            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            Value::Int(i) => {
-                let _ = write!(out, "{i}");
-            }
-            Value::Float(f) => write_float(*f, out),
-            Value::Str(s) => write_str(s, out),
-            Value::Array(items) => {
-                out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    item.write(out);
-                }
-                out.push(']');
-            }
-            Value::Object(members) => {
-                out.push('{');
-                for (i, (k, v)) in members.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    write_str(k, out);
-                    out.push(':');
-                    v.write(out);
-                }
-                out.push('}');
-            }
-        }
+        self.write_with(out, Format::WANDB);
     }
 
     /// The value serialised as a new string.
@@ -130,91 +188,164 @@ impl Value {
         self.write(&mut out);
         out
     }
-}
 
-/// Writes a float like Go's `FormatFloat(f, 'g', -1, 64)`, with wandb's
-/// `NaN`/`Infinity` literals.
-///
-/// On the hot path of every logged scalar (SDK and service): `ryu` gives
-/// the shortest round-trip digits without allocating, and this lays them
-/// out Go's way. Measured need: with `format!("{f:e}")` and a digit string,
-/// float text was a fifth of the Rust SDK's `log()` time.
-pub fn write_float(f: f64, out: &mut String) {
-    if f.is_nan() {
-        out.push_str("NaN");
-        return;
+    /// Serialises the value in `format` (members in the order they are:
+    /// see [`Value::sort_keys`]).
+    pub fn write_with(&self, out: &mut String, format: Format) {
+        self.write_at(out, format, 0);
     }
-    if f.is_infinite() {
-        out.push_str(if f > 0.0 { "Infinity" } else { "-Infinity" });
-        return;
-    }
-    if f == 0.0 {
-        out.push_str(if f.is_sign_negative() { "-0" } else { "0" });
-        return;
-    }
-    let mut buf = ryu::Buffer::new();
-    let text = buf.format_finite(f.abs());
-    // ryu writes `123.45`, `0.001` or `1.5e-7`: read back its digits and
-    // decimal exponent (of the first digit).
-    let (mantissa, exp_part) = match text.split_once('e') {
-        Some((m, e)) => (m, e.parse::<i32>().expect("ryu writes an integer exponent")),
-        None => (text, 0),
-    };
-    let mut digits = [0u8; 24];
-    let mut n = 0;
-    let mut int_len = 0i32;
-    let mut seen_point = false;
-    let mut leading_zeros = 0i32;
-    for b in mantissa.bytes() {
-        match b {
-            b'.' => seen_point = true,
-            b'0' if n == 0 => {
-                // Zeros before the first significant digit.
-                if !seen_point {
-                    int_len += 1;
+
+    fn write_at(&self, out: &mut String, format: Format, depth: usize) {
+        let newline = |out: &mut String, depth: usize| {
+            if let Some(unit) = format.indent {
+                out.push('\n');
+                for _ in 0..depth {
+                    out.push_str(unit);
                 }
-                leading_zeros += 1;
             }
-            d => {
-                digits[n] = d;
-                n += 1;
-                if !seen_point {
-                    int_len += 1;
+        };
+        match self {
+            Value::Null => out.push_str("null"),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Int(i) => {
+                let _ = write!(out, "{i}");
+            }
+            Value::Float(f) => match format.floats {
+                Floats::Wandb => write_float(*f, out),
+                Floats::GoJson if f.is_finite() => write_go_json_float(*f, out),
+                Floats::GoJson => {
+                    out.push('"');
+                    write_float(*f, out);
+                    out.push('"');
                 }
+            },
+            Value::Str(s) => write_str_with(s, format.escapes, out),
+            Value::Array(items) if items.is_empty() => out.push_str("[]"),
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    newline(out, depth + 1);
+                    item.write_at(out, format, depth + 1);
+                }
+                newline(out, depth);
+                out.push(']');
+            }
+            Value::Object(members) if members.is_empty() => out.push_str("{}"),
+            Value::Object(members) => {
+                out.push('{');
+                for (i, (k, v)) in members.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    newline(out, depth + 1);
+                    write_str_with(k, format.escapes, out);
+                    out.push(':');
+                    if format.indent.is_some() {
+                        out.push(' ');
+                    }
+                    v.write_at(out, format, depth + 1);
+                }
+                newline(out, depth);
+                out.push('}');
             }
         }
     }
-    while n > 1 && digits[n - 1] == b'0' {
-        n -= 1;
+}
+
+/// A finite, non-zero float's shortest round-trip digits (no leading or
+/// trailing zeros) and the decimal exponent of the first.
+struct Digits {
+    buf: [u8; 24],
+    len: usize,
+    exp: i32,
+}
+
+impl Digits {
+    /// From ryu, which gives the shortest digits (ties to even, as Go's
+    /// `FormatFloat` and Python's `repr`) without allocating.
+    #[inline]
+    fn of<F: ryu::Float>(abs: F) -> Digits {
+        let mut buf = ryu::Buffer::new();
+        let text = buf.format_finite(abs);
+        // ryu writes `123.45`, `0.001` or `1.5e-7`: read back its digits and
+        // decimal exponent (of the first digit).
+        let (mantissa, exp_part) = match text.split_once('e') {
+            Some((m, e)) => (m, e.parse::<i32>().expect("ryu writes an integer exponent")),
+            None => (text, 0),
+        };
+        let mut digits = Digits {
+            buf: [0; 24],
+            len: 0,
+            exp: 0,
+        };
+        let mut int_len = 0i32;
+        let mut seen_point = false;
+        let mut leading_zeros = 0i32;
+        for b in mantissa.bytes() {
+            match b {
+                b'.' => seen_point = true,
+                b'0' if digits.len == 0 => {
+                    // Zeros before the first significant digit.
+                    if !seen_point {
+                        int_len += 1;
+                    }
+                    leading_zeros += 1;
+                }
+                d => {
+                    digits.buf[digits.len] = d;
+                    digits.len += 1;
+                    if !seen_point {
+                        int_len += 1;
+                    }
+                }
+            }
+        }
+        while digits.len > 1 && digits.buf[digits.len - 1] == b'0' {
+            digits.len -= 1;
+        }
+        digits.exp = int_len - 1 - leading_zeros + exp_part;
+        digits
     }
-    let digits = std::str::from_utf8(&digits[..n]).expect("ASCII digits");
-    let exp = int_len - 1 - leading_zeros + exp_part;
-    if f.is_sign_negative() {
-        out.push('-');
+
+    fn text(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).expect("ASCII digits")
     }
-    if !(-4..6).contains(&exp) {
+
+    /// `d.ddde±XX`: at least `min_exp_digits` exponent digits.
+    fn write_exponent(&self, min_exp_digits: u32, out: &mut String) {
+        let digits = self.text();
         out.push_str(&digits[..1]);
         if digits.len() > 1 {
             out.push('.');
             out.push_str(&digits[1..]);
         }
         out.push('e');
-        out.push(if exp < 0 { '-' } else { '+' });
-        // At least two digits, as Go writes them (`e+06`, `e-308`).
-        let abs = exp.unsigned_abs();
+        out.push(if self.exp < 0 { '-' } else { '+' });
+        let abs = self.exp.unsigned_abs();
         if abs >= 100 {
             out.push(char::from(b'0' + (abs / 100) as u8));
         }
-        out.push(char::from(b'0' + (abs / 10 % 10) as u8));
-        out.push(char::from(b'0' + (abs % 10) as u8));
-    } else if exp < 0 {
-        out.push_str("0.");
-        for _ in 0..(-exp - 1) {
-            out.push('0');
+        if abs >= 10 || min_exp_digits >= 2 {
+            out.push(char::from(b'0' + (abs / 10 % 10) as u8));
         }
-        out.push_str(digits);
-    } else {
-        let int_len = exp as usize + 1;
+        out.push(char::from(b'0' + (abs % 10) as u8));
+    }
+
+    /// Positional: `123.45`, `0.00012`, `1200`.
+    fn write_positional(&self, out: &mut String) {
+        let digits = self.text();
+        if self.exp < 0 {
+            out.push_str("0.");
+            for _ in 0..(-self.exp - 1) {
+                out.push('0');
+            }
+            out.push_str(digits);
+            return;
+        }
+        let int_len = self.exp as usize + 1;
         if digits.len() <= int_len {
             out.push_str(digits);
             for _ in digits.len()..int_len {
@@ -226,10 +357,85 @@ pub fn write_float(f: f64, out: &mut String) {
             out.push_str(&digits[int_len..]);
         }
     }
+
+    /// Go's `%g` layout: exponent form below 1e-4 and from 1e6 on, with at
+    /// least two exponent digits (`e+06`, `e-308`).
+    fn write_g(&self, out: &mut String) {
+        if (-4..6).contains(&self.exp) {
+            self.write_positional(out);
+        } else {
+            self.write_exponent(2, out);
+        }
+    }
 }
 
-/// Writes a JSON string literal.
+/// Writes `NaN`, `Infinity`, `-Infinity` or a zero; false for others.
+fn write_float_special(f: f64, out: &mut String) -> bool {
+    if f.is_nan() {
+        out.push_str("NaN");
+    } else if f.is_infinite() {
+        out.push_str(if f > 0.0 { "Infinity" } else { "-Infinity" });
+    } else if f == 0.0 {
+        out.push_str(if f.is_sign_negative() { "-0" } else { "0" });
+    } else {
+        return false;
+    }
+    true
+}
+
+/// Writes a float like Go's `FormatFloat(f, 'g', -1, 64)`, with wandb's
+/// `NaN`/`Infinity` literals.
+///
+/// On the hot path of every logged scalar (SDK and service): `ryu` gives
+/// the shortest round-trip digits without allocating, and this lays them
+/// out Go's way. Measured need: with `format!("{f:e}")` and a digit string,
+/// float text was a fifth of the Rust SDK's `log()` time.
+pub fn write_float(f: f64, out: &mut String) {
+    if write_float_special(f, out) {
+        return;
+    }
+    if f.is_sign_negative() {
+        out.push('-');
+    }
+    Digits::of(f.abs()).write_g(out);
+}
+
+/// A float32 like Go's `FormatFloat(f, 'g', -1, 32)`: its own shortest
+/// digits (`0.1`, not `0.10000000149011612`), wandb's literals.
+pub fn write_float32(f: f32, out: &mut String) {
+    if write_float_special(f64::from(f), out) {
+        return;
+    }
+    if f.is_sign_negative() {
+        out.push('-');
+    }
+    Digits::of(f.abs()).write_g(out);
+}
+
+/// A finite float as Go's `encoding/json` writes a float64.
+fn write_go_json_float(f: f64, out: &mut String) {
+    if write_float_special(f, out) {
+        return;
+    }
+    if f.is_sign_negative() {
+        out.push('-');
+    }
+    let digits = Digits::of(f.abs());
+    if (1e-6..1e21).contains(&f.abs()) {
+        digits.write_positional(out);
+    } else {
+        // `1e-7`, not `1e-07` (`encoding/json` trims that zero), but `1e+21`.
+        digits.write_exponent(if digits.exp < 0 { 1 } else { 2 }, out);
+    }
+}
+
+/// Writes a JSON string literal (wandb-core's escapes).
 pub fn write_str(s: &str, out: &mut String) {
+    write_str_with(s, Escapes::Wandb, out);
+}
+
+/// Writes a JSON string literal with `escapes`.
+pub fn write_str_with(s: &str, escapes: Escapes, out: &mut String) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -238,7 +444,12 @@ pub fn write_str(s: &str, out: &mut String) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
+            '\u{8}' if escapes != Escapes::Wandb => out.push_str("\\b"),
+            '\u{c}' if escapes != Escapes::Wandb => out.push_str("\\f"),
             c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            '\u{2028}' | '\u{2029}' if escapes == Escapes::GoJson => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
             c => out.push(c),
@@ -250,9 +461,29 @@ pub fn write_str(s: &str, out: &mut String) {
 struct Parser<'a> {
     s: &'a [u8],
     pos: usize,
+    /// [`Value::parse_lenient`]'s numbers and depth.
+    lenient: bool,
 }
 
 impl Parser<'_> {
+    fn new(text: &str, lenient: bool) -> Parser<'_> {
+        Parser {
+            s: text.as_bytes(),
+            pos: 0,
+            lenient,
+        }
+    }
+
+    /// One value and nothing after it but whitespace.
+    fn document(mut self) -> Result<Value, JsonError> {
+        let v = self.value(0)?;
+        self.ws();
+        if self.pos != self.s.len() {
+            return Err(self.err("trailing characters"));
+        }
+        Ok(v)
+    }
+
     fn err(&self, reason: &'static str) -> JsonError {
         JsonError {
             offset: self.pos,
@@ -276,7 +507,12 @@ impl Parser<'_> {
     }
 
     fn value(&mut self, depth: usize) -> Result<Value, JsonError> {
-        if depth > MAX_DEPTH {
+        let max_depth = if self.lenient {
+            MAX_DEPTH_LENIENT
+        } else {
+            MAX_DEPTH
+        };
+        if depth > max_depth {
             return Err(self.err("nested too deeply"));
         }
         self.ws();
@@ -336,6 +572,7 @@ impl Parser<'_> {
             Some(b'n') if self.eat("null") => Ok(Value::Null),
             Some(b'N') if self.eat("NaN") => Ok(Value::Float(f64::NAN)),
             Some(b'I') if self.eat("Infinity") => Ok(Value::Float(f64::INFINITY)),
+            Some(b'-' | b'0'..=b'9') if self.lenient => self.lenient_number(),
             Some(b'-') if self.eat("-Infinity") => Ok(Value::Float(f64::NEG_INFINITY)),
             Some(b'-' | b'0'..=b'9') => self.number(),
             Some(_) => Err(self.err("unexpected character")),
@@ -396,6 +633,57 @@ impl Parser<'_> {
             })
     }
 
+    /// [`Value::parse_lenient`]'s number: the run of number-like
+    /// characters, an integer if it is one that fits, else a decimal as
+    /// Go's `ParseFloat` reads it (`1.`, `-.5`, `1e5`, `-inf`; overflow is
+    /// infinite).
+    fn lenient_number(&mut self) -> Result<Value, JsonError> {
+        let start = self.pos;
+        while let Some(b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'.' | b'+' | b'-' | b'_') =
+            self.s.get(self.pos)
+        {
+            self.pos += 1;
+        }
+        let invalid = JsonError {
+            offset: start,
+            reason: "invalid number",
+        };
+        let token = std::str::from_utf8(&self.s[start..self.pos]).expect("ASCII");
+        let (negative, unsigned) = match token.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, token),
+        };
+        if !unsigned.is_empty()
+            && unsigned.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(i) = token.parse::<i64>()
+        {
+            return Ok(Value::Int(i));
+        }
+        if unsigned.eq_ignore_ascii_case("inf") || unsigned.eq_ignore_ascii_case("infinity") {
+            return Ok(Value::Float(if negative {
+                f64::NEG_INFINITY
+            } else {
+                f64::INFINITY
+            }));
+        }
+        // Digits, one point, an exponent; at least one digit before `e`.
+        let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+            Some(i) => (&unsigned[..i], Some(&unsigned[i + 1..])),
+            None => (unsigned, None),
+        };
+        let mantissa_ok = mantissa.bytes().any(|b| b.is_ascii_digit())
+            && mantissa.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+            && mantissa.bytes().filter(|&b| b == b'.').count() <= 1;
+        let exponent_ok = exponent.is_none_or(|e| {
+            let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
+            !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+        });
+        if !(mantissa_ok && exponent_ok) {
+            return Err(invalid);
+        }
+        token.parse::<f64>().map(Value::Float).map_err(|_| invalid)
+    }
+
     fn hex4(&mut self) -> Result<u32, JsonError> {
         let hex = self
             .s
@@ -446,10 +734,19 @@ impl Parser<'_> {
                         b't' => out.push('\t'),
                         b'u' => {
                             let mut cp = self.hex4()?;
-                            if (0xD800..0xDC00).contains(&cp) && self.eat("\\u") {
+                            if (0xD800..0xDC00).contains(&cp)
+                                && self.s[self.pos..].starts_with(b"\\u")
+                            {
+                                let high = self.pos;
+                                self.pos += 2;
                                 let low = self.hex4()?;
                                 if (0xDC00..0xE000).contains(&low) {
                                     cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+                                } else {
+                                    // A lone high surrogate: U+FFFD, and the
+                                    // next escape is read on its own (as Go
+                                    // reads it).
+                                    self.pos = high;
                                 }
                             }
                             out.push(char::from_u32(cp).unwrap_or('\u{FFFD}'));
@@ -547,6 +844,171 @@ mod tests {
         assert!(Value::parse(&deep).is_err());
     }
 
+    /// `text` read leniently, keys sorted, written as Go's `encoding/json`
+    /// (a value that does not read stays the string it is, as W&B's
+    /// inspector shows it).
+    fn lenient(text: &str) -> String {
+        let mut v = Value::parse_lenient(text).unwrap_or_else(|_| Value::Str(text.into()));
+        v.sort_keys();
+        let mut out = String::new();
+        v.write_with(&mut out, Format::GO_JSON);
+        out
+    }
+
+    #[test]
+    fn lenient_reading_is_w_and_b_inspectors() {
+        for (text, want) in [
+            ("1.", "1"),
+            ("1.e5", "100000"),
+            (".5", "\".5\""),
+            ("-.5", "-0.5"),
+            ("+1", "\"+1\""),
+            ("-infinity", "\"-Infinity\""),
+            ("-INF", "\"-Infinity\""),
+            ("-Infinity", "\"-Infinity\""),
+            ("infinity", "\"infinity\""),
+            ("-NaN", "\"-NaN\""),
+            ("nan", "\"nan\""),
+            ("00", "0"),
+            ("-01", "-1"),
+            ("-0", "0"),
+            ("-0.0", "-0"),
+            ("9007199254740993", "9007199254740993"),
+            ("9223372036854775808", "9223372036854776000"),
+            ("1e400", "\"Infinity\""),
+            ("1e-400", "0"),
+            ("1.5e", "\"1.5e\""),
+            ("[1,]", "\"[1,]\""),
+            ("[-Infinityx]", "\"[-Infinityx]\""),
+            ("\"\\ud83d\\ude00\"", "\"😀\""),
+            ("\"\\ud800\"", "\"\u{fffd}\""),
+            ("\"a\tb\"", "\"\\\"a\\tb\\\"\""),
+            ("{\"b\":1,\"a\":NaN,\"b\":2}", "{\"a\":\"NaN\",\"b\":2}"),
+            (" NaN ", "\"NaN\""),
+            ("1 2", "\"1 2\""),
+            ("0x10", "\"0x10\""),
+            ("1_000", "\"1_000\""),
+        ] {
+            assert_eq!(lenient(text), want, "{text}");
+        }
+        // Strict reading refuses what lenient reading takes.
+        for text in ["1.", "00", "-.5", "-inf"] {
+            assert!(Value::parse(text).is_err(), "{text}");
+        }
+        assert_eq!(Value::parse("-0").unwrap(), Value::Float(-0.0));
+        assert_eq!(Value::parse_lenient("-0").unwrap(), Value::Int(0));
+        // Lenient values nest deeper.
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(Value::parse(&nested(300)).is_err());
+        assert!(Value::parse_lenient(&nested(300)).is_ok());
+        assert!(Value::parse_lenient(&nested(600)).is_err());
+    }
+
+    #[test]
+    fn a_lone_high_surrogate_leaves_the_next_escape_alone() {
+        for parse in [Value::parse, Value::parse_lenient] {
+            assert_eq!(
+                parse(r#""\ud800\u0041""#).unwrap(),
+                Value::Str("\u{fffd}A".into())
+            );
+            assert_eq!(
+                parse(r#""\udc00x""#).unwrap(),
+                Value::Str("\u{fffd}x".into())
+            );
+        }
+    }
+
+    #[test]
+    fn sorting_keys_orders_objects_as_a_go_map() {
+        let mut v = Value::parse(r#"[{"b":{"y":1,"x":2},"a":1,"b":{"z":3},"é":0,"B":0}]"#).unwrap();
+        v.sort_keys();
+        assert_eq!(v.to_json(), r#"[{"B":0,"a":1,"b":{"z":3},"é":0}]"#);
+    }
+
+    #[test]
+    fn go_json_format() {
+        let go = |f: f64| {
+            let mut s = String::new();
+            Value::Float(f).write_with(&mut s, Format::GO_JSON);
+            s
+        };
+        for (x, want) in [
+            (1e20, "100000000000000000000"),
+            (1e21, "1e+21"),
+            (1e-7, "1e-7"),
+            (1.5e-10, "1.5e-10"),
+            (1e-6, "0.000001"),
+            (1.2345678901234567e19, "12345678901234567000"),
+            (1796642363.7453637, "1796642363.7453637"),
+            (1e300, "1e+300"),
+            (1e-300, "1e-300"),
+            (-0.0, "-0"),
+            (0.1, "0.1"),
+            (-2.5e-8, "-2.5e-8"),
+            (f64::NAN, "\"NaN\""),
+            (f64::NEG_INFINITY, "\"-Infinity\""),
+        ] {
+            assert_eq!(go(x), want, "{x}");
+        }
+        let v = Value::parse("{\"a\":[1,{}],\"b\":[],\"c\":{\"d\":\"\\b\\f\u{2028}\\u0001\"}}")
+            .unwrap();
+        let mut out = String::new();
+        v.write_with(&mut out, Format::GO_JSON);
+        assert_eq!(
+            out,
+            "{\"a\":[1,{}],\"b\":[],\"c\":{\"d\":\"\\b\\f\\u2028\\u0001\"}}"
+        );
+        let mut out = String::new();
+        v.write_with(&mut out, Format::GO_JSON_INDENTED);
+        assert_eq!(
+            out,
+            "{\n  \"a\": [\n    1,\n    {}\n  ],\n  \"b\": [],\n  \"c\": {\n    \"d\": \"\\b\\f\\u2028\\u0001\"\n  }\n}"
+        );
+        // wandb-core's own: `\u0008`, U+2028 as is.
+        assert_eq!(
+            v.to_json(),
+            "{\"a\":[1,{}],\"b\":[],\"c\":{\"d\":\"\\u0008\\u000c\u{2028}\\u0001\"}}"
+        );
+    }
+
+    #[test]
+    fn string_escapes() {
+        let escaped = |escapes| {
+            let mut s = String::new();
+            write_str_with("<a>&\u{8}\u{c}\u{2028}\u{1b}\u{7f}é\"\\\n", escapes, &mut s);
+            s
+        };
+        assert_eq!(
+            escaped(Escapes::Wandb),
+            "\"<a>&\\u0008\\u000c\u{2028}\\u001b\u{7f}é\\\"\\\\\\n\""
+        );
+        assert_eq!(
+            escaped(Escapes::Short),
+            "\"<a>&\\b\\f\u{2028}\\u001b\u{7f}é\\\"\\\\\\n\""
+        );
+        assert_eq!(
+            escaped(Escapes::GoJson),
+            "\"<a>&\\b\\f\\u2028\\u001b\u{7f}é\\\"\\\\\\n\""
+        );
+    }
+
+    #[test]
+    fn float32_has_its_own_shortest_digits() {
+        for (x, want) in [
+            (0.1f32, "0.1"),
+            (1e-7, "1e-07"),
+            (16777216.0, "1.6777216e+07"),
+            (-2.5, "-2.5"),
+            (f32::NAN, "NaN"),
+            (f32::NEG_INFINITY, "-Infinity"),
+            (-0.0, "-0"),
+        ] {
+            let mut s = String::new();
+            write_float32(x, &mut s);
+            assert_eq!(s, want, "{x}");
+        }
+    }
+
     /// The layout from Rust's own shortest digits (`{:e}`), the slow way:
     /// the oracle for the ryu-based writer (up to how ties round).
     fn go_format_from_std(f: f64) -> String {
@@ -620,6 +1082,7 @@ mod tests {
         #[test]
         fn parsing_random_text_never_panics(s in ".{0,64}") {
             let _ = Value::parse(&s);
+            let _ = Value::parse_lenient(&s);
         }
     }
 }

@@ -7,8 +7,8 @@
 //! and a million metric names over a run never finished. Here every
 //! object indexes its members by name and keeps their first-seen order.
 
-use indexmap::IndexMap;
 use crate::json::Value;
+use indexmap::IndexMap;
 
 /// Paths deeper than this are refused: values are bounded the same way by
 /// the JSON parser, and writing the tree back recurses once per level.

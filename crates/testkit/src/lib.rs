@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Deserialize;
 
 pub mod process;
+pub mod pty;
 pub use process::{CommandExt, finished_within, within};
 
 /// The wandb version whose wire format and service we reproduce.
