@@ -9,7 +9,9 @@
 //! to the output directory (default `bench/results/<date>`).
 
 mod artifacts;
+mod export;
 mod ingest;
+mod leet;
 mod limits;
 mod load;
 mod monitor;
@@ -132,6 +134,18 @@ struct Args {
     /// Client process counts of --scaling.
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16,32")]
     scaling_counts: Vec<usize>,
+    /// Only LEET (`wandb-core leet`) opening a big run: first frame, whole
+    /// run read, peak RSS, key to frame, idle CPU (writes leet.md).
+    #[arg(long)]
+    leet: bool,
+    /// Rows of the --leet run (10 metrics each).
+    #[arg(long, default_value_t = 1_000_000)]
+    leet_rows: u64,
+    /// Only `wandb-core export` of an N-row run (10 metrics a row; default
+    /// 1,000,000) to Parquet, CSV and JSON Lines, and of N/10: time, output
+    /// size beside the log, peak RSS (writes export.md).
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "1000000")]
+    export: Option<u64>,
     /// Rows of the online suite's runs.
     #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
     online_suite_rows: Vec<u64>,
@@ -272,6 +286,12 @@ fn main() -> anyhow::Result<()> {
     }
     if args.online_suite {
         return online_suite::report(&bench);
+    }
+    if args.export.is_some() {
+        return export::report(&bench);
+    }
+    if args.leet {
+        return leet::report(&bench);
     }
 
     let mut md = report::heading("wandb-core-rs beside wandb-core 0.31.0");

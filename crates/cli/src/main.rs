@@ -5,6 +5,7 @@
 //! same flags as W&B's binary (Go flag syntax: `-x` or `--x`, a value after
 //! a space or `=`).
 
+mod export;
 mod gc;
 mod inspect;
 mod install;
@@ -52,14 +53,20 @@ enum Command {
     /// Remove the local copies of runs the server has in full (checked
     /// against the server, run by run).
     Gc(gc::Args),
-    /// W&B's terminal UI (`wandb leet`): handed to W&B's own wandb-core,
-    /// as ours has none yet.
+    /// Write runs' history, summary and config as Parquet, CSV or JSON
+    /// Lines, for pandas, polars and other tools.
+    Export(export::Args),
+    /// LEET, the terminal UI for runs (`wandb leet` runs this).
     Leet(leet::Args),
 }
 
 /// Go's flag package takes `-name` for long flags; clap wants `--name`.
 fn go_style_args() -> Vec<std::ffi::OsString> {
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "leet") {
+        leet::normalize(&mut args);
+        return args;
+    }
     for arg in args.iter_mut().skip(1) {
         let Some(s) = arg.to_str() else { continue };
         if let Some(rest) = s.strip_prefix('-')
@@ -83,8 +90,9 @@ fn main() -> ExitCode {
         Some(Command::Uninstall(args)) => install::uninstall(&args),
         Some(Command::Monitor(args)) => monitor::run(&args),
         Some(Command::Sync(args)) => sync::run(&args),
-        Some(Command::Leet(args)) => leet::run(&args),
+        Some(Command::Leet(args)) => leet::run(args),
         Some(Command::Gc(args)) => gc::run(&args),
+        Some(Command::Export(args)) => export::run(&args),
     };
     match result {
         Ok(code) => code,
