@@ -64,7 +64,7 @@ fn row(run: &RunScan) -> Vec<(String, Cell<'static>)> {
         ("state".into(), text(run.state())),
         (
             "exit_code".into(),
-            run.exit_code.map_or(Cell::Null, |c| Cell::Int(c.into())),
+            run.exit_code().map_or(Cell::Null, |c| Cell::Int(c.into())),
         ),
         (
             "start_time".into(),
@@ -146,7 +146,7 @@ pub fn metadata_json(runs: &[RunScan]) -> String {
                 ("state".into(), text(r.state())),
                 (
                     "exit_code".into(),
-                    r.exit_code.map_or(Value::Null, |c| Value::Int(c.into())),
+                    r.exit_code().map_or(Value::Null, |c| Value::Int(c.into())),
                 ),
                 (
                     "start_time".into(),

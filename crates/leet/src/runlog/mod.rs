@@ -9,6 +9,7 @@
 //! series are downsampled ([`series`]), the console keeps its newest lines.
 
 pub mod console;
+mod info;
 pub mod series;
 
 use std::fs::File;
@@ -23,6 +24,8 @@ use wandb_proto::view::{HistoryView, TypedValue};
 use wandb_store::txlog::{LogReader, ReadError};
 
 pub use console::{Console, Line, Stream};
+pub(crate) use info::item_path;
+pub use info::{RunInfo, RunState};
 pub use series::{Bucket, Series};
 
 /// Why a log cannot be read (further).
@@ -36,61 +39,12 @@ pub enum LoadError {
     },
 }
 
-/// Where a run stands, as its log tells.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum RunState {
-    /// No exit record (yet): being written, or the process died.
-    #[default]
-    Running,
-    /// An exit record with code 0.
-    Finished { exit_code: i32 },
-    /// An exit record with another code.
-    Failed { exit_code: i32 },
-}
-
-impl RunState {
-    /// The state an exit record with this code leaves the run in.
-    pub fn exited(exit_code: i32) -> Self {
-        if exit_code == 0 {
-            RunState::Finished { exit_code }
-        } else {
-            RunState::Failed { exit_code }
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            RunState::Running => "running",
-            RunState::Finished { .. } => "finished",
-            RunState::Failed { .. } => "failed",
-        }
-    }
-
-    pub fn exit_code(self) -> Option<i32> {
-        match self {
-            RunState::Running => None,
-            RunState::Finished { exit_code } | RunState::Failed { exit_code } => Some(exit_code),
-        }
-    }
-}
-
 /// What LEET knows of a run.
 #[derive(Debug, Clone)]
 pub struct RunData {
-    pub id: String,
-    pub entity: String,
-    pub project: String,
-    pub name: String,
-    pub group: String,
-    pub job_type: String,
-    pub notes: String,
-    pub tags: Vec<String>,
-    pub host: String,
-    /// Seconds since the epoch.
-    pub start_time: Option<f64>,
-    pub state: RunState,
-    pub config: Tree,
-    pub summary: Tree,
+    /// Who the run is and where it stands (also reachable as `run.id`,
+    /// `run.state`, …: `RunData` derefs to it).
+    pub info: RunInfo,
     /// History rows read.
     pub rows: u64,
     /// The last row's `_step`.
@@ -105,37 +59,24 @@ pub struct RunData {
     pub records: u64,
 }
 
+impl std::ops::Deref for RunData {
+    type Target = RunInfo;
+
+    fn deref(&self) -> &RunInfo {
+        &self.info
+    }
+}
+
 impl RunData {
     fn new() -> Self {
         Self {
-            id: String::new(),
-            entity: String::new(),
-            project: String::new(),
-            name: String::new(),
-            group: String::new(),
-            job_type: String::new(),
-            notes: String::new(),
-            tags: Vec::new(),
-            host: String::new(),
-            start_time: None,
-            state: RunState::Running,
-            config: Tree::default(),
-            summary: Tree::default(),
+            info: RunInfo::default(),
             rows: 0,
             step: None,
             metrics: IndexMap::new(),
             system: IndexMap::new(),
             console: Console::default(),
             records: 0,
-        }
-    }
-
-    /// The run's name for lists: its display name, else its id.
-    pub fn label(&self) -> &str {
-        if self.name.is_empty() {
-            &self.id
-        } else {
-            &self.name
         }
     }
 
@@ -150,9 +91,11 @@ impl RunData {
             tracing::debug!("skipping a record that does not decode");
             return;
         };
-        match record.record_type {
-            Some(RecordType::Run(run)) => self.apply_run(run),
-            Some(RecordType::History(h)) => {
+        let Some(rest) = record.record_type.and_then(|r| self.info.apply(r)) else {
+            return;
+        };
+        match rest {
+            RecordType::History(h) => {
                 // A row the borrowed view refused (a repeated field): the
                 // decoded one says the same.
                 let items: Vec<(String, String)> = h
@@ -162,21 +105,7 @@ impl RunData {
                     .collect();
                 self.add_items(items.iter().map(|(k, v)| (k.as_str(), Number::Json(v))));
             }
-            Some(RecordType::Summary(s)) => {
-                for item in s.update {
-                    set(
-                        &mut self.summary,
-                        &item.key,
-                        &item.nested_key,
-                        &item.value_json,
-                    );
-                }
-                for item in s.remove {
-                    self.summary.remove(&item_path(&item.key, &item.nested_key));
-                }
-            }
-            Some(RecordType::Config(c)) => self.apply_config(c),
-            Some(RecordType::Stats(s)) => {
+            RecordType::Stats(s) => {
                 let time = s.timestamp.as_ref().map(wandb_proto::time::secs);
                 let sample = self.system.values().map(Series::points).max().unwrap_or(0);
                 for item in s.item {
@@ -189,65 +118,15 @@ impl RunData {
                     }
                 }
             }
-            Some(RecordType::OutputRaw(o)) => {
+            RecordType::OutputRaw(o) => {
                 let stream = Stream::of_output_type(o.output_type);
                 self.console.push(stream, o.timestamp, &o.line);
             }
-            Some(RecordType::Output(o)) => {
+            RecordType::Output(o) => {
                 let stream = Stream::of_output_type(o.output_type);
                 self.console.push(stream, o.timestamp, &o.line);
             }
-            Some(RecordType::Exit(e)) => self.state = RunState::exited(e.exit_code),
             _ => {}
-        }
-    }
-
-    fn apply_run(&mut self, run: pb::RunRecord) {
-        let keep = |field: &mut String, new: String| {
-            if !new.is_empty() {
-                *field = new;
-            }
-        };
-        keep(&mut self.id, run.run_id);
-        keep(&mut self.entity, run.entity);
-        keep(&mut self.project, run.project);
-        keep(&mut self.name, run.display_name);
-        keep(&mut self.group, run.run_group);
-        keep(&mut self.job_type, run.job_type);
-        keep(&mut self.notes, run.notes);
-        keep(&mut self.host, run.host);
-        if !run.tags.is_empty() {
-            self.tags = run.tags;
-        }
-        if let Some(t) = &run.start_time {
-            self.start_time = Some(wandb_proto::time::secs(t));
-        }
-        if let Some(config) = run.config {
-            self.apply_config(config);
-        }
-        if let Some(summary) = run.summary {
-            for item in summary.update {
-                set(
-                    &mut self.summary,
-                    &item.key,
-                    &item.nested_key,
-                    &item.value_json,
-                );
-            }
-        }
-    }
-
-    fn apply_config(&mut self, c: pb::ConfigRecord) {
-        for item in c.update {
-            set(
-                &mut self.config,
-                &item.key,
-                &item.nested_key,
-                &item.value_json,
-            );
-        }
-        for item in c.remove {
-            self.config.remove(&item_path(&item.key, &item.nested_key));
         }
     }
 
@@ -334,20 +213,6 @@ fn item_key(key: &str, nested: &[String]) -> String {
     } else {
         nested.join(".")
     }
-}
-
-/// `key`, or `nested_key` when set: where an item's value goes.
-pub(crate) fn item_path(key: &str, nested: &[String]) -> Vec<String> {
-    if nested.is_empty() {
-        vec![key.to_string()]
-    } else {
-        nested.to_vec()
-    }
-}
-
-fn set(tree: &mut Tree, key: &str, nested: &[String], value_json: &str) {
-    let value = Value::parse(value_json).unwrap_or_else(|_| Value::Str(value_json.to_string()));
-    tree.insert(&item_path(key, nested), value);
 }
 
 /// How far a [`RunLog::poll`] got.
