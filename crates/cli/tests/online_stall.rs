@@ -110,12 +110,14 @@ fn the_service_keeps_reading_while_the_backend_stalls() {
         );
         assert_eq!(run.stats().dropped, 0);
         // Memory stayed bounded: three times as much logged after the first
-        // quarter hardly moved the service's peak, which stays well under
-        // what went through.
+        // quarter hardly moved the service's peak, which stays under a fixed
+        // bound. (Not a share of the log: the debug binary now carries LEET
+        // and export too, and the pages of it the service touches moved its
+        // baseline to about 41 MiB, three quarters of this log.)
         let through = std::fs::metadata(&log).unwrap().len();
         let peak = peak_rss_bytes(service.child.id());
         assert!(
-            peak < peak_at_quarter + (8 << 20) && peak < (48 << 20) && peak < through * 3 / 4,
+            peak < peak_at_quarter + (8 << 20) && peak < (48 << 20),
             "service peak RSS {} MiB ({} MiB after a quarter) for {} MiB of log",
             peak >> 20,
             peak_at_quarter >> 20,
